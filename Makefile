@@ -1,0 +1,27 @@
+# Two entry points for a fresh machine: `make demo` (the parity report on the default
+# model) and `make test` (ruff + the whole test suite). Both create .venv first.
+PY := .venv/bin/python
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup demo test lint clean
+
+setup: .venv/.installed
+
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	# torch pinned: 2.13.0 is the local CPU wheel; an unpinned torch pulls GBs of CUDA packages.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(PY) -m parity
+
+lint: setup
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,137 @@
+"""`resnext-parity`: the nine builds of each model against torch form (c), as a table and JSON.
+
+Exit codes: 0 all checks passed, 1 some check failed, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from resnext_spec import FORMS, list_presets
+
+from .harness import CHECKS, DEFAULT_MODELS, run_parity
+from .runners import FRAMEWORKS, available_frameworks
+
+
+def _list(value: str, allowed: list[str] | tuple[str, ...], what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in allowed]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"unknown {what} {bad or value!r}; choose from {', '.join(allowed)}")
+    return items
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="resnext-parity", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        help="comma-separated presets, or 'all' (default: %(default)s)",
+    )
+    p.add_argument("--forms", default="a,b,c", type=lambda v: _list(v, FORMS, "form"))
+    p.add_argument(
+        "--frameworks",
+        default=None,
+        type=lambda v: _list(v, FRAMEWORKS, "framework"),
+        help="comma-separated (default: every installed one of torch, keras, flax)",
+    )
+    p.add_argument("--checks", default=",".join(CHECKS), type=lambda v: _list(v, CHECKS, "check"))
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="input size (default: 32 for CIFAR stems, 64 for ImageNet stems)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="cpu")
+    p.add_argument(
+        "--keras-backend",
+        choices=["tensorflow", "jax", "torch"],
+        default=None,
+        help="Keras backend (default: KERAS_BACKEND, else tensorflow; jax on --device gpu)",
+    )
+    p.add_argument("--json", metavar="PATH", help="write every figure, with library versions, to PATH")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p
+
+
+def _auto_device() -> str:
+    try:
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    models = "all" if args.models == "all" else _models(args.models)
+    if models is None:
+        return 2
+    if args.batch < 2 or (args.image_size is not None and args.image_size < 8):
+        print(
+            "resnext-parity: --batch must be >= 2 (train-mode BN needs a batch) and --image-size >= 8",
+            file=sys.stderr,
+        )
+        return 2
+    device = _auto_device() if args.device == "auto" else args.device
+    t0 = time.perf_counter()
+
+    def progress(msg: str) -> None:
+        if not args.quiet:
+            print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    from .report import print_table, write_json
+
+    try:
+        result = run_parity(
+            models,
+            forms=args.forms,
+            frameworks=args.frameworks or available_frameworks(),
+            checks=args.checks,
+            batch=args.batch,
+            image_size=args.image_size,
+            seed=args.seed,
+            device=device,
+            keras_backend=args.keras_backend,
+            progress=progress,
+        )
+    except ImportError as e:
+        print(
+            f"resnext-parity: {e}; install the extras for the frameworks you ask for "
+            "(pip install -e '.[all]') or pass --frameworks",
+            file=sys.stderr,
+        )
+        return 2
+    print_table(result)
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0 if result.passed else 1
+
+
+def _models(value: str) -> list[str] | None:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in list_presets()]
+    if unknown or not names:
+        from resnext_spec import get_config
+
+        for n in unknown:
+            try:
+                get_config(n)
+            except ValueError as e:
+                print(f"resnext-parity: {e}", file=sys.stderr)
+        if not names:
+            print("resnext-parity: --models is empty", file=sys.stderr)
+        return None
+    return names
+
+
+if __name__ == "__main__":
+    sys.exit(main())

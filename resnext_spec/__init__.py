@@ -1,0 +1,48 @@
+"""Framework-free core of ResNeXt three ways: configs, shapes, forms, checkpoints, counts.
+
+Imports numpy and safetensors only; the torch, Keras and Flax packages build on it.
+"""
+
+from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from .config import FORMS, ArchConfig, check_form, check_form_for, get_config, list_presets, resolve_config
+from .counting import count_flops, count_params
+from .forms import to_form
+from .layout import BlockSpec, LayerSpec, Plan, canonical_shapes, is_running_stat, layers, plan
+from .results import PassResult
+from .tolerances import K_FLOOR, TOL, floor_bound, l2_error, rel_error, worst_error
+from .weights import WeightsMismatchError, check_weights, parameter_names, random_weights
+
+__all__ = [
+    "FORMS",
+    "K_FLOOR",
+    "TOL",
+    "ArchConfig",
+    "BlockSpec",
+    "CheckpointError",
+    "LayerSpec",
+    "PassResult",
+    "Plan",
+    "WeightsMismatchError",
+    "atomic_write",
+    "canonical_shapes",
+    "check_form",
+    "check_form_for",
+    "check_weights",
+    "count_flops",
+    "count_params",
+    "floor_bound",
+    "get_config",
+    "is_running_stat",
+    "l2_error",
+    "layers",
+    "list_presets",
+    "load_checkpoint",
+    "parameter_names",
+    "plan",
+    "random_weights",
+    "rel_error",
+    "resolve_config",
+    "save_checkpoint",
+    "to_form",
+    "worst_error",
+]

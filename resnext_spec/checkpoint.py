@@ -1,0 +1,138 @@
+"""Canonical checkpoint files: safetensors with the config, form and format version.
+
+Writes are atomic: the bytes go to a temporary file beside the destination,
+are flushed to disk, and only then renamed over it, so a reader never sees a
+half-written file and a failed write leaves any earlier file as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from .config import ArchConfig, check_form_for
+from .weights import check_weights
+
+FORMAT_NAME = "resnext-three-ways"
+FORMAT_VERSION = "1"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable checkpoint of this project (truncated, foreign, wrong version)."""
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` and move the result to ``path`` only if it succeeded.
+
+    Shared by every writer of the project (safetensors, torch, Keras, Flax files).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    atomic_write(path, write)
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    weights: Mapping[str, np.ndarray],
+    config: ArchConfig,
+    form: str = "c",
+) -> None:
+    """Write canonical ``weights`` of (config, form) to a safetensors file, atomically.
+
+    The weights are checked against the config first: a file is only written if
+    it would load back into the model it claims to be.
+    """
+    check_form_for(config, form)
+    arrays = check_weights(weights, config, form)
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "config": config.to_json(),
+        "form": form,
+    }
+    data = st_save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=metadata)
+    atomic_write_bytes(path, data)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], ArchConfig, str]:
+    """Read a checkpoint written by :func:`save_checkpoint`: ``(weights, config, form)``.
+
+    Raises :class:`CheckpointError` naming the problem for a missing, truncated,
+    foreign or newer-version file, and :class:`WeightsMismatchError` if its
+    tensors do not match its own config.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    data = path.read_bytes()
+    metadata = read_safetensors_metadata(data, path)
+    if metadata.get("format") != FORMAT_NAME:
+        raise CheckpointError(
+            f"{path}: a safetensors file, but not a {FORMAT_NAME} checkpoint "
+            f"(metadata format={metadata.get('format')!r}); it has no config to build a model from"
+        )
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {metadata.get('format_version')!r}; "
+            f"this version reads {FORMAT_VERSION!r}"
+        )
+    try:
+        config = ArchConfig.from_json(metadata["config"])
+        form = check_form_for(config, metadata["form"])
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: bad config or form in the metadata: {e}") from e
+    weights = read_safetensors(data, path)
+    return check_weights(weights, config, form, context=f" ({path})"), config, form
+
+
+def read_safetensors_metadata(data: bytes, path: str | os.PathLike) -> dict[str, str]:
+    """The ``__metadata__`` of the safetensors bytes ``data``; CheckpointError if they are not one."""
+    if len(data) < 8:
+        raise CheckpointError(f"{path}: too short to be a safetensors file ({len(data)} bytes)")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise CheckpointError(
+            f"{path}: not a safetensors file, or truncated (header says {n} bytes, file has {len(data) - 8})"
+        )
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not a safetensors file (header is not JSON)") from e
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a safetensors file (header is not a JSON object)")
+    return header.get("__metadata__") or {}
+
+
+def read_safetensors(data: bytes, path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file held in ``data``; truncation is a CheckpointError."""
+    read_safetensors_metadata(data, path)
+    try:
+        return dict(st_load(data))
+    except SafetensorError as e:
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({e})") from e

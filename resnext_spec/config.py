@@ -1,0 +1,186 @@
+"""Architecture configuration and the preset registry.
+
+One frozen dataclass describes every network in the zoo; the three framework
+packages build from it and nothing else. Presets are a plain name -> config
+table. A preset pins its architecture: overriding a pinned field with a
+different value is an error, never a silent merge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+BLOCKS = ("basic", "bottleneck")
+STEMS = ("imagenet", "cifar")
+STRIDE_ON = ("3x3", "1x1")
+FORMS = ("a", "b", "c")
+
+# Fields a caller may change on a preset without changing what the preset is.
+FREE_FIELDS = frozenset({"num_classes", "in_channels", "stride_on"})
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """A ResNet / ResNeXt architecture.
+
+    ``cardinality`` (C) and ``base_width`` (d) follow torchvision's
+    ``groups`` and ``width_per_group``: ResNet is C=1, d=64.
+    """
+
+    block: str = "bottleneck"
+    layers: tuple[int, ...] = (3, 4, 6, 3)
+    cardinality: int = 1
+    base_width: int = 64
+    stem: str = "imagenet"
+    stem_width: int = 64
+    stride_on: str = "3x3"
+    num_classes: int = 1000
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        # Accept lists (e.g. from JSON) but store a tuple so the config is hashable.
+        if isinstance(self.layers, list):
+            object.__setattr__(self, "layers", tuple(self.layers))
+        _check_choice("block", self.block, BLOCKS)
+        _check_choice("stem", self.stem, STEMS)
+        _check_choice("stride_on", self.stride_on, STRIDE_ON)
+        if (
+            not isinstance(self.layers, tuple)
+            or not self.layers
+            or not all(_is_positive_int(n) for n in self.layers)
+        ):
+            raise ValueError(
+                f"layers must be a non-empty tuple of positive ints (blocks per stage), got {self.layers!r}"
+            )
+        for name in ("cardinality", "base_width", "stem_width", "num_classes", "in_channels"):
+            value = getattr(self, name)
+            if not _is_positive_int(value):
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.block == "basic" and (self.cardinality != 1 or self.base_width != 64):
+            raise ValueError(
+                "block='basic' has no paths: it needs cardinality=1 and base_width=64, "
+                f"got cardinality={self.cardinality}, base_width={self.base_width}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["layers"] = list(self.layers)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArchConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ArchConfig field(s) {unknown}; known fields are {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> ArchConfig:
+        return cls.from_dict(json.loads(text))
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_choice(field: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{field} must be one of {list(allowed)}, got {value!r}")
+
+
+def check_form(form: str) -> str:
+    """Validate a block-form name ('a', 'b' or 'c')."""
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {list(FORMS)}, got {form!r}")
+    return form
+
+
+def check_form_for(config: ArchConfig, form: str) -> str:
+    """Validate that ``config`` has block form ``form``: basic blocks have only (c)."""
+    check_form(form)
+    if config.block == "basic" and form != "c":
+        raise ValueError(
+            f"form {form!r} needs bottleneck blocks: basic-block models (ResNet-18/34) have no "
+            "paths, so only form 'c' exists for them"
+        )
+    return form
+
+
+_IMAGENET = dict(stem="imagenet", num_classes=1000)
+_CIFAR = dict(stem="cifar", num_classes=10)
+
+PRESETS: dict[str, ArchConfig] = {
+    "resnet18": ArchConfig(block="basic", layers=(2, 2, 2, 2), **_IMAGENET),
+    "resnet34": ArchConfig(block="basic", layers=(3, 4, 6, 3), **_IMAGENET),
+    "resnet50": ArchConfig(layers=(3, 4, 6, 3), **_IMAGENET),
+    "resnet101": ArchConfig(layers=(3, 4, 23, 3), **_IMAGENET),
+    "resnet152": ArchConfig(layers=(3, 8, 36, 3), **_IMAGENET),
+    "wide_resnet50_2": ArchConfig(layers=(3, 4, 6, 3), base_width=128, **_IMAGENET),
+    "resnext50_32x4d": ArchConfig(layers=(3, 4, 6, 3), cardinality=32, base_width=4, **_IMAGENET),
+    "resnext101_32x4d": ArchConfig(layers=(3, 4, 23, 3), cardinality=32, base_width=4, **_IMAGENET),
+    "resnext101_32x8d": ArchConfig(layers=(3, 4, 23, 3), cardinality=32, base_width=8, **_IMAGENET),
+    "resnext101_64x4d": ArchConfig(layers=(3, 4, 23, 3), cardinality=64, base_width=4, **_IMAGENET),
+    "resnext29_8x64d": ArchConfig(layers=(3, 3, 3), cardinality=8, base_width=64, **_CIFAR),
+    "resnext29_16x64d": ArchConfig(layers=(3, 3, 3), cardinality=16, base_width=64, **_CIFAR),
+    "resnext26_2x64d": ArchConfig(layers=(2, 2, 2, 2), cardinality=2, base_width=64, **_CIFAR),
+    "resnext26_4x32d": ArchConfig(layers=(2, 2, 2, 2), cardinality=4, base_width=32, **_CIFAR),
+    "resnext26_8x16d": ArchConfig(layers=(2, 2, 2, 2), cardinality=8, base_width=16, **_CIFAR),
+    "resnext26_16x8d": ArchConfig(layers=(2, 2, 2, 2), cardinality=16, base_width=8, **_CIFAR),
+    "resnext26_32x4d": ArchConfig(layers=(2, 2, 2, 2), cardinality=32, base_width=4, **_CIFAR),
+}
+
+
+def list_presets() -> list[str]:
+    """Names of every preset, in table order."""
+    return list(PRESETS)
+
+
+def get_config(name: str, **overrides: Any) -> ArchConfig:
+    """The preset ``name``, optionally with free fields changed.
+
+    ``num_classes``, ``in_channels`` and ``stride_on`` may be overridden (``None``
+    means "keep the preset's"); any other field is pinned by the preset and
+    raises if given a different value.
+    """
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, PRESETS, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"unknown preset {name!r}{hint} Known presets: {', '.join(PRESETS)}")
+    config = PRESETS[name]
+    changes: dict[str, Any] = {}
+    for field, value in overrides.items():
+        if value is None:
+            continue
+        if not hasattr(config, field):
+            raise ValueError(f"unknown ArchConfig field {field!r}")
+        current = getattr(config, field)
+        if field == "layers" and isinstance(value, list):
+            value = tuple(value)
+        if field not in FREE_FIELDS and value != current:
+            raise ValueError(
+                f"preset {name!r} pins {field}={current!r}; got {field}={value!r}. "
+                "Build a custom ArchConfig for a different architecture."
+            )
+        changes[field] = value
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def resolve_config(name: str | None = None, config: ArchConfig | None = None, **overrides: Any) -> ArchConfig:
+    """One config from either a preset name or an explicit ``ArchConfig``: the shared
+    argument handling of every framework's ``create_model``."""
+    if (name is None) == (config is None):
+        raise ValueError("give exactly one of a preset name or config=ArchConfig(...)")
+    if config is not None:
+        if not isinstance(config, ArchConfig):
+            raise TypeError(f"config must be an ArchConfig, got {type(config).__name__}")
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(config, **changes) if changes else config
+    return get_config(name, **overrides)

@@ -1,0 +1,144 @@
+"""Canonical weight dicts: checking them against a (config, form), and making seeded ones.
+
+A canonical dict is ``{name: np.ndarray}`` in torch naming and layout, float32.
+``check_weights`` is the one place that decides whether a dict fits a model; every
+framework's ``import_weights`` calls it before touching the model, so a bad dict
+is rejected whole with every problem listed, and the model stays as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .config import ArchConfig, check_form_for
+from .layout import BN_STATS, canonical_shapes, layers
+
+IGNORED_SUFFIXES = ("num_batches_tracked",)
+
+
+class WeightsMismatchError(ValueError):
+    """A weight dict does not fit the model: carries every problem found, not just the first."""
+
+    def __init__(
+        self,
+        missing: list[str],
+        unexpected: list[str],
+        mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+        bad_dtype: list[tuple[str, str]],
+        context: str = "",
+    ) -> None:
+        self.missing = missing
+        self.unexpected = unexpected
+        self.mismatched = mismatched
+        self.bad_dtype = bad_dtype
+        lines = [f"weights do not fit the model{context}:"]
+        if missing:
+            lines.append(f"  {len(missing)} missing: {_preview(missing)}")
+        if unexpected:
+            lines.append(f"  {len(unexpected)} unexpected: {_preview(unexpected)}")
+            hint = _hint(missing, unexpected)
+            if hint:
+                lines.append(f"  hint: {hint}")
+        for name, want, got in mismatched:
+            lines.append(f"  shape mismatch {name}: expected {want}, got {got}")
+            if name == "fc.weight":
+                lines.append(
+                    f"  hint: the weights have {got[0]} classes; build the model with num_classes={got[0]}"
+                )
+        for name, dtype in bad_dtype:
+            lines.append(f"  {name}: dtype {dtype} is not a floating-point type")
+        super().__init__("\n".join(lines))
+
+
+def _preview(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _hint(missing: list[str], unexpected: list[str]) -> str:
+    """Name the likely cause of a missing/unexpected pattern that the user can fix."""
+    if any(".paths." in n for n in unexpected) and not any(".paths." in n for n in missing):
+        return "the weights look like form (a)/(b) (they have .paths.); load them with that form"
+    if any(".paths." in n for n in missing) and not any(".paths." in n for n in unexpected):
+        return "the weights look like form (c) (no .paths.); load them with form 'c' or convert with to_form"
+    prefixes = {n.split(".", 1)[0] for n in unexpected}
+    if len(prefixes) == 1 and missing:
+        prefix = prefixes.pop()
+        if {n.split(".", 1)[-1] for n in unexpected} & set(missing):
+            return f"every unexpected name starts with {prefix + '.'!r}; strip that prefix"
+    return ""
+
+
+def check_weights(
+    weights: Mapping[str, object],
+    config: ArchConfig,
+    form: str,
+    *,
+    strict: bool = True,
+    context: str = "",
+) -> dict[str, np.ndarray]:
+    """Validate ``weights`` against (config, form) and return them as float32 numpy arrays.
+
+    ``num_batches_tracked`` entries are dropped. With ``strict=False`` missing names
+    are allowed (the caller loads only what is there); unexpected names, wrong
+    shapes and non-float dtypes are always errors. Raises one
+    :class:`WeightsMismatchError` listing every problem.
+    """
+    expected = canonical_shapes(config, form)
+    given = {k: v for k, v in weights.items() if k.rsplit(".", 1)[-1] not in IGNORED_SUFFIXES}
+    missing = [k for k in expected if k not in given] if strict else []
+    unexpected = [k for k in given if k not in expected]
+    mismatched, bad_dtype, arrays = [], [], {}
+    for name, value in given.items():
+        if name not in expected:
+            continue
+        arr = np.asarray(value)
+        if not np.issubdtype(arr.dtype, np.floating):
+            bad_dtype.append((name, str(arr.dtype)))
+        elif tuple(arr.shape) != expected[name]:
+            mismatched.append((name, expected[name], tuple(arr.shape)))
+        else:
+            arrays[name] = arr.astype(np.float32, copy=False)
+    if missing or unexpected or mismatched or bad_dtype:
+        raise WeightsMismatchError(missing, unexpected, mismatched, bad_dtype, context)
+    return {k: arrays[k] for k in expected if k in arrays}
+
+
+def random_weights(config: ArchConfig, form: str = "c", seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded canonical weights in which no BN is an identity.
+
+    Random init makes BN gamma=1, beta=0, mean=0, var=1, which hides swapped or
+    mis-laid-out BN tensors; here every BN tensor is drawn at random (variance
+    kept positive). Convs use He-normal (fan-out), the linear layer U(+-1/sqrt(in)).
+    Generated in form (c) and converted, so every form gets the same function.
+    """
+    from .forms import to_form
+
+    check_form_for(config, form)
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for layer in layers(config, "c"):
+        n = layer.name
+        if layer.kind == "conv":
+            o, i, kh, kw = layer.shape
+            std = np.sqrt(2.0 / (o * kh * kw))
+            out[f"{n}.weight"] = (rng.standard_normal(layer.shape, dtype=np.float32) * std).astype(np.float32)
+        elif layer.kind == "bn":
+            (c,) = layer.shape
+            out[f"{n}.weight"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+            out[f"{n}.bias"] = rng.normal(0.0, 0.2, c).astype(np.float32)
+            out[f"{n}.running_mean"] = rng.normal(0.0, 0.2, c).astype(np.float32)
+            out[f"{n}.running_var"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+        else:
+            o, i = layer.shape
+            bound = 1.0 / np.sqrt(i)
+            out[f"{n}.weight"] = rng.uniform(-bound, bound, (o, i)).astype(np.float32)
+            out[f"{n}.bias"] = rng.uniform(-bound, bound, o).astype(np.float32)
+    return to_form(out, config, "c", form) if form != "c" else out
+
+
+def parameter_names(names: list[str] | dict) -> list[str]:
+    """The trainable names among canonical names (BN running statistics excluded)."""
+    return [n for n in names if n.rsplit(".", 1)[-1] not in BN_STATS]

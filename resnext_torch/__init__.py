@@ -1,0 +1,20 @@
+"""ResNet / ResNeXt in PyTorch, forms (a), (b) and (c), with canonical weight I/O."""
+
+from .model import AggregatedBottleneck, BasicBlock, Bottleneck, EarlyConcatBottleneck, ResNet, create_model
+from .weights import count_params, export_weights, gradients, import_weights, load, save, save_state_dict
+
+__all__ = [
+    "AggregatedBottleneck",
+    "BasicBlock",
+    "Bottleneck",
+    "EarlyConcatBottleneck",
+    "ResNet",
+    "count_params",
+    "create_model",
+    "export_weights",
+    "gradients",
+    "import_weights",
+    "load",
+    "save",
+    "save_state_dict",
+]

@@ -1,0 +1,187 @@
+"""ResNet / ResNeXt in PyTorch, in the paper's three block forms.
+
+Form (c) uses torchvision's module names, so a torchvision ``state_dict`` loads
+with ``load_state_dict(strict=True)``. Forms (a) and (b) spell out the C paths
+of figure 3 of the paper. Every shape comes from ``resnext_spec.plan``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from resnext_spec import ArchConfig, check_form_for, resolve_config
+from resnext_spec.layout import BlockSpec, HeadSpec, StemSpec, plan
+
+# BN settings appear once: eps 1e-5 and momentum 0.1 are torch's (and torchvision's) defaults.
+norm = partial(nn.BatchNorm2d, eps=1e-5, momentum=0.1)
+
+
+def conv(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    """A bias-free conv with symmetric padding (1 for 3x3, 0 for 1x1, 3 for 7x7)."""
+    return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False)
+
+
+def projection(b: BlockSpec) -> nn.Sequential | None:
+    """torchvision's ``downsample``: 1x1 conv + BN, only where the shape changes."""
+    if not b.projection:
+        return None
+    return nn.Sequential(conv(b.in_channels, b.out_channels, 1, b.stride), norm(b.out_channels))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs (ResNet-18/34). No paths, so it exists in form (c) only."""
+
+    def __init__(self, b: BlockSpec) -> None:
+        super().__init__()
+        self.conv1 = conv(b.in_channels, b.width, 3, b.conv1_stride)
+        self.bn1 = norm(b.width)
+        self.conv2 = conv(b.width, b.width, 3, b.conv2_stride)
+        self.bn2 = norm(b.width)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = projection(b)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """Form (c), grouped convolution: 1x1 -> 3x3 with groups=C -> 1x1 (torchvision's Bottleneck)."""
+
+    def __init__(self, b: BlockSpec) -> None:
+        super().__init__()
+        self.conv1 = conv(b.in_channels, b.width, 1, b.conv1_stride)
+        self.bn1 = norm(b.width)
+        self.conv2 = conv(b.width, b.width, 3, b.conv2_stride, groups=b.cardinality)
+        self.bn2 = norm(b.width)
+        self.conv3 = conv(b.width, b.out_channels, 1)
+        self.bn3 = norm(b.out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = projection(b)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class Path(nn.Module):
+    """One of the C paths of forms (a)/(b): 1x1 -> 3x3 (-> 1x1 in form (a), no BN after it)."""
+
+    def __init__(self, b: BlockSpec, with_conv3: bool) -> None:
+        super().__init__()
+        w = b.path_width
+        self.conv1 = conv(b.in_channels, w, 1, b.conv1_stride)
+        self.bn1 = norm(w)
+        self.conv2 = conv(w, w, 3, b.conv2_stride)
+        self.bn2 = norm(w)
+        self.conv3 = conv(w, b.out_channels, 1) if with_conv3 else None
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return out if self.conv3 is None else self.conv3(out)
+
+
+class EarlyConcatBottleneck(nn.Module):
+    """Form (b), figure 3(b): C paths of 1x1 -> 3x3, concatenated, then one shared 1x1."""
+
+    def __init__(self, b: BlockSpec) -> None:
+        super().__init__()
+        self.paths = nn.ModuleList(Path(b, with_conv3=False) for _ in range(b.cardinality))
+        self.conv3 = conv(b.width, b.out_channels, 1)
+        self.bn3 = norm(b.out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = projection(b)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = torch.cat([path(x) for path in self.paths], dim=1)
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class AggregatedBottleneck(nn.Module):
+    """Form (a), figure 3(a): C paths of 1x1 -> 3x3 -> 1x1, summed, then one BN."""
+
+    def __init__(self, b: BlockSpec) -> None:
+        super().__init__()
+        self.paths = nn.ModuleList(Path(b, with_conv3=True) for _ in range(b.cardinality))
+        self.bn3 = norm(b.out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = projection(b)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = sum(path(x) for path in self.paths)
+        out = self.bn3(out)
+        return self.relu(out + identity)
+
+
+BLOCKS = {"a": AggregatedBottleneck, "b": EarlyConcatBottleneck, "c": Bottleneck}
+
+
+class ResNet(nn.Module):
+    """Stem, stages ``layer1..layerN``, global average pool, linear head (logits)."""
+
+    def __init__(self, config: ArchConfig, form: str = "c") -> None:
+        super().__init__()
+        check_form_for(config, form)
+        self.config = config
+        self.form = form
+        p = plan(config)
+        self._make_stem(p.stem)
+        block = BasicBlock if config.block == "basic" else BLOCKS[form]
+        for s, stage in enumerate(p.stages):
+            self.add_module(f"layer{s + 1}", nn.Sequential(*(block(b) for b in stage)))
+        self.num_stages = len(p.stages)
+        self._make_head(p.head)
+        self._init_weights()
+
+    def _make_stem(self, stem: StemSpec) -> None:
+        self.conv1 = conv(stem.in_channels, stem.out_channels, stem.kernel, stem.stride)
+        self.bn1 = norm(stem.out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if stem.max_pool else nn.Identity()
+
+    def _make_head(self, head: HeadSpec) -> None:
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(head.in_features, head.num_classes)
+
+    def _init_weights(self) -> None:
+        # torchvision's init: He-normal (fan-out) convs, BN as identity.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """NCHW images -> logits."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for s in range(self.num_stages):
+            x = getattr(self, f"layer{s + 1}")(x)
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(x)
+
+
+def create_model(
+    name: str | None = None,
+    *,
+    config: ArchConfig | None = None,
+    form: str = "c",
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+) -> ResNet:
+    """A model from a preset name or an ``ArchConfig``, in block form ``form``."""
+    cfg = resolve_config(name, config, num_classes=num_classes, in_channels=in_channels)
+    return ResNet(cfg, form)

@@ -1,0 +1,78 @@
+"""Canonical weights in and out of a torch model.
+
+Torch is the canonical layout, so the mapping is the identity on names and
+tensors; what this module adds is the strict, all-or-nothing check.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from resnext_spec import atomic_write, check_weights, load_checkpoint, save_checkpoint, to_form
+from resnext_spec.layout import canonical_shapes, is_running_stat
+
+from .model import ResNet, create_model
+
+
+def export_weights(model: ResNet) -> dict[str, np.ndarray]:
+    """The canonical dict of ``model``'s own form (float32 copies, ``num_batches_tracked`` dropped)."""
+    state = model.state_dict()
+    return {
+        name: state[name].detach().to("cpu", torch.float32).numpy().copy()
+        for name in canonical_shapes(model.config, model.form)
+    }
+
+
+def import_weights(model: ResNet, weights: Mapping[str, object], strict: bool = True) -> None:
+    """Load canonical ``weights`` of ``model``'s form into ``model``.
+
+    Everything is checked before anything is written: with a missing or unexpected
+    name, a wrong shape or a non-float tensor, one error lists every problem and
+    the model is unchanged. ``strict=False`` allows missing names (they keep
+    their current values); unexpected names and wrong shapes still raise.
+    """
+    arrays = check_weights(weights, model.config, model.form, strict=strict)
+    state = model.state_dict()
+    with torch.no_grad():
+        for name, value in arrays.items():
+            target = state[name]
+            target.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(target.dtype))
+
+
+def count_params(model: torch.nn.Module) -> int:
+    """Parameters plus BN affine weights; running statistics are buffers and never counted."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def gradients(model: ResNet) -> dict[str, np.ndarray]:
+    """The ``.grad`` of every canonical parameter (running statistics have none)."""
+    params = dict(model.named_parameters())
+    return {
+        n: params[n].grad.detach().to("cpu", torch.float64).numpy()
+        for n in canonical_shapes(model.config, model.form)
+        if not is_running_stat(n)
+    }
+
+
+def save(model: ResNet, path: str | os.PathLike) -> None:
+    """Write ``model`` as a canonical safetensors checkpoint (atomic)."""
+    save_checkpoint(path, export_weights(model), model.config, model.form)
+
+
+def load(path: str | os.PathLike, form: str | None = None) -> ResNet:
+    """Build and fill a model from a canonical checkpoint, converting to ``form`` if given."""
+    weights, config, src = load_checkpoint(path)
+    form = form or src
+    model = create_model(config=config, form=form)
+    import_weights(model, to_form(weights, config, src, form))
+    return model
+
+
+def save_state_dict(model: ResNet, path: str | os.PathLike) -> None:
+    """Write a plain torch ``state_dict`` (torchvision's file layout), atomically."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda tmp: torch.save(state, tmp))

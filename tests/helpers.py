@@ -1,0 +1,47 @@
+"""Facts the tests compare against, and small shared builders.
+
+PARAM_COUNTS is DESIGN.md's table: torchvision's published parameter counts for
+its models and the counts of the paper's CIFAR models. It is independent of the
+code under test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from resnext_spec import ArchConfig
+
+PARAM_COUNTS = {
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+    "wide_resnet50_2": 68_883_240,
+    "resnext50_32x4d": 25_028_904,
+    "resnext101_32x4d": 44_177_704,
+    "resnext101_32x8d": 88_791_336,
+    "resnext101_64x4d": 83_455_272,
+    "resnext29_8x64d": 34_426_698,
+    "resnext29_16x64d": 68_155_210,
+    "resnext26_2x64d": 25_103_690,
+    "resnext26_4x32d": 18_836_810,
+    "resnext26_8x16d": 15_703_370,
+    "resnext26_16x8d": 14_136_650,
+    "resnext26_32x4d": 13_353_290,
+}
+
+# Tiny configs: every structural feature (projection shortcut, stride 2, grouped
+# conv, both stems, both stride placements) in a network that runs in milliseconds.
+TINY = ArchConfig(layers=(1, 2), cardinality=4, base_width=4, stem="cifar", num_classes=5)
+TINY_1X1 = ArchConfig(
+    layers=(1, 1), cardinality=2, base_width=8, stem="imagenet", stride_on="1x1", num_classes=7, stem_width=16
+)
+TINY_BASIC = ArchConfig(block="basic", layers=(1, 1), stem="cifar", num_classes=3)
+
+
+def batch(config: ArchConfig, n: int = 4, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded NCHW float32 batch and integer labels."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, config.in_channels, size, size)).astype(np.float32)
+    return x, rng.integers(0, config.num_classes, n)
