@@ -1,0 +1,59 @@
+"""The Keras runner: NCHW numpy in, NHWC to the model. The Keras backend is fixed per process."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from resnext_spec import ArchConfig, PassResult
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+class KerasRunner:
+    framework = "keras"
+
+    def __init__(self, backend: str | None = None) -> None:
+        if backend is not None:
+            if backend not in BACKENDS:
+                raise ValueError(f"unknown Keras backend {backend!r}; choose from {list(BACKENDS)}")
+            loaded = _loaded_backend()
+            if loaded is not None and loaded != backend:
+                raise ValueError(
+                    f"Keras is already running on {loaded!r} in this process; its backend is fixed "
+                    f"when keras is first imported (set KERAS_BACKEND={backend} before starting)"
+                )
+            os.environ["KERAS_BACKEND"] = backend
+        import keras
+
+        import resnext_keras
+        from resnext_keras import train
+
+        self.keras, self.rk, self.train = keras, resnext_keras, train
+        self.backend = keras.backend.backend()
+
+    def build(self, config: ArchConfig, form: str):
+        return self.rk.create_model(config=config, form=form)
+
+    def export(self, model) -> dict[str, np.ndarray]:
+        return self.rk.export_weights(model)
+
+    def load(self, model, weights: dict[str, np.ndarray]) -> None:
+        self.rk.import_weights(model, weights)
+
+    def count(self, model) -> int:
+        return self.rk.count_params(model)
+
+    def forward_backward(self, model, x, labels, train) -> PassResult:
+        return self.train.forward_backward(model, x.transpose(0, 2, 3, 1), labels, train)
+
+    def sgd_step(self, model, x, labels, **hp) -> tuple[PassResult, dict[str, np.ndarray]]:
+        return self.train.sgd_step(model, x.transpose(0, 2, 3, 1), labels, **hp)
+
+
+def _loaded_backend() -> str | None:
+    import sys
+
+    keras = sys.modules.get("keras")
+    return keras.backend.backend() if keras is not None else None

@@ -1,0 +1,16 @@
+"""ResNet / ResNeXt in Keras 3 (TensorFlow, JAX or torch backend), forms (a), (b) and (c)."""
+
+from .model import BatchNorm, ResNet, create_model
+from .weights import count_params, export_weights, import_weights, load, save, save_weights_atomic
+
+__all__ = [
+    "BatchNorm",
+    "ResNet",
+    "count_params",
+    "create_model",
+    "export_weights",
+    "import_weights",
+    "load",
+    "save",
+    "save_weights_atomic",
+]

@@ -1,0 +1,171 @@
+"""ResNet / ResNeXt in Keras 3, in the paper's three block forms.
+
+A functional ``keras.Model`` built from ``resnext_spec.plan``: NHWC input,
+logits out. Every weight-bearing layer is named by its canonical name
+(``layer2.0.paths.3.conv1``), so ``model.summary()`` shows the structure and
+the weight map is a plain lookup. Numerics follow torch: explicit zero padding
+then ``"valid"`` (never ``"same"`` with stride 2), BN eps 1e-5 and momentum 0.9,
+and the moving variance updated with the unbiased batch variance.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import keras
+from keras import layers, ops
+
+from resnext_spec import ArchConfig, check_form_for, resolve_config
+from resnext_spec.layout import BlockSpec, StemSpec, plan
+
+
+@keras.saving.register_keras_serializable(package="resnext_keras")
+class BatchNorm(layers.BatchNormalization):
+    """BatchNormalization whose training-mode update of the moving variance matches torch.
+
+    Keras updates ``moving_variance`` with the biased batch variance; torch with the
+    unbiased one, ``var * n / (n - 1)``. Normalisation itself uses the biased variance
+    in both. Mean and variance are computed in two passes (mean, then mean squared
+    deviation) as torch does, not as E[x^2] - E[x]^2.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = self._reduction_axes
+        mean = ops.mean(x, axis=axes)
+        variance = ops.mean(ops.square(x - ops.reshape(mean, self._broadcast_shape(x))), axis=axes)
+        n = ops.cast(ops.size(x), x.dtype) / ops.cast(ops.shape(mean)[0], x.dtype)
+        m = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * m + mean * (1.0 - m))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * m + unbiased * (1.0 - m))
+        out = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=self.beta, scale=self.gamma, epsilon=self.epsilon
+        )
+        return ops.cast(out, self.compute_dtype)
+
+    def _broadcast_shape(self, x) -> list[int]:
+        shape = [1] * len(x.shape)
+        shape[self.axis] = x.shape[self.axis]
+        return shape
+
+
+# BN settings appear once: torch's eps and (in Keras terms) momentum.
+norm = partial(BatchNorm, epsilon=1e-5, momentum=0.9)
+
+
+def conv(x, filters: int, kernel: int, stride: int, name: str, groups: int = 1):
+    """Bias-free conv with torch's symmetric zero padding, then 'valid'."""
+    pad = kernel // 2
+    if pad:
+        x = layers.ZeroPadding2D(pad, name=f"{name}.pad")(x)
+    return layers.Conv2D(filters, kernel, strides=stride, use_bias=False, groups=groups, name=name)(x)
+
+
+def conv_bn(x, filters: int, kernel: int, stride: int, name: str, bn: str, relu: bool, groups: int = 1):
+    x = conv(x, filters, kernel, stride, name, groups)
+    x = norm(name=bn)(x)
+    return layers.ReLU(name=f"{bn}.relu")(x) if relu else x
+
+
+def stem(x, s: StemSpec):
+    x = conv_bn(x, s.out_channels, s.kernel, s.stride, "conv1", "bn1", relu=True)
+    if s.max_pool:
+        # torch pads its max-pool with -inf; zero padding is the same here only because
+        # the ReLU before it makes every value >= 0.
+        x = layers.ZeroPadding2D(1, name="maxpool.pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)
+    return x
+
+
+def shortcut(x, b: BlockSpec):
+    if not b.projection:
+        return x
+    y = conv(x, b.out_channels, 1, b.stride, f"{b.name}.downsample.0")
+    return norm(name=f"{b.name}.downsample.1")(y)
+
+
+def path(x, b: BlockSpec, p: int, with_conv3: bool):
+    """One of the C paths of forms (a)/(b)."""
+    q = f"{b.name}.paths.{p}"
+    y = conv_bn(x, b.path_width, 1, b.conv1_stride, f"{q}.conv1", f"{q}.bn1", relu=True)
+    y = conv_bn(y, b.path_width, 3, b.conv2_stride, f"{q}.conv2", f"{q}.bn2", relu=True)
+    return conv(y, b.out_channels, 1, 1, f"{q}.conv3") if with_conv3 else y
+
+
+def basic_block(x, b: BlockSpec):
+    y = conv_bn(x, b.width, 3, b.conv1_stride, f"{b.name}.conv1", f"{b.name}.bn1", relu=True)
+    return conv_bn(y, b.width, 3, b.conv2_stride, f"{b.name}.conv2", f"{b.name}.bn2", relu=False)
+
+
+def grouped_block(x, b: BlockSpec):
+    """Form (c): 1x1, 3x3 with groups=C, 1x1."""
+    n = b.name
+    y = conv_bn(x, b.width, 1, b.conv1_stride, f"{n}.conv1", f"{n}.bn1", relu=True)
+    y = conv_bn(y, b.width, 3, b.conv2_stride, f"{n}.conv2", f"{n}.bn2", relu=True, groups=b.cardinality)
+    return conv_bn(y, b.out_channels, 1, 1, f"{n}.conv3", f"{n}.bn3", relu=False)
+
+
+def early_concat_block(x, b: BlockSpec):
+    """Form (b): C paths of 1x1, 3x3; concatenate; one shared 1x1."""
+    paths = [path(x, b, p, with_conv3=False) for p in range(b.cardinality)]
+    y = layers.Concatenate(axis=-1, name=f"{b.name}.concat")(paths)
+    return conv_bn(y, b.out_channels, 1, 1, f"{b.name}.conv3", f"{b.name}.bn3", relu=False)
+
+
+def aggregated_block(x, b: BlockSpec):
+    """Form (a): C paths of 1x1, 3x3, 1x1; sum; one BN."""
+    paths = [path(x, b, p, with_conv3=True) for p in range(b.cardinality)]
+    y = layers.Add(name=f"{b.name}.sum")(paths) if len(paths) > 1 else paths[0]
+    return norm(name=f"{b.name}.bn3")(y)
+
+
+BLOCKS = {"a": aggregated_block, "b": early_concat_block, "c": grouped_block}
+
+
+def residual(x, b: BlockSpec, form: str):
+    body = basic_block if b.block == "basic" else BLOCKS[form]
+    y = layers.Add(name=f"{b.name}.add")([body(x, b), shortcut(x, b)])
+    return layers.ReLU(name=f"{b.name}.relu")(y)
+
+
+@keras.saving.register_keras_serializable(package="resnext_keras")
+class ResNet(keras.Model):
+    """Stem, stages, global average pool, linear head; NHWC images in, logits out."""
+
+    def __init__(self, config: ArchConfig, form: str = "c", **kwargs: Any) -> None:
+        check_form_for(config, form)
+        p = plan(config)
+        inputs = keras.Input((None, None, config.in_channels), name="images")
+        x = stem(inputs, p.stem)
+        for b in p.blocks:
+            x = residual(x, b, form)
+        x = layers.GlobalAveragePooling2D(name="avgpool")(x)
+        logits = layers.Dense(p.head.num_classes, name="fc")(x)
+        kwargs.setdefault("name", f"resnet_{form}")
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        self.config = config
+        self.form = form
+
+    def get_config(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "form": self.form, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ResNet:
+        return cls(ArchConfig.from_dict(config["config"]), config["form"], name=config.get("name"))
+
+
+def create_model(
+    name: str | None = None,
+    *,
+    config: ArchConfig | None = None,
+    form: str = "c",
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+) -> ResNet:
+    """A model from a preset name or an ``ArchConfig``, in block form ``form``."""
+    cfg = resolve_config(name, config, num_classes=num_classes, in_channels=in_channels)
+    return ResNet(cfg, form)

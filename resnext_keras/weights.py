@@ -1,0 +1,105 @@
+"""Canonical (torch-layout) weights in and out of a Keras model.
+
+The map is an explicit table from ``resnext_spec.layers``: canonical name ->
+Keras variable plus a named, invertible layout transform. Conv kernels are
+OIHW <-> HWIO, the dense kernel (out, in) <-> (in, out), BN tensors are renamed
+(weight/bias/running_mean/running_var <-> gamma/beta/moving_mean/moving_variance).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import keras
+import numpy as np
+
+from resnext_spec import atomic_write, check_weights, layers, load_checkpoint, save_checkpoint, to_form
+from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST
+
+from .model import ResNet, create_model
+
+BN_VARIABLES = {
+    "weight": "gamma",
+    "bias": "beta",
+    "running_mean": "moving_mean",
+    "running_var": "moving_variance",
+}
+
+
+def weight_table(model: ResNet) -> list[tuple[str, keras.Variable, str]]:
+    """(canonical name, Keras variable, transform) for every canonical tensor, in canonical order."""
+    by_name = {layer.name: layer for layer in model.layers}
+    table = []
+    for spec in layers(model.config, model.form):
+        layer = by_name[spec.name]
+        if spec.kind == "conv":
+            table.append((f"{spec.name}.weight", layer.kernel, "conv"))
+        elif spec.kind == "bn":
+            for t, attr in BN_VARIABLES.items():
+                table.append((f"{spec.name}.{t}", getattr(layer, attr), "same"))
+        else:
+            table.append((f"{spec.name}.weight", layer.kernel, "linear"))
+            table.append((f"{spec.name}.bias", layer.bias, "same"))
+    return table
+
+
+def export_weights(model: ResNet) -> dict[str, np.ndarray]:
+    """The canonical dict of ``model``'s own form, float32, torch layout."""
+    return {
+        name: np.ascontiguousarray(FROM_CHANNELS_LAST[t](keras.ops.convert_to_numpy(var.value))).astype(
+            np.float32, copy=False
+        )
+        for name, var, t in weight_table(model)
+    }
+
+
+def import_weights(model: ResNet, weights: Mapping[str, object], strict: bool = True) -> None:
+    """Load canonical ``weights`` of ``model``'s form; all checked before any is written.
+
+    A missing or unexpected name, wrong shape or non-float tensor raises one
+    error listing every problem, and the model is unchanged. ``strict=False``
+    allows missing names (they keep their values).
+    """
+    arrays = check_weights(weights, model.config, model.form, strict=strict)
+    for name, var, t in weight_table(model):
+        if name in arrays:
+            var.assign(np.ascontiguousarray(TO_CHANNELS_LAST[t](arrays[name])).astype(var.dtype))
+
+
+def count_params(model: keras.Model) -> int:
+    """Trainable parameters (BN gamma/beta included); moving statistics are not parameters.
+
+    Keras's own ``model.count_params()`` counts the moving mean and variance too.
+    """
+    return int(sum(np.prod(v.shape) for v in model.trainable_weights))
+
+
+def save(model: ResNet, path: str | os.PathLike) -> None:
+    """Write ``model`` as a canonical safetensors checkpoint (atomic)."""
+    save_checkpoint(path, export_weights(model), model.config, model.form)
+
+
+def load(path: str | os.PathLike, form: str | None = None) -> ResNet:
+    """Build and fill a model from a canonical checkpoint, converting to ``form`` if given."""
+    weights, config, src = load_checkpoint(path)
+    form = form or src
+    model = create_model(config=config, form=form)
+    import_weights(model, to_form(weights, config, src, form))
+    return model
+
+
+def save_weights_atomic(model: ResNet, path: str | os.PathLike) -> None:
+    """``model.save_weights`` to a ``.weights.h5`` file, written atomically."""
+    atomic_write(path, lambda tmp: _save_h5(model, tmp))
+
+
+def _save_h5(model: ResNet, tmp: str) -> None:
+    # Keras insists on the '.weights.h5' suffix: write beside, then move onto the temp path.
+    named = f"{tmp}.weights.h5"
+    try:
+        model.save_weights(named)
+        os.replace(named, tmp)
+    finally:
+        if os.path.exists(named):
+            os.remove(named)
