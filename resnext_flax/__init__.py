@@ -1,0 +1,18 @@
+"""ResNet / ResNeXt in Flax NNX, forms (a), (b) and (c), with canonical weight I/O."""
+
+from .model import AggregatedBottleneck, BasicBlock, Bottleneck, EarlyConcatBottleneck, ResNet, create_model
+from .weights import count_params, export_weights, import_weights, load, save
+
+__all__ = [
+    "AggregatedBottleneck",
+    "BasicBlock",
+    "Bottleneck",
+    "EarlyConcatBottleneck",
+    "ResNet",
+    "count_params",
+    "create_model",
+    "export_weights",
+    "import_weights",
+    "load",
+    "save",
+]

@@ -1,0 +1,209 @@
+"""ResNet / ResNeXt in Flax NNX, in the paper's three block forms.
+
+Modules mirror torchvision's names (``layer2[0].paths[3].conv1``), so a
+canonical name is also the path to its module. NHWC input, logits out;
+``model.train()`` / ``model.eval()`` switch BN between batch and running
+statistics. Numerics follow torch: explicit symmetric padding, BN eps 1e-5,
+momentum 0.9, two-pass variance, and the running variance updated with the
+unbiased batch variance.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from resnext_spec import ArchConfig, check_form_for, resolve_config
+from resnext_spec.layout import BlockSpec, plan
+
+
+class BatchNorm(nnx.BatchNorm):
+    """nnx.BatchNorm whose training-mode running variance follows torch.
+
+    Flax updates ``var`` with the biased batch variance; torch with the unbiased
+    ``var * n / (n - 1)``. Normalisation uses the biased one in both.
+    """
+
+    def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
+        use_running = self.use_running_average if use_running_average is None else use_running_average
+        if use_running or mask is not None:
+            return super().__call__(x, use_running_average, mask=mask)
+        axes = tuple(range(x.ndim - 1))
+        mean = jnp.mean(x, axis=axes)
+        var = jnp.mean(jnp.square(x - mean), axis=axes)
+        n = x.size // x.shape[-1]
+        m = self.momentum
+        stop = jax.lax.stop_gradient
+        self.mean[...] = m * self.mean[...] + (1 - m) * stop(mean)
+        self.var[...] = m * self.var[...] + (1 - m) * stop(var * (n / (n - 1)))
+        return (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * self.scale[...]) + self.bias[...]
+
+
+# BN settings appear once: torch's eps, momentum 0.9 in Flax terms, exact variance.
+Norm = partial(BatchNorm, epsilon=1e-5, momentum=0.9, use_fast_variance=False, use_running_average=False)
+
+
+def Conv(c_in: int, c_out: int, kernel: int, stride: int, rngs: nnx.Rngs, groups: int = 1) -> nnx.Conv:
+    """Bias-free conv with torch's symmetric padding (never 'SAME', which pads asymmetrically)."""
+    pad = kernel // 2
+    return nnx.Conv(
+        c_in,
+        c_out,
+        (kernel, kernel),
+        strides=stride,
+        padding=((pad, pad), (pad, pad)),
+        feature_group_count=groups,
+        use_bias=False,
+        rngs=rngs,
+    )
+
+
+def relu(x):
+    return jax.nn.relu(x)
+
+
+def shortcut(block: nnx.Module, x):
+    if block.downsample is None:
+        return x
+    conv, bn = block.downsample
+    return bn(conv(x))
+
+
+def downsample(b: BlockSpec, rngs: nnx.Rngs) -> nnx.List | None:
+    if not b.projection:
+        return None
+    return nnx.List([Conv(b.in_channels, b.out_channels, 1, b.stride, rngs), Norm(b.out_channels, rngs=rngs)])
+
+
+class BasicBlock(nnx.Module):
+    """Two 3x3 convs (ResNet-18/34); form (c) only."""
+
+    def __init__(self, b: BlockSpec, rngs: nnx.Rngs) -> None:
+        self.conv1 = Conv(b.in_channels, b.width, 3, b.conv1_stride, rngs)
+        self.bn1 = Norm(b.width, rngs=rngs)
+        self.conv2 = Conv(b.width, b.width, 3, b.conv2_stride, rngs)
+        self.bn2 = Norm(b.width, rngs=rngs)
+        self.downsample = downsample(b, rngs)
+
+    def __call__(self, x):
+        out = relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return relu(out + shortcut(self, x))
+
+
+class Bottleneck(nnx.Module):
+    """Form (c), grouped convolution: 1x1 -> 3x3 with C groups -> 1x1."""
+
+    def __init__(self, b: BlockSpec, rngs: nnx.Rngs) -> None:
+        self.conv1 = Conv(b.in_channels, b.width, 1, b.conv1_stride, rngs)
+        self.bn1 = Norm(b.width, rngs=rngs)
+        self.conv2 = Conv(b.width, b.width, 3, b.conv2_stride, rngs, groups=b.cardinality)
+        self.bn2 = Norm(b.width, rngs=rngs)
+        self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs)
+        self.bn3 = Norm(b.out_channels, rngs=rngs)
+        self.downsample = downsample(b, rngs)
+
+    def __call__(self, x):
+        out = relu(self.bn1(self.conv1(x)))
+        out = relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return relu(out + shortcut(self, x))
+
+
+class Path(nnx.Module):
+    """One of the C paths of forms (a)/(b): 1x1 -> 3x3 (-> 1x1 in form (a), no BN after it)."""
+
+    def __init__(self, b: BlockSpec, with_conv3: bool, rngs: nnx.Rngs) -> None:
+        w = b.path_width
+        self.conv1 = Conv(b.in_channels, w, 1, b.conv1_stride, rngs)
+        self.bn1 = Norm(w, rngs=rngs)
+        self.conv2 = Conv(w, w, 3, b.conv2_stride, rngs)
+        self.bn2 = Norm(w, rngs=rngs)
+        self.conv3 = Conv(w, b.out_channels, 1, 1, rngs) if with_conv3 else None
+
+    def __call__(self, x):
+        out = relu(self.bn1(self.conv1(x)))
+        out = relu(self.bn2(self.conv2(out)))
+        return out if self.conv3 is None else self.conv3(out)
+
+
+class EarlyConcatBottleneck(nnx.Module):
+    """Form (b), figure 3(b): C paths of 1x1 -> 3x3, concatenated, then one shared 1x1."""
+
+    def __init__(self, b: BlockSpec, rngs: nnx.Rngs) -> None:
+        self.paths = nnx.List([Path(b, False, rngs) for _ in range(b.cardinality)])
+        self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs)
+        self.bn3 = Norm(b.out_channels, rngs=rngs)
+        self.downsample = downsample(b, rngs)
+
+    def __call__(self, x):
+        out = jnp.concatenate([path(x) for path in self.paths], axis=-1)
+        out = self.bn3(self.conv3(out))
+        return relu(out + shortcut(self, x))
+
+
+class AggregatedBottleneck(nnx.Module):
+    """Form (a), figure 3(a): C paths of 1x1 -> 3x3 -> 1x1, summed, then one BN."""
+
+    def __init__(self, b: BlockSpec, rngs: nnx.Rngs) -> None:
+        self.paths = nnx.List([Path(b, True, rngs) for _ in range(b.cardinality)])
+        self.bn3 = Norm(b.out_channels, rngs=rngs)
+        self.downsample = downsample(b, rngs)
+
+    def __call__(self, x):
+        out = sum(path(x) for path in self.paths)
+        out = self.bn3(out)
+        return relu(out + shortcut(self, x))
+
+
+BLOCKS = {"a": AggregatedBottleneck, "b": EarlyConcatBottleneck, "c": Bottleneck}
+
+
+class ResNet(nnx.Module):
+    """Stem, stages ``layer1..layerN``, global average pool, linear head; NHWC in, logits out."""
+
+    def __init__(self, config: ArchConfig, form: str = "c", *, rngs: nnx.Rngs | None = None) -> None:
+        check_form_for(config, form)
+        rngs = rngs if rngs is not None else nnx.Rngs(0)
+        self.config = config
+        self.form = form
+        p = plan(config)
+        s = p.stem
+        self.conv1 = Conv(s.in_channels, s.out_channels, s.kernel, s.stride, rngs)
+        self.bn1 = Norm(s.out_channels, rngs=rngs)
+        self.max_pool = s.max_pool
+        block = BasicBlock if config.block == "basic" else BLOCKS[form]
+        self.num_stages = len(p.stages)
+        for i, stage in enumerate(p.stages):
+            setattr(self, f"layer{i + 1}", nnx.List([block(b, rngs) for b in stage]))
+        self.fc = nnx.Linear(p.head.in_features, p.head.num_classes, rngs=rngs)
+
+    def __call__(self, x):
+        x = relu(self.bn1(self.conv1(x)))
+        if self.max_pool:
+            # -inf padding, as torch's MaxPool2d(3, 2, 1).
+            x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        for i in range(self.num_stages):
+            for block in getattr(self, f"layer{i + 1}"):
+                x = block(x)
+        return self.fc(jnp.mean(x, axis=(1, 2)))
+
+
+def create_model(
+    name: str | None = None,
+    *,
+    config: ArchConfig | None = None,
+    form: str = "c",
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    rngs: nnx.Rngs | None = None,
+) -> ResNet:
+    """A model from a preset name or an ``ArchConfig``, in block form ``form``.
+
+    ``rngs`` seeds the (random) initial weights; the default is ``nnx.Rngs(0)``.
+    """
+    cfg = resolve_config(name, config, num_classes=num_classes, in_channels=in_channels)
+    return ResNet(cfg, form, rngs=rngs)
