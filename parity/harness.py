@@ -22,6 +22,7 @@ import numpy as np
 
 from resnext_spec import (
     ArchConfig,
+    PassResult,
     check_form,
     count_params,
     get_config,
@@ -30,7 +31,7 @@ from resnext_spec import (
     random_weights,
     to_form,
 )
-from resnext_spec.tolerances import EXACT, compare
+from resnext_spec.tolerances import EXACT, FLOOR_SAMPLES, PERTURBATION, compare
 
 from .runners import FRAMEWORKS, Runner, TorchRunner, make_runner
 
@@ -127,6 +128,34 @@ def _bitwise(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[bool, 
     return True, ""
 
 
+def _to_c(measured: dict[str, Any], config: ArchConfig, form: str) -> dict[str, Any]:
+    """A build's results renamed to form (c), so they line up with the reference tensor by tensor."""
+
+    def conv(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return to_form(d, config, form, "c", partial=True)
+
+    out: dict[str, Any] = {}
+    for mode in ("eval", "train"):
+        if mode in measured:
+            r = measured[mode]
+            out[mode] = PassResult(r.logits, r.loss, conv(r.grads), conv(r.state))
+    if "sgd" in measured:
+        out["sgd"] = conv(measured["sgd"])
+    return out
+
+
+# (check, quantity) -> the tensors it compares, picked from a build's or a reference's results.
+QUANTITIES: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, np.ndarray]]] = {
+    ("eval", "logits"): lambda r: {"logits": r["eval"].logits},
+    ("grad_eval", "gradients"): lambda r: r["eval"].grads,
+    ("train", "logits"): lambda r: {"logits": r["train"].logits},
+    ("train", "running stats"): lambda r: _stats(r["train"].state),
+    ("grad_train", "gradients"): lambda r: r["train"].grads,
+    ("sgd", "parameters"): lambda r: _params(r["sgd"]),
+    ("sgd", "running stats"): lambda r: _stats(r["sgd"]),
+}
+
+
 class Harness:
     """Runs the checks of one invocation; ``run_parity`` is the function to call."""
 
@@ -152,29 +181,52 @@ class Harness:
     def needs(self, *checks: str) -> bool:
         return any(c in self.checks for c in checks)
 
-    def reference(self, runner: Runner, config: ArchConfig, w: dict, x, labels) -> dict[str, Any]:
-        """Every quantity of torch form (c) that some check compares against."""
-        model = runner.build(config, "c")
+    def measure(self, runner: Runner, model, w: dict, x, labels) -> dict[str, Any]:
+        """Every pass some check needs, each from freshly loaded weights.
+
+        The SGD step's own training-mode pass doubles as the "train" measurement,
+        so a build runs at most two passes.
+        """
         out: dict[str, Any] = {}
-        for mode, train in (("eval", False), ("train", True)):
-            if self.needs(mode, f"grad_{mode}"):
-                runner.load(model, w)
-                out[mode] = runner.forward_backward(model, x, labels, train)
+        if self.needs("eval", "grad_eval"):
+            runner.load(model, w)
+            out["eval"] = runner.forward_backward(model, x, labels, False)
         if self.needs("sgd"):
             runner.load(model, w)
-            out["sgd"] = runner.sgd_step(model, x, labels, **SGD)
+            out["train"], out["sgd"] = runner.sgd_step(model, x, labels, **SGD)
+        elif self.needs("train", "grad_train"):
+            runner.load(model, w)
+            out["train"] = runner.forward_backward(model, x, labels, True)
         return out
+
+    def references(self, config: ArchConfig, w: dict, x, labels) -> tuple[dict, dict, list[dict]]:
+        """torch (c) in fp32 and float64, and fp32 runs with weights and input moved by rounding size.
+
+        The perturbed runs are correct fp32 computations too; how far they land from
+        float64 is the floor each build is judged against (resnext_spec.tolerances).
+        """
+        ref32 = self.measure(self.ref32, self.ref32.build(config, "c"), w, x, labels)
+        ref64 = self.measure(self.ref64, self.ref64.build(config, "c"), w, x, labels)
+        rng = np.random.default_rng(self.seed + 2)
+
+        def perturb(a: np.ndarray) -> np.ndarray:
+            return (a * (1 + PERTURBATION * rng.standard_normal(a.shape))).astype(np.float32)
+
+        samples = []
+        for _ in range(FLOOR_SAMPLES):
+            wp = {k: perturb(v) for k, v in w.items()}
+            samples.append(self.measure(self.ref32, self.ref32.build(config, "c"), wp, perturb(x), labels))
+        return ref32, ref64, samples
 
     def run_model(self, name: str, config: ArchConfig, out: list[CheckResult]) -> None:
         size = self.image_size or (32 if config.stem == "cifar" else 64)
         w = random_weights(config, "c", self.seed)
         x, labels = make_batch(config, self.batch, size, self.seed)
         forms = [f for f in self.forms if config.block == "bottleneck" or f == "c"]
-        ref32 = ref64 = {}
-        if self.needs("eval", "train", "grad_eval", "grad_train", "sgd"):
-            self.progress(f"{name}: torch (c) reference, fp32 and float64")
-            ref32 = self.reference(self.ref32, config, w, x, labels)
-            ref64 = self.reference(self.ref64, config, w, x, labels)
+        refs = None
+        if any(c in self.checks for c, _ in QUANTITIES):
+            self.progress(f"{name}: torch (c) reference: fp32, float64, {FLOOR_SAMPLES} perturbed fp32")
+            refs = self.references(config, w, x, labels)
         exports: dict[tuple[str, str], dict[str, np.ndarray]] = {}
         models: dict[tuple[str, str], Any] = {}
         for fw, form in itertools.product(self.runners, forms):
@@ -185,7 +237,10 @@ class Harness:
             model = runner.build(config, form)
             runner.load(model, wf)
             row = dict(model=name, framework=fw, form=form)
-            self.check_build(runner, model, config, form, wf, x, labels, ref32, ref64, row, out)
+            self.check_weights_io(runner, model, config, wf, row, out)
+            if refs is not None:
+                mine = _to_c(self.measure(runner, model, wf, x, labels), config, form)
+                self.check_numbers(mine, refs, row, out)
             if self.needs("copy"):
                 runner.load(model, wf)
                 exports[fw, form] = runner.export(model)
@@ -194,28 +249,8 @@ class Harness:
         if self.needs("copy"):
             self.check_copies(name, forms, exports, models, out)
 
-    def check_build(self, runner, model, config, form, wf, x, labels, ref32, ref64, row, out) -> None:
-        def to_c(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            return to_form(d, config, form, "c", partial=True)
-
-        def add(check: str, quantity: str, ys, r32, r64=None) -> None:
-            c = compare(ys, r32, r64)
-            out.append(
-                CheckResult(
-                    **row,
-                    check=check,
-                    quantity=quantity,
-                    error=c.error,
-                    bound=c.bound,
-                    passed=c.passed,
-                    tensor=c.tensor,
-                    floor=c.floor if r64 else None,
-                    l2=c.l2,
-                    l2_floor=c.floor_l2 if r64 else None,
-                    l2_bound=c.l2_bound,
-                )
-            )
-
+    def check_weights_io(self, runner, model, config, wf, row, out) -> None:
+        """Parameter count against the spec formula; export -> import -> export bitwise."""
         if self.needs("counts"):
             n, formula = runner.count(model), count_params(config)
             out.append(
@@ -245,23 +280,29 @@ class Harness:
                     detail=why or why2,
                 )
             )
-        for mode, train in (("eval", False), ("train", True)):
-            if not self.needs(mode, f"grad_{mode}"):
+
+    def check_numbers(self, mine: dict, refs: tuple[dict, dict, list[dict]], row, out) -> None:
+        """Every quantity of one build against torch (c) fp32, bounded by the measured floor."""
+        ref32, ref64, samples = refs
+        for (check, quantity), pick in QUANTITIES.items():
+            if not self.needs(check):
                 continue
-            runner.load(model, wf)
-            r = runner.forward_backward(model, x, labels, train)
-            ref, ref_hi = ref32[mode], ref64[mode]
-            if self.needs(mode):
-                add(mode, "logits", {"logits": r.logits}, {"logits": ref.logits}, {"logits": ref_hi.logits})
-                if train:
-                    add(mode, "running stats", _stats(to_c(r.state)), _stats(ref.state), _stats(ref_hi.state))
-            if self.needs(f"grad_{mode}"):
-                add(f"grad_{mode}", "gradients", to_c(r.grads), ref.grads, ref_hi.grads)
-        if self.needs("sgd"):
-            runner.load(model, wf)
-            state = to_c(runner.sgd_step(model, x, labels, **SGD))
-            add("sgd", "parameters", _params(state), _params(ref32["sgd"]), _params(ref64["sgd"]))
-            add("sgd", "running stats", _stats(state), _stats(ref32["sgd"]), _stats(ref64["sgd"]))
+            c = compare(pick(mine), pick(ref32), pick(ref64), floor_samples=[pick(s) for s in samples])
+            out.append(
+                CheckResult(
+                    **row,
+                    check=check,
+                    quantity=quantity,
+                    error=c.error,
+                    bound=c.bound,
+                    passed=c.passed,
+                    tensor=c.tensor,
+                    floor=c.floor,
+                    l2=c.l2,
+                    l2_floor=c.floor_l2,
+                    l2_bound=c.l2_bound,
+                )
+            )
 
     def check_copies(self, name, forms, exports, models, out) -> None:
         """Export from X, import into Y, export from Y: bitwise equal to X's export, all six directions."""

@@ -27,7 +27,7 @@ class Runner(Protocol):
     def forward_backward(self, model: Any, x: np.ndarray, labels: np.ndarray, train: bool) -> PassResult: ...
     def sgd_step(
         self, model: Any, x: np.ndarray, labels: np.ndarray, **hp: float
-    ) -> dict[str, np.ndarray]: ...
+    ) -> tuple[PassResult, dict[str, np.ndarray]]: ...
 
 
 class TorchRunner:
@@ -67,7 +67,7 @@ class TorchRunner:
         with self._precision():
             return forward_backward(model, x, labels, train)
 
-    def sgd_step(self, model, x, labels, **hp) -> dict[str, np.ndarray]:
+    def sgd_step(self, model, x, labels, **hp) -> tuple[PassResult, dict[str, np.ndarray]]:
         from resnext_torch.train import sgd_step
 
         with self._precision():

@@ -226,3 +226,18 @@ def canonical_shapes(config: ArchConfig, form: str = "c") -> dict[str, tuple[int
 def is_running_stat(name: str) -> bool:
     """BN running statistics are buffers, not parameters: never counted or differentiated."""
     return name.rsplit(".", 1)[-1] in BN_STATS
+
+
+# Canonical (torch) layout <-> the channels-last layout that Keras and Flax share:
+# conv kernels OIHW <-> HWIO, linear (out, in) <-> (in, out). Transposes only, so
+# both directions are exact. Each framework keeps its own variable names.
+TO_CHANNELS_LAST = {
+    "conv": lambda a: a.transpose(2, 3, 1, 0),
+    "linear": lambda a: a.T,
+    "same": lambda a: a,
+}
+FROM_CHANNELS_LAST = {
+    "conv": lambda a: a.transpose(3, 2, 0, 1),
+    "linear": lambda a: a.T,
+    "same": lambda a: a,
+}

@@ -62,12 +62,15 @@ def sgd_step(
     lr: float = 0.1,
     momentum: float = 0.9,
     weight_decay: float = 1e-4,
-) -> dict[str, np.ndarray]:
-    """One training-mode SGD step (the paper's recipe) from zero momentum; returns the state after it."""
+) -> tuple[PassResult, dict[str, np.ndarray]]:
+    """One training-mode SGD step (the paper's recipe) from zero momentum.
+
+    Returns the training-mode pass it took the gradients from, and the state after the step.
+    """
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    forward_backward(model, x, labels, train=True)
+    result = forward_backward(model, x, labels, train=True)
     opt.step()
-    return model_state(model)
+    return result, model_state(model)
 
 
 @contextmanager
