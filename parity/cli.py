@@ -55,6 +55,13 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="Keras backend (default: KERAS_BACKEND, else tensorflow; jax on --device gpu)",
     )
+    p.add_argument(
+        "--flax-jit",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="which Flax builds run jit-compiled; auto = form (c) only, since XLA takes minutes "
+        "to compile hundreds of explicit paths (default: %(default)s)",
+    )
     p.add_argument("--json", metavar="PATH", help="write every figure, with library versions, to PATH")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
@@ -100,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             device=device,
             keras_backend=args.keras_backend,
+            flax_jit=args.flax_jit,
             progress=progress,
         )
     except ImportError as e:

@@ -169,12 +169,15 @@ class Harness:
         seed: int,
         device: str,
         keras_backend: str | None,
+        flax_jit: str,
         progress: Callable[[str], None],
     ) -> None:
         self.forms, self.checks = list(forms), list(checks)
         self.batch, self.image_size, self.seed, self.device = batch, image_size, seed, device
         self.progress = progress
-        self.runners: dict[str, Runner] = {fw: make_runner(fw, device, keras_backend) for fw in frameworks}
+        self.runners: dict[str, Runner] = {
+            fw: make_runner(fw, device, keras_backend, flax_jit) for fw in frameworks
+        }
         self.ref32 = TorchRunner(device)
         self.ref64 = TorchRunner(device, float64=True)
 
@@ -337,6 +340,7 @@ def run_parity(
     seed: int = 0,
     device: str = "cpu",
     keras_backend: str | None = None,
+    flax_jit: str = "auto",
     configs: dict[str, ArchConfig] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ParityResult:
@@ -344,7 +348,8 @@ def run_parity(
 
     ``models`` are preset names (or ``"all"``); ``configs`` adds named custom
     configs. ``image_size`` defaults to 32 for CIFAR stems and 64 for ImageNet
-    stems. Returns a :class:`ParityResult`; nothing is printed except through
+    stems. ``flax_jit`` ("auto": form (c) only, "always", "never") says which
+    Flax builds run jit-compiled. Returns a :class:`ParityResult`; nothing is printed except through
     ``progress``.
     """
     names = list_presets() if models == "all" else list(models)
@@ -362,7 +367,9 @@ def run_parity(
     all_configs.update(configs or {})
     progress = progress or (lambda msg: None)
     t0 = time.perf_counter()
-    harness = Harness(frameworks, forms, checks, batch, image_size, seed, device, keras_backend, progress)
+    harness = Harness(
+        frameworks, forms, checks, batch, image_size, seed, device, keras_backend, flax_jit, progress
+    )
     result = ParityResult()
     model_times = {}
     for name, config in all_configs.items():
@@ -380,6 +387,7 @@ def run_parity(
         "seed": seed,
         "device": device,
         "keras_backend": getattr(harness.runners.get("keras"), "backend", None),
+        "flax_jit": flax_jit,
         "versions": versions(),
         "argv": sys.argv,
         "wall_time_s": round(time.perf_counter() - t0, 2),

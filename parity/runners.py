@@ -86,7 +86,9 @@ def available_frameworks() -> list[str]:
     return [fw for fw in FRAMEWORKS if all(find_spec(m) is not None for m in needs[fw])]
 
 
-def make_runner(framework: str, device: str = "cpu", keras_backend: str | None = None) -> Runner:
+def make_runner(
+    framework: str, device: str = "cpu", keras_backend: str | None = None, flax_jit: str = "auto"
+) -> Runner:
     """The runner of ``framework`` ('torch', 'keras' or 'flax') on ``device`` ('cpu' or 'gpu')."""
     if framework == "torch":
         return TorchRunner(device)
@@ -97,5 +99,5 @@ def make_runner(framework: str, device: str = "cpu", keras_backend: str | None =
     if framework == "flax":
         from .flax_runner import FlaxRunner
 
-        return FlaxRunner(device)
+        return FlaxRunner(device, flax_jit)
     raise ValueError(f"unknown framework {framework!r}; choose from {list(FRAMEWORKS)}")

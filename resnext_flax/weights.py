@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from resnext_spec import ArchConfig, check_weights, layers, load_checkpoint, save_checkpoint, to_form
+from resnext_spec import check_weights, layers, load_checkpoint, save_checkpoint, to_form
 from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST
 
 from .model import ResNet
@@ -85,15 +85,6 @@ def load(path: str | os.PathLike, form: str | None = None) -> ResNet:
     """Build and fill a model from a canonical checkpoint, converting to ``form`` if given."""
     weights, config, src = load_checkpoint(path)
     form = form or src
-    model = empty_model(config, form)
+    model = ResNet(config, form)  # initialised, then overwritten by the strict import
     import_weights(model, to_form(weights, config, src, form))
     return model
-
-
-def empty_model(config: ArchConfig, form: str = "c") -> ResNet:
-    """A model with shapes but no values (``nnx.eval_shape``), to be filled by a strict import.
-
-    Random initialisation of a large model costs seconds on CPU; a model whose
-    every weight is about to be overwritten does not need it.
-    """
-    return nnx.eval_shape(lambda: ResNet(config, form))
