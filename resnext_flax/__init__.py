@@ -1,7 +1,7 @@
 """ResNet / ResNeXt in Flax NNX, forms (a), (b) and (c), with canonical weight I/O."""
 
 from .model import AggregatedBottleneck, BasicBlock, Bottleneck, EarlyConcatBottleneck, ResNet, create_model
-from .weights import count_params, export_weights, import_weights, load, save
+from .weights import count_params, export_weights, import_weights, load, load_msgpack, save, save_msgpack
 
 __all__ = [
     "AggregatedBottleneck",
@@ -14,5 +14,7 @@ __all__ = [
     "export_weights",
     "import_weights",
     "load",
+    "load_msgpack",
     "save",
+    "save_msgpack",
 ]

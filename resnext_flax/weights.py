@@ -1,4 +1,4 @@
-"""Canonical (torch-layout) weights in and out of a Flax NNX model.
+"""Weights in and out of a Flax NNX model: canonical (torch layout) and Flax's own msgpack.
 
 Module paths equal canonical names (``layer2.0.downsample.1`` is
 ``model.layer2[0].downsample[1]``), so the map is an explicit table of
@@ -15,9 +15,19 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
+from flax import nnx, serialization
 
-from resnext_spec import check_weights, layers, load_checkpoint, save_checkpoint, to_form
+from resnext_spec import (
+    ArchConfig,
+    CheckpointError,
+    check_form_for,
+    check_weights,
+    layers,
+    load_checkpoint,
+    save_checkpoint,
+    to_form,
+)
+from resnext_spec.checkpoint import atomic_write_bytes
 from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST
 
 from .model import ResNet
@@ -87,4 +97,63 @@ def load(path: str | os.PathLike, form: str | None = None) -> ResNet:
     form = form or src
     model = ResNet(config, form)  # initialised, then overwritten by the strict import
     import_weights(model, to_form(weights, config, src, form))
+    return model
+
+
+# Flax's own format: ``flax.serialization`` msgpack of the model's pure state dict
+# (``nnx.state(model).to_pure_dict()``: Flax names, NHWC/HWIO layout), beside the
+# config and form needed to rebuild the module. One file, no extra dependency.
+MSGPACK_FORMAT = "resnext-three-ways-flax"
+MSGPACK_VERSION = 1
+
+
+def _flat_shapes(tree: dict) -> dict[str, tuple[int, ...]]:
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(np.shape(v)) for path, v in flat}
+
+
+def save_msgpack(model: ResNet, path: str | os.PathLike) -> None:
+    """Write ``model``'s full state (parameters and BN statistics) as Flax msgpack, atomically."""
+    state = jax.tree.map(np.asarray, nnx.state(model).to_pure_dict())
+    header = {"format": MSGPACK_FORMAT, "version": MSGPACK_VERSION}
+    header |= {"config": model.config.to_json(), "form": model.form}
+    atomic_write_bytes(path, serialization.msgpack_serialize({"resnext": header, "state": state}))
+
+
+def load_msgpack(path: str | os.PathLike) -> ResNet:
+    """Rebuild the model written by :func:`save_msgpack`, every value bit for bit.
+
+    A missing, truncated or foreign file, or a state that does not fit the model
+    its own header describes, is a :class:`CheckpointError` naming the problem.
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        tree = serialization.msgpack_restore(data)
+    except Exception as e:  # msgpack raises several unrelated types for bad bytes
+        raise CheckpointError(f"{path}: not a msgpack file, or truncated ({type(e).__name__}: {e})") from e
+    header = tree.get("resnext") if isinstance(tree, dict) else None
+    if not isinstance(header, dict) or header.get("format") != MSGPACK_FORMAT:
+        raise CheckpointError(f"{path}: a msgpack file, but not a {MSGPACK_FORMAT} checkpoint")
+    if header.get("version") != MSGPACK_VERSION:
+        raise CheckpointError(
+            f"{path}: format version {header.get('version')!r}; this reads {MSGPACK_VERSION}"
+        )
+    try:
+        config = ArchConfig.from_json(header["config"])
+        form = check_form_for(config, header["form"])
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: bad config or form in the header: {e}") from e
+    model = ResNet(config, form)
+    state = nnx.state(model)
+    want, got = _flat_shapes(state.to_pure_dict()), _flat_shapes(tree.get("state", {}))
+    problems = [f"missing {k}" for k in want if k not in got]
+    problems += [f"unexpected {k}" for k in got if k not in want]
+    problems += [f"{k}: shape {got[k]}, model has {want[k]}" for k in want if k in got and got[k] != want[k]]
+    if problems:
+        raise CheckpointError(f"{path}: state does not fit {form!r} {config}: " + "; ".join(problems[:12]))
+    nnx.replace_by_pure_dict(state, tree["state"])
+    nnx.update(model, state)
     return model

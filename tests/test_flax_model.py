@@ -1,0 +1,144 @@
+"""resnext_flax: every preset's counts and canonical layout, its jitted steps, its files."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import PARAM_COUNTS, TINY, TINY_1X1, TINY_BASIC, batch
+
+import resnext_flax as rf
+from resnext_flax import train
+from resnext_spec import (
+    TOL,
+    CheckpointError,
+    WeightsMismatchError,
+    canonical_shapes,
+    get_config,
+    random_weights,
+    rel_error,
+    to_form,
+)
+
+CASES = [(n, f) for n in PARAM_COUNTS for f in "abc" if get_config(n).block == "bottleneck" or f == "c"]
+
+
+@pytest.mark.parametrize("name, form", CASES)
+def test_every_preset_has_published_count_and_canonical_layout(name, form):
+    model = rf.create_model(name, form=form)
+    assert rf.count_params(model) == PARAM_COUNTS[name]
+    exported = {k: v.shape for k, v in rf.export_weights(model).items()}
+    expected = canonical_shapes(get_config(name), form)
+    assert list(exported) == list(expected)
+    assert exported == expected
+
+
+def test_module_paths_are_the_canonical_names():
+    model = rf.create_model(config=TINY, form="a")
+    conv = model.layer1[0].paths[3].conv2
+    assert conv.kernel.shape == (3, 3, 4, 4) and conv.padding == ((1, 1), (1, 1))
+    grouped = rf.create_model(config=TINY, form="c").layer1[0].conv2
+    assert grouped.feature_group_count == TINY.cardinality
+    bn = model.layer1[0].paths[0].bn1
+    assert bn.epsilon == 1e-5 and bn.momentum == 0.9 and not bn.use_fast_variance
+
+
+@pytest.mark.parametrize("config", [TINY, TINY_1X1, TINY_BASIC])
+@pytest.mark.parametrize("form", ["a", "b", "c"])
+def test_import_then_export_is_bitwise(config, form):
+    if config.block == "basic" and form != "c":
+        pytest.skip("basic blocks exist in form (c) only")
+    w = random_weights(config, form, seed=5)
+    model = rf.create_model(config=config, form=form)
+    rf.import_weights(model, w)
+    out = rf.export_weights(model)
+    assert list(out) == list(w)
+    assert all(out[k].dtype == np.float32 and np.array_equal(out[k], w[k]) for k in w)
+
+
+def test_failed_import_lists_every_problem_and_changes_nothing():
+    model = rf.create_model(config=TINY, form="c")
+    before = rf.export_weights(model)
+    w = random_weights(TINY, "c", seed=1)
+    del w["layer2.1.bn3.running_mean"]
+    w["layer2.1.extra.weight"] = np.ones(3, np.float32)
+    w["layer1.0.conv2.weight"] = w["layer1.0.conv2.weight"].transpose(1, 0, 2, 3)
+    with pytest.raises(WeightsMismatchError) as err:
+        rf.import_weights(model, w)
+    msg = str(err.value)
+    assert "missing: layer2.1.bn3.running_mean" in msg and "unexpected: layer2.1.extra.weight" in msg
+    assert "shape mismatch layer1.0.conv2.weight" in msg
+    after = rf.export_weights(model)
+    assert all(np.array_equal(after[k], before[k]) for k in before)
+
+
+def test_jitted_forward_equals_eager_forward():
+    model = rf.create_model(config=TINY_1X1, form="b")
+    rf.import_weights(model, random_weights(TINY_1X1, "b", seed=2))
+    model.eval()
+    x = jnp.asarray(batch(TINY_1X1, size=32)[0].transpose(0, 2, 3, 1))
+    assert rel_error(np.asarray(train.forward(model, x)), np.asarray(model(x))) <= TOL
+
+
+def torch_sgd_formula(w, grads, lr=0.1, weight_decay=1e-4):
+    """torch.optim.SGD's first step from zero momentum: w - lr * (g + wd * w), in float64."""
+    return {k: w[k].astype(np.float64) - lr * (grads[k] + weight_decay * w[k]) for k in grads}
+
+
+def test_jitted_train_step_is_torch_sgd():
+    # The optimizer is judged against the formula, on Flax's own gradients, so
+    # the check does not depend on how well-conditioned the gradients are.
+    w = random_weights(TINY, "c", seed=8)
+    x, y = batch(TINY, n=8, size=16, seed=2)
+    nhwc = x.transpose(0, 2, 3, 1)
+    probe = rf.create_model(config=TINY, form="c")
+    rf.import_weights(probe, w)
+    grads = train.forward_backward(probe, nhwc, y, train=True).grads
+
+    model = rf.create_model(config=TINY, form="c")
+    rf.import_weights(model, w)
+    model.train()
+    optimizer = train.make_optimizer(model, lr=0.1, momentum=0.9, weight_decay=1e-4)
+    loss, _ = train.train_step(model, optimizer, jnp.asarray(nhwc), jnp.asarray(y))
+    assert np.isfinite(float(loss))
+    stepped, expected = rf.export_weights(model), torch_sgd_formula(w, grads)
+    assert max(rel_error(stepped[k], expected[k]) for k in expected) < 1e-6
+    assert max(rel_error(stepped[k], w[k]) for k in expected) > 1e-3  # the step moved the weights
+
+
+def test_msgpack_round_trip_is_bitwise(tmp_path):
+    model = rf.create_model(config=TINY, form="a")
+    rf.import_weights(model, random_weights(TINY, "a", seed=9))
+    path = tmp_path / "tiny.msgpack"
+    rf.save_msgpack(model, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.msgpack"]
+    loaded = rf.load_msgpack(path)
+    assert loaded.form == "a" and loaded.config == TINY
+    a, b = rf.export_weights(model), rf.export_weights(loaded)
+    assert list(a) == list(b) and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_truncated_or_foreign_msgpack_is_a_clear_error(tmp_path):
+    model = rf.create_model(config=TINY, form="c")
+    good = tmp_path / "m.msgpack"
+    rf.save_msgpack(model, good)
+    cut = tmp_path / "cut.msgpack"
+    cut.write_bytes(good.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="truncated"):
+        rf.load_msgpack(cut)
+    foreign = tmp_path / "foreign.msgpack"
+    from flax import serialization
+
+    foreign.write_bytes(serialization.msgpack_serialize({"params": {"w": np.ones(3)}}))
+    with pytest.raises(CheckpointError, match="not a resnext-three-ways-flax checkpoint"):
+        rf.load_msgpack(foreign)
+    with pytest.raises(CheckpointError, match="no such file"):
+        rf.load_msgpack(tmp_path / "absent.msgpack")
+
+
+def test_canonical_safetensors_round_trip_through_another_form(tmp_path):
+    w = random_weights(TINY, "c", seed=12)
+    model = rf.create_model(config=TINY, form="c")
+    rf.import_weights(model, w)
+    rf.save(model, tmp_path / "tiny.safetensors")
+    as_a = rf.load(tmp_path / "tiny.safetensors", form="a")
+    back = to_form(rf.export_weights(as_a), TINY, "a", "c")
+    assert all(np.array_equal(back[k], w[k]) for k in w)

@@ -1,0 +1,134 @@
+"""resnext_keras: every preset's counts and canonical layout, its files, compile() and fit().
+
+Runs on whichever Keras backend the process has (the Makefile runs it on
+TensorFlow, then again on JAX).
+"""
+
+import keras
+import numpy as np
+import pytest
+from helpers import PARAM_COUNTS, TINY, TINY_1X1, TINY_BASIC, batch
+
+import resnext_keras as rk
+from resnext_keras.train import forward_backward
+from resnext_spec import WeightsMismatchError, canonical_shapes, get_config, random_weights, rel_error
+
+pytestmark = pytest.mark.keras
+
+CASES = [(n, f) for n in PARAM_COUNTS for f in "abc" if get_config(n).block == "bottleneck" or f == "c"]
+
+
+@pytest.mark.parametrize("name, form", CASES)
+def test_every_preset_has_published_count_and_canonical_layout(name, form):
+    model = rk.create_model(name, form=form)
+    assert rk.count_params(model) == PARAM_COUNTS[name]
+    exported = {k: v.shape for k, v in rk.export_weights(model).items()}
+    expected = canonical_shapes(get_config(name), form)
+    assert list(exported) == list(expected)
+    assert exported == expected
+    keras.backend.clear_session()  # builds of thousands of layers otherwise pile up
+
+
+def test_layer_names_are_the_canonical_module_names():
+    model = rk.create_model(config=TINY, form="a")
+    names = {layer.name for layer in model.layers}
+    assert {"conv1", "bn1", "layer1.0.paths.3.conv2", "layer2.0.downsample.0", "layer2.1.bn3", "fc"} <= names
+    assert model.get_layer("layer1.0.paths.3.conv2").kernel.shape == (3, 3, 4, 4)
+
+
+def test_form_c_uses_one_grouped_conv_per_block():
+    model = rk.create_model(config=TINY, form="c")
+    conv2 = model.get_layer("layer1.0.conv2")
+    assert conv2.groups == TINY.cardinality and conv2.padding == "valid"
+
+
+@pytest.mark.parametrize("config", [TINY, TINY_1X1, TINY_BASIC])
+@pytest.mark.parametrize("form", ["a", "b", "c"])
+def test_import_then_export_is_bitwise(config, form):
+    if config.block == "basic" and form != "c":
+        pytest.skip("basic blocks exist in form (c) only")
+    w = random_weights(config, form, seed=5)
+    model = rk.create_model(config=config, form=form)
+    rk.import_weights(model, w)
+    out = rk.export_weights(model)
+    assert list(out) == list(w)
+    assert all(out[k].dtype == np.float32 and np.array_equal(out[k], w[k]) for k in w)
+    rk.import_weights(model, out)
+    assert all(np.array_equal(v, out[k]) for k, v in rk.export_weights(model).items())
+
+
+def test_failed_import_lists_every_problem_and_changes_nothing():
+    model = rk.create_model(config=TINY, form="c")
+    before = rk.export_weights(model)
+    w = random_weights(TINY, "c", seed=1)
+    del w["layer2.1.bn3.running_mean"]
+    w["layer2.1.extra.weight"] = np.ones(3, np.float32)
+    w["layer1.0.conv2.weight"] = w["layer1.0.conv2.weight"].transpose(1, 0, 2, 3)
+    with pytest.raises(WeightsMismatchError) as err:
+        rk.import_weights(model, w)
+    msg = str(err.value)
+    assert "missing: layer2.1.bn3.running_mean" in msg and "unexpected: layer2.1.extra.weight" in msg
+    assert "shape mismatch layer1.0.conv2.weight" in msg
+    after = rk.export_weights(model)
+    assert all(np.array_equal(after[k], before[k]) for k in before)
+
+
+def test_form_mismatch_gets_a_hint():
+    model = rk.create_model(config=TINY, form="a")
+    with pytest.raises(WeightsMismatchError, match="look like form \\(c\\)"):
+        rk.import_weights(model, random_weights(TINY, "c"))
+
+
+def test_keras_weights_h5_round_trip(tmp_path):
+    model = rk.create_model(config=TINY, form="b")
+    rk.import_weights(model, random_weights(TINY, "b", seed=3))
+    path = tmp_path / "tiny.weights.h5"
+    rk.save_weights_atomic(model, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.weights.h5"]  # no temp file left behind
+    other = rk.create_model(config=TINY, form="b")
+    other.load_weights(path)
+    a, b = rk.export_weights(model), rk.export_weights(other)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_keras_model_file_round_trip(tmp_path):
+    model = rk.create_model(config=TINY_1X1, form="a")
+    rk.import_weights(model, random_weights(TINY_1X1, "a", seed=4))
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, rk.ResNet) and loaded.form == "a" and loaded.config == TINY_1X1
+    a, b = rk.export_weights(model), rk.export_weights(loaded)
+    assert list(a) == list(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    x, _ = batch(TINY_1X1, size=32)
+    nhwc = x.transpose(0, 2, 3, 1)
+    assert np.array_equal(
+        keras.ops.convert_to_numpy(model(nhwc, training=False)),
+        keras.ops.convert_to_numpy(loaded(nhwc, training=False)),
+    )
+
+
+def test_compile_and_fit_take_torch_sgd_first_step():
+    # keras.optimizers.SGD decays weights decoupled, torch.optim.SGD through the
+    # gradient; from zero momentum the first step is the same update,
+    # w - lr * (g + wd * w). fit() is judged against that formula on Keras's own
+    # gradients, so the check does not depend on how well-conditioned they are.
+    w = random_weights(TINY, "c", seed=8)
+    x, y = batch(TINY, n=8, size=16, seed=2)
+    nhwc = x.transpose(0, 2, 3, 1)
+    probe = rk.create_model(config=TINY, form="c")
+    rk.import_weights(probe, w)
+    grads = forward_backward(probe, nhwc, y, train=True).grads
+
+    model = rk.create_model(config=TINY, form="c")
+    rk.import_weights(model, w)
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, weight_decay=1e-4),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    history = model.fit(nhwc, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    fitted = rk.export_weights(model)
+    expected = {k: w[k].astype(np.float64) - 0.1 * (g + 1e-4 * w[k]) for k, g in grads.items()}
+    assert max(rel_error(fitted[k], expected[k]) for k in expected) < 1e-6
+    assert max(rel_error(fitted[k], w[k]) for k in expected) > 1e-3  # the step moved the weights

@@ -1,0 +1,72 @@
+"""Keras computes the same function as torch, in every form: the harness's rows for Keras.
+
+Eval logits to 1e-5 relative; training-mode logits and running statistics after
+one training pass within DESIGN.md's noise-floor bound; every BN tensor randomised.
+"""
+
+import keras
+import numpy as np
+import pytest
+from helpers import TINY, TINY_1X1, batch
+from parity_runs import failures, full_run, rows
+
+import resnext_keras as rk
+from parity import run_parity
+from resnext_spec import TOL, random_weights, rel_error, to_form
+
+pytestmark = pytest.mark.keras
+
+
+def tiny_run(name, config, size):
+    return run_parity([name], frameworks=["torch", "keras"], configs={name: config}, image_size=size)
+
+
+CASES = [
+    pytest.param(lambda: tiny_run("tiny", TINY, 16), id="tiny"),
+    pytest.param(lambda: tiny_run("tiny_1x1", TINY_1X1, 32), id="tiny_stride_on_1x1"),
+    pytest.param(lambda: full_run("resnext29_8x64d"), id="resnext29_8x64d", marks=pytest.mark.slow),
+    pytest.param(lambda: full_run("resnext50_32x4d"), id="resnext50_32x4d", marks=pytest.mark.slow),
+]
+
+
+@pytest.fixture(scope="module", params=CASES)
+def result(request):
+    return request.param()
+
+
+def test_every_keras_check_passes(result):
+    assert not failures(result, "keras")
+
+
+def test_eval_logits_match_torch_to_1e5_in_every_form(result):
+    forms = {r.form: r.error for r in rows(result, "keras", "eval", "logits")}
+    assert set(forms) == {"a", "b", "c"}
+    assert max(forms.values()) <= TOL, forms
+
+
+def test_training_logits_and_running_stats_within_the_floor(result):
+    got = rows(result, "keras", "train")
+    assert {r.quantity for r in got} == {"logits", "running stats"}
+    for r in got:
+        assert r.error <= r.bound, (r.form, r.quantity, r.tensor, r.error, r.floor)
+
+
+def test_weights_copy_bitwise_between_keras_and_torch(result):
+    copies = [r for r in rows(result, check="copy") if "keras" in r.framework]
+    assert {r.framework for r in copies} >= {"torch->keras", "keras->torch"}
+    assert all(r.passed for r in copies)
+
+
+@pytest.mark.parametrize("config, size", [(TINY, 16), (TINY_1X1, 32)], ids=["tiny", "tiny_1x1"])
+def test_forms_agree_inside_keras_without_torch(config, size):
+    # a == b == c checked against each other, no torch in the loop.
+    w = random_weights(config, "c", seed=6)
+    x, _ = batch(config, size=size)
+    nhwc = x.transpose(0, 2, 3, 1)
+    logits = {}
+    for form in "abc":
+        model = rk.create_model(config=config, form=form)
+        rk.import_weights(model, to_form(w, config, "c", form))
+        logits[form] = np.asarray(keras.ops.convert_to_numpy(model(nhwc, training=False)), np.float64)
+    assert rel_error(logits["a"], logits["c"]) <= TOL
+    assert rel_error(logits["b"], logits["c"]) <= TOL
