@@ -77,7 +77,10 @@ def _auto_device() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # argparse has printed its message (or --help); keep the exit code
+        return int(e.code or 0)
     models = "all" if args.models == "all" else _models(args.models)
     if models is None:
         return 2

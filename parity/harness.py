@@ -10,6 +10,7 @@ the noise floor of every quantity (DESIGN.md). Bounds come from
 from __future__ import annotations
 
 import itertools
+import math
 import platform
 import sys
 import time
@@ -36,6 +37,8 @@ from resnext_spec.tolerances import EXACT, FLOOR_SAMPLES, PERTURBATION, compare
 from .runners import FRAMEWORKS, Runner, TorchRunner, make_runner
 
 CHECKS = ("counts", "roundtrip", "copy", "eval", "train", "grad_eval", "grad_train", "sgd")
+# Shown, never failed: torch (c) eval logits with TF32 matmuls/convs, so people see what TF32 costs.
+INFO_CHECKS = ("tf32",)
 DEFAULT_MODELS = ("resnext29_8x64d",)
 SGD = dict(lr=0.1, momentum=0.9, weight_decay=1e-4)
 
@@ -76,7 +79,11 @@ class ParityResult:
     def worst(self, check: str) -> CheckResult | None:
         """The result of ``check`` closest to (or furthest over) its bound."""
         rows = [r for r in self.results if r.check == check]
-        return max(rows, key=lambda r: (r.error / r.bound) if r.bound else r.error, default=None)
+        return max(
+            rows,
+            key=lambda r: (r.error / r.bound) if r.bound and math.isfinite(r.bound) else r.error,
+            default=None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "meta": self.meta, "results": [asdict(r) for r in self.results]}
@@ -170,6 +177,7 @@ class Harness:
         device: str,
         keras_backend: str | None,
         flax_jit: str,
+        tf32: bool,
         progress: Callable[[str], None],
     ) -> None:
         self.forms, self.checks = list(forms), list(checks)
@@ -180,6 +188,7 @@ class Harness:
         }
         self.ref32 = TorchRunner(device)
         self.ref64 = TorchRunner(device, float64=True)
+        self.ref_tf32 = TorchRunner(device, tf32=True) if tf32 else None
 
     def needs(self, *checks: str) -> bool:
         return any(c in self.checks for c in checks)
@@ -230,6 +239,8 @@ class Harness:
         if any(c in self.checks for c, _ in QUANTITIES):
             self.progress(f"{name}: torch (c) reference: fp32, float64, {FLOOR_SAMPLES} perturbed fp32")
             refs = self.references(config, w, x, labels)
+            if self.ref_tf32 is not None and self.needs("eval"):
+                self.check_tf32(name, config, w, x, labels, refs, out)
         exports: dict[tuple[str, str], dict[str, np.ndarray]] = {}
         models: dict[tuple[str, str], Any] = {}
         for fw, form in itertools.product(self.runners, forms):
@@ -307,6 +318,29 @@ class Harness:
                 )
             )
 
+    def check_tf32(self, name, config, w, x, labels, refs, out) -> None:
+        """torch (c) eval logits with TF32 allowed, against the full-fp32 reference: shown, not judged."""
+        model = self.ref_tf32.build(config, "c")
+        self.ref_tf32.load(model, w)
+        logits = self.ref_tf32.forward_backward(model, x, labels, False).logits
+        c = compare(
+            {"logits": logits}, {"logits": refs[0]["eval"].logits}, {"logits": refs[1]["eval"].logits}
+        )
+        out.append(
+            CheckResult(
+                model=name,
+                framework="torch",
+                form="c",
+                check="tf32",
+                quantity="logits",
+                error=c.error,
+                bound=math.inf,
+                passed=True,
+                floor=c.floor,
+                detail="TF32 allowed; informational, fp32 pinned for every pass/fail",
+            )
+        )
+
     def check_copies(self, name, forms, exports, models, out) -> None:
         """Export from X, import into Y, export from Y: bitwise equal to X's export, all six directions."""
         for form in forms:
@@ -341,6 +375,7 @@ def run_parity(
     device: str = "cpu",
     keras_backend: str | None = None,
     flax_jit: str = "auto",
+    tf32: bool | None = None,
     configs: dict[str, ArchConfig] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ParityResult:
@@ -349,7 +384,8 @@ def run_parity(
     ``models`` are preset names (or ``"all"``); ``configs`` adds named custom
     configs. ``image_size`` defaults to 32 for CIFAR stems and 64 for ImageNet
     stems. ``flax_jit`` ("auto": form (c) only, "always", "never") says which
-    Flax builds run jit-compiled. Returns a :class:`ParityResult`; nothing is printed except through
+    Flax builds run jit-compiled. ``tf32`` (default: on GPU) adds the
+    informational TF32 row. Returns a :class:`ParityResult`; nothing is printed except through
     ``progress``.
     """
     names = list_presets() if models == "all" else list(models)
@@ -367,8 +403,9 @@ def run_parity(
     all_configs.update(configs or {})
     progress = progress or (lambda msg: None)
     t0 = time.perf_counter()
+    tf32 = device == "gpu" if tf32 is None else tf32
     harness = Harness(
-        frameworks, forms, checks, batch, image_size, seed, device, keras_backend, flax_jit, progress
+        frameworks, forms, checks, batch, image_size, seed, device, keras_backend, flax_jit, tf32, progress
     )
     result = ParityResult()
     model_times = {}
@@ -388,6 +425,7 @@ def run_parity(
         "device": device,
         "keras_backend": getattr(harness.runners.get("keras"), "backend", None),
         "flax_jit": flax_jit,
+        "tf32_row": tf32,
         "versions": versions(),
         "argv": sys.argv,
         "wall_time_s": round(time.perf_counter() - t0, 2),

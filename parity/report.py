@@ -9,7 +9,7 @@ from collections import defaultdict
 
 from resnext_spec import atomic_write
 
-from .harness import CHECKS, CheckResult, ParityResult
+from .harness import CHECKS, INFO_CHECKS, CheckResult, ParityResult
 
 
 def _cell(rows: list[CheckResult]) -> tuple[str, bool]:
@@ -21,6 +21,8 @@ def _cell(rows: list[CheckResult]) -> tuple[str, bool]:
     if worst.check == "counts":
         return (worst.detail.split(" ")[0] if ok else worst.detail), ok
     text = f"{worst.error:.1e}"
+    if worst.check in INFO_CHECKS:
+        return text, ok
     if worst.floor is not None and worst.bound > 1e-5:
         text += f" (floor {worst.floor:.0e})"
     return text, ok
@@ -28,7 +30,7 @@ def _cell(rows: list[CheckResult]) -> tuple[str, bool]:
 
 def table_rows(result: ParityResult, model: str) -> tuple[list[str], list[tuple[list[str], list[bool]]]]:
     """Rows of builds x checks for one model, each cell the worst error of that check."""
-    checks = [c for c in CHECKS if any(r.check == c for r in result.results)]
+    checks = [c for c in CHECKS + INFO_CHECKS if any(r.check == c for r in result.results)]
     grouped: dict[tuple[str, str], dict[str, list[CheckResult]]] = defaultdict(lambda: defaultdict(list))
     for r in result.results:
         if r.model == model:
@@ -90,6 +92,9 @@ def print_summary(result: ParityResult) -> None:
         + ", ".join(f"{c} {_ratio(result, c)}" for c in CHECKS if result.worst(c))
         + ")"
     )
+    tf32 = result.worst("tf32")
+    if tf32:
+        print(f"TF32 (shown, not judged): torch (c) eval logits off full fp32 by {tf32.error:.1e}")
 
 
 def _ratio(result: ParityResult, check: str) -> str:

@@ -92,12 +92,22 @@ def make_runner(
     """The runner of ``framework`` ('torch', 'keras' or 'flax') on ``device`` ('cpu' or 'gpu')."""
     if framework == "torch":
         return TorchRunner(device)
+    if device == "gpu":
+        pin_jax_fp32()
     if framework == "keras":
         from .keras_runner import KerasRunner
 
-        return KerasRunner(keras_backend)
+        # On GPU Keras runs on JAX (this workplace's GPU machines have no TensorFlow).
+        return KerasRunner(keras_backend or ("jax" if device == "gpu" else None))
     if framework == "flax":
         from .flax_runner import FlaxRunner
 
         return FlaxRunner(device, flax_jit)
     raise ValueError(f"unknown framework {framework!r}; choose from {list(FRAMEWORKS)}")
+
+
+def pin_jax_fp32() -> None:
+    """Full fp32 matmuls and convs in JAX: on GPU its default precision may use TF32."""
+    import jax
+
+    jax.config.update("jax_default_matmul_precision", "highest")

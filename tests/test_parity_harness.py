@@ -1,0 +1,185 @@
+"""The harness proves the nine builds agree, and it can fail: planted faults are caught and named.
+
+The faults are the classic porting bugs DESIGN.md warns about, planted in one
+build only: a transposed kernel, BN eps 1e-3, padding="same" on a stride-2
+conv, swapped running mean/variance, a permuted path in form (a).
+"""
+
+from functools import partial
+
+import numpy as np
+import pytest
+from helpers import TINY
+from parity_runs import FULL_MODELS, frameworks, full_run
+
+import parity.harness
+import resnext_keras.model as keras_model
+from parity import CHECKS, run_parity
+from parity.runners import make_runner
+from resnext_spec import count_params, get_config, list_presets
+
+pytestmark = pytest.mark.keras  # the faults are planted in Keras builds: run on every backend
+
+
+# ---- the full check list on real presets, all nine builds ----------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(FULL_MODELS))
+def test_full_check_list_passes_for_every_build(name):
+    result = full_run(name)
+    failed = [(r.framework, r.form, r.check, r.quantity, r.tensor, r.error, r.bound) for r in result.failures]
+    assert not failed
+    builds = {(r.framework, r.form) for r in result.results if r.check == "eval"}
+    assert builds == {(fw, f) for fw in frameworks() for f in "abc"}
+    for fw, form in builds:  # every check reported for every build
+        checks = {r.check for r in result.results if r.framework == fw and r.form == form}
+        assert checks == set(CHECKS) - {"copy"}, (fw, form)
+    copies = {(r.framework, r.form) for r in result.results if r.check == "copy"}
+    assert len(copies) == 3 * len(frameworks()) * (len(frameworks()) - 1)  # every direction, every form
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    """Every preset, form (c), in every framework: counts and eval logits at 32x32, batch 2."""
+    return run_parity(
+        "all", forms=["c"], frameworks=frameworks(), checks=["counts", "eval"], image_size=32, batch=2
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list_presets())
+def test_every_preset_form_c_counts_and_eval_logits_agree(zoo, name):
+    rows = [r for r in zoo.results if r.model == name]
+    assert {r.framework for r in rows} == set(frameworks())
+    assert all(r.passed for r in rows), [
+        (r.framework, r.check, r.error, r.detail) for r in rows if not r.passed
+    ]
+    counts = [r for r in rows if r.check == "counts"]
+    assert all(r.detail.startswith(f"{count_params(get_config(name)):,}") for r in counts)
+
+
+# ---- planted faults --------------------------------------------------------------------------
+
+
+class FaultyLoad:
+    """A runner whose weight import corrupts one thing, like a buggy port would."""
+
+    def __init__(self, inner, corrupt):
+        self.inner, self.corrupt = inner, corrupt
+        self.framework = inner.framework
+
+    def load(self, model, weights):
+        self.inner.load(model, self.corrupt(dict(weights)))
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def run_with(monkeypatch, corrupt=None, forms=("c",)):
+    """A tiny run of torch vs Keras with the Keras build's import corrupted by ``corrupt``."""
+    if corrupt is not None:
+
+        def faulty(framework, *args):
+            runner = make_runner(framework, *args)
+            return FaultyLoad(runner, corrupt) if framework == "keras" else runner
+
+        monkeypatch.setattr(parity.harness, "make_runner", faulty)
+    return run_parity(
+        ["tiny"], configs={"tiny": TINY}, frameworks=["torch", "keras"], forms=forms, image_size=16
+    )
+
+
+def caught(result):
+    """{(framework, form, check)} of the failures; the fault must be named, not just felt."""
+    return {(r.framework, r.form, r.check) for r in result.failures}
+
+
+def test_the_unfaulted_tiny_run_passes(monkeypatch):
+    assert run_with(monkeypatch).passed
+
+
+def transpose_kernel(w):
+    k = "layer1.0.conv2.weight"
+    w[k] = np.ascontiguousarray(w[k].transpose(0, 1, 3, 2))  # H and W swapped: shape unchanged
+    return w
+
+
+def swap_running_stats(w):
+    bn = "layer2.0.bn2"
+    w[f"{bn}.running_mean"], w[f"{bn}.running_var"] = w[f"{bn}.running_var"], w[f"{bn}.running_mean"]
+    return w
+
+
+def permute_path(w):
+    # Path 0 and path 1 exchange only their first conv: each path's sum term is now wrong.
+    a, b = "layer1.0.paths.0.conv1.weight", "layer1.0.paths.1.conv1.weight"
+    w[a], w[b] = w[b], w[a]
+    return w
+
+
+@pytest.mark.parametrize(
+    "corrupt, form, expect",
+    [
+        (transpose_kernel, "c", {"eval", "train", "grad_eval", "grad_train", "sgd"}),
+        (swap_running_stats, "c", {"eval", "sgd"}),  # train mode ignores running stats until the update
+        (permute_path, "a", {"eval", "train", "grad_eval", "grad_train", "sgd"}),
+    ],
+    ids=["transposed kernel", "swapped running mean/var", "permuted path in form (a)"],
+)
+def test_weight_faults_are_caught_in_the_faulty_build_only(monkeypatch, corrupt, form, expect):
+    result = run_with(monkeypatch, corrupt, forms=(form,))
+    assert not result.passed
+    got = caught(result)
+    assert {fw for fw, _, _ in got} <= {"keras", "torch->keras", "keras->torch"}
+    assert {("keras", form, c) for c in expect} <= got
+    # the copy check sees the corrupted import too: exported weights differ from what went in
+    assert ("torch->keras", form, "copy") in got
+
+
+def test_bn_eps_1e3_is_caught(monkeypatch):
+    monkeypatch.setattr(keras_model, "norm", partial(keras_model.BatchNorm, epsilon=1e-3, momentum=0.9))
+    got = caught(run_with(monkeypatch))
+    assert ("keras", "c", "eval") in got and ("keras", "c", "train") in got
+    assert not any(fw == "torch" for fw, _, _ in got)
+
+
+def test_same_padding_on_a_stride_2_conv_is_caught(monkeypatch):
+    # TF-style "same" pads a stride-2 3x3 conv on an even input by (0, 1), torch by (1, 1).
+    def conv(x, filters, kernel, stride, name, groups=1):
+        if stride == 2 and kernel == 3:
+            return keras_model.layers.Conv2D(
+                filters, kernel, strides=stride, padding="same", use_bias=False, groups=groups, name=name
+            )(x)
+        return original(x, filters, kernel, stride, name, groups)
+
+    original = keras_model.conv
+    monkeypatch.setattr(keras_model, "conv", conv)
+    got = caught(run_with(monkeypatch))
+    assert ("keras", "c", "eval") in got and ("keras", "c", "train") in got
+    assert not any(fw == "torch" for fw, _, _ in got)
+
+
+def test_failures_name_the_tensor_that_is_off(monkeypatch):
+    result = run_with(monkeypatch, swap_running_stats)
+    stats = [r for r in result.failures if r.check == "sgd" and r.quantity == "running stats"]
+    assert stats and stats[0].tensor.startswith("layer2.0.bn2.running_")
+
+
+def test_tf32_row_is_shown_and_never_fails():
+    result = run_parity(
+        ["tiny"], configs={"tiny": TINY}, frameworks=["torch"], forms=["c"], checks=["eval"], tf32=True
+    )
+    (row,) = [r for r in result.results if r.check == "tf32"]
+    assert row.passed and row.framework == "torch" and row.form == "c"
+
+
+def test_bad_arguments_are_value_errors():
+    with pytest.raises(ValueError, match="did you mean 'resnext50_32x4d'"):
+        run_parity(["resnext50_32x4"])
+    with pytest.raises(ValueError, match="unknown check 'evl'"):
+        run_parity(["resnet18"], checks=["evl"])
+    with pytest.raises(ValueError, match="unknown framework 'jax'"):
+        run_parity(["resnet18"], frameworks=["jax"])
+    with pytest.raises(ValueError, match="form"):
+        run_parity(["resnet18"], forms=["d"])
