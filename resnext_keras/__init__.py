@@ -1,7 +1,15 @@
 """ResNet / ResNeXt in Keras 3 (TensorFlow, JAX or torch backend), forms (a), (b) and (c)."""
 
 from .model import BatchNorm, ResNet, create_model
-from .weights import count_params, export_weights, import_weights, load, save, save_weights_atomic
+from .weights import (
+    count_params,
+    export_weights,
+    import_weights,
+    load,
+    load_weights_file,
+    save,
+    save_weights_atomic,
+)
 
 __all__ = [
     "BatchNorm",
@@ -11,6 +19,7 @@ __all__ = [
     "export_weights",
     "import_weights",
     "load",
+    "load_weights_file",
     "save",
     "save_weights_atomic",
 ]

@@ -9,12 +9,22 @@ OIHW <-> HWIO, the dense kernel (out, in) <-> (in, out), BN tensors are renamed
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 
 import keras
 import numpy as np
 
-from resnext_spec import atomic_write, check_weights, layers, load_checkpoint, save_checkpoint, to_form
+from resnext_spec import (
+    ArchConfig,
+    CheckpointError,
+    atomic_write,
+    check_weights,
+    layers,
+    load_checkpoint,
+    save_checkpoint,
+    to_form,
+)
 from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST
 
 from .model import ResNet, create_model
@@ -90,16 +100,92 @@ def load(path: str | os.PathLike, form: str | None = None) -> ResNet:
 
 
 def save_weights_atomic(model: ResNet, path: str | os.PathLike) -> None:
-    """``model.save_weights`` to a ``.weights.h5`` file, written atomically."""
+    """``model.save_weights`` to a ``.weights.h5`` file, written atomically.
+
+    Keras names the file's groups by layer class and creation order
+    (``layers/conv2d_7/vars/0``), not by layer name, so the file alone cannot say
+    which network it holds. The config and form go into its root attributes, and
+    :func:`load_weights_file` rebuilds the right model from them.
+    """
     atomic_write(path, lambda tmp: _save_h5(model, tmp))
 
 
 def _save_h5(model: ResNet, tmp: str) -> None:
+    import h5py
+
     # Keras insists on the '.weights.h5' suffix: write beside, then move onto the temp path.
     named = f"{tmp}.weights.h5"
     try:
         model.save_weights(named)
+        with h5py.File(named, "a") as f:
+            f.attrs[H5_CONFIG] = model.config.to_json()
+            f.attrs[H5_FORM] = model.form
         os.replace(named, tmp)
     finally:
         if os.path.exists(named):
             os.remove(named)
+
+
+H5_CONFIG, H5_FORM = "resnext_config", "resnext_form"
+
+
+def read_h5_header(path: str | os.PathLike) -> tuple[ArchConfig | None, str | None]:
+    """(config, form) stored by :func:`save_weights_atomic`, or (None, None) for another Keras file."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "layers" not in f:
+                raise CheckpointError(f"{path}: an HDF5 file, but not a Keras .weights.h5 file (no 'layers')")
+            config, form = f.attrs.get(H5_CONFIG), f.attrs.get(H5_FORM)
+    except OSError as e:
+        raise CheckpointError(f"{path}: not an HDF5 file, or truncated ({e})") from e
+    if config is None:
+        return None, None
+    return ArchConfig.from_json(str(config)), str(form)
+
+
+def load_weights_file(
+    path: str | os.PathLike, config: ArchConfig | None = None, form: str | None = None
+) -> ResNet:
+    """Build the model a ``.weights.h5`` file holds and load it.
+
+    The config and form come from the file (see :func:`save_weights_atomic`) or,
+    for a file without them, from the arguments. A file that does not fit is a
+    :class:`CheckpointError`.
+    """
+    stored_config, stored_form = read_h5_header(path)
+    config, form = config or stored_config, form or stored_form or "c"
+    if config is None:
+        raise CheckpointError(f"{path}: a Keras weights file without a stored config; say which model it is")
+    model = create_model(config=config, form=form)
+    # Keras skips what does not fit with a warning; compare the file with what this
+    # model would write, so a wrong file is an error and not a half-loaded model.
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_weights(os.path.join(tmp, "expected.weights.h5"))
+        expected = _h5_shapes(os.path.join(tmp, "expected.weights.h5"))
+    got = _h5_shapes(path)
+    problems = [f"missing {k}" for k in expected if k not in got]
+    problems += [f"unexpected {k}" for k in got if k not in expected]
+    problems += [
+        f"{k}: shape {got[k]}, model has {v}" for k, v in expected.items() if k in got and got[k] != v
+    ]
+    if problems:
+        raise CheckpointError(
+            f"{path}: does not fit {config} in form {form!r} ({len(problems)} problems: "
+            + "; ".join(problems[:8])
+            + ")"
+        )
+    model.load_weights(path)
+    return model
+
+
+def _h5_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    import h5py
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(
+            lambda name, obj: shapes.update({name: obj.shape}) if isinstance(obj, h5py.Dataset) else None
+        )
+    return shapes

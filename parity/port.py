@@ -1,0 +1,435 @@
+"""Weight porting between torch, safetensors, Keras and Flax files, in any block form.
+
+Every file is read into the canonical dict (torch names and layout) with its
+``ArchConfig`` and form, converted to the target form by ``resnext_spec``, and
+written by the target framework's own writer, atomically. The architecture
+comes from the file when it records one (our safetensors, ``.weights.h5`` and
+``.msgpack`` files), else from ``model=``, else it is inferred from the tensor
+shapes alone, which is what makes a torchvision ``state_dict`` port with no flags.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import time
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from resnext_spec import (
+    TOL,
+    ArchConfig,
+    CheckpointError,
+    WeightsMismatchError,
+    check_form,
+    check_form_for,
+    check_weights,
+    get_config,
+    list_presets,
+    load_checkpoint,
+    rel_error,
+    save_checkpoint,
+)
+from resnext_spec import to_form as convert_form
+from resnext_spec.checkpoint import FORMAT_NAME, read_safetensors, read_safetensors_metadata
+
+# Suffix -> format. The framework that reads and writes each one natively.
+FORMATS = {
+    ".weights.h5": "keras",
+    ".safetensors": "safetensors",
+    ".pth": "torch",
+    ".pt": "torch",
+    ".msgpack": "flax",
+}
+FRAMEWORK_OF = {"torch": "torch", "safetensors": "torch", "keras": "keras", "flax": "flax"}
+
+
+class PortError(ValueError):
+    """A file or an argument that cannot be ported; the message says what and how to fix it."""
+
+
+@dataclass
+class Weights:
+    """Canonical weights read from a file, with the architecture and form they belong to."""
+
+    weights: dict[str, np.ndarray]
+    config: ArchConfig
+    form: str
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PortResult:
+    src: str
+    dst: str
+    config: ArchConfig
+    preset: str | None
+    src_form: str
+    dst_form: str
+    seconds: float
+    notes: list[str]
+    verify_error: float | None = None
+
+    @property
+    def verified(self) -> bool | None:
+        return None if self.verify_error is None else self.verify_error <= TOL
+
+
+def format_of(path: str | os.PathLike) -> str:
+    name = Path(path).name
+    for suffix, fmt in FORMATS.items():
+        if name.endswith(suffix):
+            return fmt
+    hint = " (Keras weights files end in .weights.h5)" if name.endswith(".h5") else ""
+    raise PortError(
+        f"{path}: unknown format{hint}; use one of " + ", ".join(FORMATS) + " (the suffix picks the format)"
+    )
+
+
+# ---- architecture inference -----------------------------------------------------------------
+
+
+def preset_of(config: ArchConfig) -> str | None:
+    """The preset ``config`` is, if any (``num_classes`` and ``in_channels`` included)."""
+    return next((n for n in list_presets() if get_config(n) == config), None)
+
+
+def describe(config: ArchConfig) -> str:
+    """The preset name, a preset with changed classes/channels, or the full config."""
+    if preset := preset_of(config):
+        return preset
+    for n in list_presets():
+        base = get_config(n)
+        if replace(base, num_classes=config.num_classes, in_channels=config.in_channels) == config:
+            changed = [f"num_classes={config.num_classes}"] if config.num_classes != base.num_classes else []
+            changed += [f"in_channels={config.in_channels}"] if config.in_channels != base.in_channels else []
+            return f"{n} with {', '.join(changed)}"
+    return f"no preset: {config}"
+
+
+def infer_form(names: list[str]) -> str:
+    """'a' (paths with their own conv3), 'b' (paths, shared conv3) or 'c' (no paths)."""
+    if not any(".paths." in n for n in names):
+        return "c"
+    return "a" if any(re.search(r"\.paths\.\d+\.conv3\.", n) for n in names) else "b"
+
+
+def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> tuple[ArchConfig, str]:
+    """The (config, form) that ``weights`` look like; the caller checks every name and shape against it.
+
+    Read off the tensors: the stem kernel (7: ImageNet stem, 3: CIFAR stem), the
+    blocks per stage, the block type (a conv3 or not), the cardinality (form c:
+    the grouped conv's channels per group; a/b: the number of paths), the width
+    per path, the classes. Where the stride sits (1x1 or 3x3) leaves no trace in
+    the weights; it is taken from a preset that matches, else torchvision's 3x3.
+    """
+    names = [n for n in weights if not n.endswith("num_batches_tracked")]
+    form = form or infer_form(names)
+    shape = {n: tuple(np.shape(weights[n])) for n in names}
+    try:
+        stem_width, in_channels, k, _ = shape["conv1.weight"]
+        num_classes = shape["fc.weight"][0]
+        stages = sorted({int(m.group(1)) for n in names if (m := re.match(r"layer(\d+)\.", n))})
+        layers = tuple(
+            1 + max(int(m.group(1)) for n in names if (m := re.match(rf"layer{s}\.(\d+)\.", n)))
+            for s in stages
+        )
+        block = (
+            "bottleneck" if any(re.match(r"layer1\.0\.(paths\.0\.)?conv3\.", n) for n in names) else "basic"
+        )
+        if block == "basic":
+            cardinality, base_width = 1, 64
+        elif form == "c":
+            width, per_group = shape["layer1.0.conv2.weight"][:2]
+            cardinality, path_width = width // per_group, per_group
+            base_width = path_width  # stage 1 has planes = 64, so path width = base_width
+        else:
+            cardinality = len({n.split(".")[3] for n in names if n.startswith("layer1.0.paths.")})
+            base_width = shape["layer1.0.paths.0.conv1.weight"][0]
+    except (KeyError, ValueError, IndexError) as e:
+        raise PortError(f"cannot infer the architecture from these tensors ({type(e).__name__}: {e})") from e
+    if stages != list(range(1, len(stages) + 1)) or k not in (3, 7):
+        raise PortError(f"cannot infer the architecture: stages {stages}, stem kernel {k}")
+    try:
+        config = ArchConfig(
+            block=block,
+            layers=layers,
+            cardinality=cardinality,
+            base_width=base_width,
+            stem="imagenet" if k == 7 else "cifar",
+            stem_width=stem_width,
+            num_classes=num_classes,
+            in_channels=in_channels,
+        )
+    except ValueError as e:
+        raise PortError(f"cannot infer the architecture from these tensors ({e}); pass --model") from e
+    for n in list_presets():  # the stride placement of a matching preset
+        base = get_config(n)
+        if replace(config, stride_on=base.stride_on, num_classes=base.num_classes) == replace(
+            base, in_channels=in_channels
+        ):
+            config = replace(config, stride_on=base.stride_on)
+            break
+    return config, form
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+
+def _torch_state_dict(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    import torch
+
+    notes = []
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise PortError(
+            f"{path}: this pickle needs code to load (it holds more than tensors and plain containers), "
+            "and running a file's code is what an attacker would ask for; it is read with "
+            "weights_only=True only. Re-save just the state_dict: torch.save(model.state_dict(), path)"
+            f" [{str(e).splitlines()[0]}]"
+        ) from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise PortError(f"{path}: not a torch file, or truncated or corrupt ({e})") from e
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), Mapping):
+                notes.append(f"took the state_dict under {key!r} of a training checkpoint")
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise PortError(
+            f"{path}: a torch file, but not a state_dict (a dict of name -> tensor) "
+            "or a training checkpoint holding one"
+        )
+    state = dict(obj)
+    if all(k.startswith("module.") for k in state):
+        notes.append("stripped the 'module.' prefix of DataParallel/DDP")
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return {
+        k: v.detach().cpu().numpy() for k, v in state.items() if not k.endswith("num_batches_tracked")
+    }, notes
+
+
+def _fit(weights: dict, config: ArchConfig, form: str, path) -> dict[str, np.ndarray]:
+    """check_weights, with a --num-classes hint when only the head's size is off."""
+    try:
+        return check_weights(weights, config, form, context=f" ({path} as {describe(config)}, form {form!r})")
+    except WeightsMismatchError as e:
+        fc = weights.get("fc.weight")
+        if fc is not None and np.shape(fc)[0] != config.num_classes:
+            raise PortError(
+                f"{e}\nhint: the file's head has {np.shape(fc)[0]} classes, the model {config.num_classes}; "
+                f"pass --num-classes {np.shape(fc)[0]}"
+            ) from e
+        raise PortError(str(e)) from e
+
+
+def read(
+    path: str | os.PathLike,
+    model: str | None = None,
+    form: str | None = None,
+    num_classes: int | None = None,
+) -> Weights:
+    """Canonical weights, config and form of the file at ``path`` (any supported format)."""
+    path = Path(path)
+    fmt = format_of(path)
+    if not path.is_file():
+        raise PortError(f"{path}: no such file")
+    asked = None
+    if model is not None:
+        asked = get_config(model)
+        asked = replace(asked, num_classes=num_classes) if num_classes else asked
+    if fmt == "keras":
+        import resnext_keras
+
+        from_file, stored_form = resnext_keras.weights.read_h5_header(path)
+        config = _agree(from_file, asked, path)
+        keras_model = resnext_keras.load_weights_file(path, config, form or stored_form)
+        return Weights(resnext_keras.export_weights(keras_model), keras_model.config, keras_model.form)
+    if fmt == "flax":
+        import resnext_flax
+
+        flax_model = resnext_flax.load_msgpack(path)
+        _agree(flax_model.config, asked, path)
+        _agree_form(flax_model.form, form, path)
+        return Weights(resnext_flax.export_weights(flax_model), flax_model.config, flax_model.form)
+    notes: list[str] = []
+    if fmt == "safetensors":
+        data = path.read_bytes()
+        if read_safetensors_metadata(data, path).get("format") == FORMAT_NAME:
+            weights, config, stored_form = load_checkpoint(path)
+            _agree(config, asked, path)
+            _agree_form(stored_form, form, path)
+            return Weights(weights, config, stored_form)
+        raw = read_safetensors(data, path)
+        notes.append("a safetensors file without this project's metadata: read as a plain state_dict")
+    else:
+        raw, notes = _torch_state_dict(path)
+    if asked is not None:
+        form = form or infer_form(list(raw))
+        check_form_for(asked, form)
+        return Weights(_fit(raw, asked, form, path), asked, form, notes)
+    config, form = infer_config(raw, form)
+    if num_classes is not None and num_classes != config.num_classes:
+        raise PortError(
+            f"{path}: the file's head has {config.num_classes} classes, not --num-classes {num_classes}"
+        )
+    notes.append(f"inferred the architecture from the tensor shapes: {describe(config)}, form ({form})")
+    return Weights(_fit(raw, config, form, path), config, form, notes)
+
+
+def _agree(stored: ArchConfig | None, asked: ArchConfig | None, path) -> ArchConfig | None:
+    if stored is not None and asked is not None and stored != asked:
+        raise PortError(f"{path}: the file says it holds {describe(stored)}, not {describe(asked)}")
+    return stored or asked
+
+
+def _agree_form(stored: str, asked: str | None, path) -> None:
+    if asked is not None and asked != stored:
+        raise PortError(f"{path}: the file holds form ({stored}), not ({asked}); use --to-form to convert")
+
+
+# ---- writing --------------------------------------------------------------------------------
+
+
+def build(framework: str, config: ArchConfig, form: str, weights: dict[str, np.ndarray]):
+    """A model of ``framework`` holding ``weights``."""
+    if framework == "torch":
+        import resnext_torch as lib
+    elif framework == "keras":
+        import resnext_keras as lib
+    else:
+        import resnext_flax as lib
+    model = lib.create_model(config=config, form=form)
+    lib.import_weights(model, weights)
+    return model
+
+
+def write(path: str | os.PathLike, w: Weights) -> None:
+    """Write ``w`` to ``path`` in the format its suffix names, atomically."""
+    fmt = format_of(path)
+    if fmt == "safetensors":
+        save_checkpoint(path, w.weights, w.config, w.form)
+    elif fmt == "torch":
+        import resnext_torch
+
+        resnext_torch.save_state_dict(build("torch", w.config, w.form, w.weights), path)
+    elif fmt == "keras":
+        import resnext_keras
+
+        resnext_keras.save_weights_atomic(build("keras", w.config, w.form, w.weights), path)
+    else:
+        import resnext_flax
+
+        resnext_flax.save_msgpack(build("flax", w.config, w.form, w.weights), path)
+
+
+# ---- verify ---------------------------------------------------------------------------------
+
+
+def logits(framework: str, w: Weights, seed: int = 0) -> np.ndarray:
+    """Eval-mode logits of a seeded batch (2 images, 64 px; 32 for CIFAR stems)."""
+    size = 32 if w.config.stem == "cifar" else 64
+    x = np.random.default_rng(seed).standard_normal((2, w.config.in_channels, size, size)).astype(np.float32)
+    model = build(framework, w.config, w.form, w.weights)
+    if framework == "torch":
+        import torch
+
+        model.eval()
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).double().numpy()
+    nhwc = x.transpose(0, 2, 3, 1)
+    if framework == "keras":
+        import keras
+
+        return np.asarray(keras.ops.convert_to_numpy(model(nhwc, training=False)), np.float64)
+    model.eval()
+    return np.asarray(model(nhwc), np.float64)
+
+
+# ---- the whole job --------------------------------------------------------------------------
+
+
+def port(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    model: str | None = None,
+    form: str | None = None,
+    to_form: str | None = None,
+    num_classes: int | None = None,
+    verify: bool = False,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> PortResult:
+    """Port the weights in ``src`` to ``dst`` (formats by suffix), converting to form ``to_form``.
+
+    Nothing is written unless everything checked out: ``dst`` is written
+    atomically, and an existing ``dst`` is kept unless ``force``. With
+    ``verify``, the file written is read back and its logits compared with the
+    source's, each in its own framework. Raises :class:`PortError` (or
+    :class:`CheckpointError`) naming the problem.
+    """
+    say = progress or (lambda msg: None)
+    t0 = time.perf_counter()
+    src, dst = Path(src), Path(dst)
+    format_of(dst)  # an unknown target format fails before any work
+    if dst.exists() and not force:
+        raise PortError(f"{dst} exists; pass --force to overwrite it")
+    try:
+        for f in (form, to_form):
+            if f is not None:
+                check_form(f)
+        say(f"reading {src}")
+        source = read(src, model, form, num_classes)
+        target_form = to_form or source.form
+        check_form_for(source.config, target_form)
+    except (PortError, CheckpointError):
+        raise
+    except ValueError as e:  # an unknown preset or a form the architecture does not have
+        raise PortError(str(e)) from e
+    target = Weights(
+        convert_form(source.weights, source.config, source.form, target_form),
+        source.config,
+        target_form,
+        source.notes,
+    )
+    say(f"writing {dst} ({describe(source.config)}, form {source.form} -> {target_form})")
+    write(dst, target)
+    result = PortResult(
+        str(src),
+        str(dst),
+        source.config,
+        preset_of(source.config),
+        source.form,
+        target_form,
+        0.0,
+        source.notes,
+    )
+    if verify:
+        say("verifying: logits of the source and of the file written, each in its own framework")
+        back = read(dst)
+        result.verify_error = rel_error(
+            logits(FRAMEWORK_OF[format_of(dst)], back), logits(FRAMEWORK_OF[format_of(src)], source)
+        )
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+__all__ = [
+    "FORMATS",
+    "PortError",
+    "PortResult",
+    "Weights",
+    "format_of",
+    "infer_config",
+    "port",
+    "read",
+    "write",
+]
