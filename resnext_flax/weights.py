@@ -22,17 +22,24 @@ from resnext_spec import (
     CheckpointError,
     check_form_for,
     check_weights,
-    layers,
-    load_checkpoint,
+    load_checkpoint_as,
     save_checkpoint,
-    to_form,
 )
 from resnext_spec.checkpoint import atomic_write_bytes
-from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST
+from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST, tensor_table
 
 from .model import ResNet
 
-BN_VARIABLES = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
+# (layer kind, canonical tensor) -> the Flax variable's attribute.
+VARIABLES = {
+    ("conv", "weight"): "kernel",
+    ("bn", "weight"): "scale",
+    ("bn", "bias"): "bias",
+    ("bn", "running_mean"): "mean",
+    ("bn", "running_var"): "var",
+    ("linear", "weight"): "kernel",
+    ("linear", "bias"): "bias",
+}
 
 
 def _module(model: nnx.Module, dotted: str) -> nnx.Module:
@@ -44,18 +51,10 @@ def _module(model: nnx.Module, dotted: str) -> nnx.Module:
 
 def weight_table(model: ResNet) -> list[tuple[str, nnx.Variable, str]]:
     """(canonical name, Flax variable, transform) for every canonical tensor, in canonical order."""
-    table = []
-    for spec in layers(model.config, model.form):
-        module = _module(model, spec.name)
-        if spec.kind == "conv":
-            table.append((f"{spec.name}.weight", module.kernel, "conv"))
-        elif spec.kind == "bn":
-            for t, attr in BN_VARIABLES.items():
-                table.append((f"{spec.name}.{t}", getattr(module, attr), "same"))
-        else:
-            table.append((f"{spec.name}.weight", module.kernel, "linear"))
-            table.append((f"{spec.name}.bias", module.bias, "same"))
-    return table
+    return [
+        (name, getattr(_module(model, layer), VARIABLES[kind, tensor]), transform)
+        for name, layer, kind, tensor, transform in tensor_table(model.config, model.form)
+    ]
 
 
 def export_weights(model: ResNet) -> dict[str, np.ndarray]:
@@ -93,10 +92,9 @@ def save(model: ResNet, path: str | os.PathLike) -> None:
 
 def load(path: str | os.PathLike, form: str | None = None) -> ResNet:
     """Build and fill a model from a canonical checkpoint, converting to ``form`` if given."""
-    weights, config, src = load_checkpoint(path)
-    form = form or src
-    model = ResNet(config, form)  # initialised, then overwritten by the strict import
-    import_weights(model, to_form(weights, config, src, form))
+    weights, config, form = load_checkpoint_as(path, form)
+    model = ResNet(config, form)
+    import_weights(model, weights)
     return model
 
 

@@ -20,38 +20,32 @@ from resnext_spec import (
     CheckpointError,
     atomic_write,
     check_weights,
-    layers,
-    load_checkpoint,
+    load_checkpoint_as,
     save_checkpoint,
-    to_form,
 )
-from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST
+from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST, tensor_table
 
 from .model import ResNet, create_model
 
-BN_VARIABLES = {
-    "weight": "gamma",
-    "bias": "beta",
-    "running_mean": "moving_mean",
-    "running_var": "moving_variance",
+# (layer kind, canonical tensor) -> the Keras variable's attribute.
+VARIABLES = {
+    ("conv", "weight"): "kernel",
+    ("bn", "weight"): "gamma",
+    ("bn", "bias"): "beta",
+    ("bn", "running_mean"): "moving_mean",
+    ("bn", "running_var"): "moving_variance",
+    ("linear", "weight"): "kernel",
+    ("linear", "bias"): "bias",
 }
 
 
 def weight_table(model: ResNet) -> list[tuple[str, keras.Variable, str]]:
     """(canonical name, Keras variable, transform) for every canonical tensor, in canonical order."""
     by_name = {layer.name: layer for layer in model.layers}
-    table = []
-    for spec in layers(model.config, model.form):
-        layer = by_name[spec.name]
-        if spec.kind == "conv":
-            table.append((f"{spec.name}.weight", layer.kernel, "conv"))
-        elif spec.kind == "bn":
-            for t, attr in BN_VARIABLES.items():
-                table.append((f"{spec.name}.{t}", getattr(layer, attr), "same"))
-        else:
-            table.append((f"{spec.name}.weight", layer.kernel, "linear"))
-            table.append((f"{spec.name}.bias", layer.bias, "same"))
-    return table
+    return [
+        (name, getattr(by_name[layer], VARIABLES[kind, tensor]), transform)
+        for name, layer, kind, tensor, transform in tensor_table(model.config, model.form)
+    ]
 
 
 def export_weights(model: ResNet) -> dict[str, np.ndarray]:
@@ -92,10 +86,9 @@ def save(model: ResNet, path: str | os.PathLike) -> None:
 
 def load(path: str | os.PathLike, form: str | None = None) -> ResNet:
     """Build and fill a model from a canonical checkpoint, converting to ``form`` if given."""
-    weights, config, src = load_checkpoint(path)
-    form = form or src
+    weights, config, form = load_checkpoint_as(path, form)
     model = create_model(config=config, form=form)
-    import_weights(model, to_form(weights, config, src, form))
+    import_weights(model, weights)
     return model
 
 

@@ -3,7 +3,7 @@
 Imports numpy and safetensors only; the torch, Keras and Flax packages build on it.
 """
 
-from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, atomic_write, load_checkpoint, load_checkpoint_as, save_checkpoint
 from .config import FORMS, ArchConfig, check_form, check_form_for, get_config, list_presets, resolve_config
 from .counting import count_flops, count_params
 from .forms import to_form
@@ -37,6 +37,7 @@ __all__ = [
     "layers",
     "list_presets",
     "load_checkpoint",
+    "load_checkpoint_as",
     "parameter_names",
     "plan",
     "random_weights",

@@ -111,6 +111,17 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Arc
     return check_weights(weights, config, form, context=f" ({path})"), config, form
 
 
+def load_checkpoint_as(
+    path: str | os.PathLike, form: str | None = None
+) -> tuple[dict[str, np.ndarray], ArchConfig, str]:
+    """:func:`load_checkpoint`, converted to ``form`` (default: the file's own): what every ``load`` needs."""
+    from .forms import to_form
+
+    weights, config, src = load_checkpoint(path)
+    form = form or src
+    return to_form(weights, config, src, form), config, form
+
+
 def read_safetensors_metadata(data: bytes, path: str | os.PathLike) -> dict[str, str]:
     """The ``__metadata__`` of the safetensors bytes ``data``; CheckpointError if they are not one."""
     if len(data) < 8:

@@ -241,3 +241,23 @@ FROM_CHANNELS_LAST = {
     "linear": lambda a: a.T,
     "same": lambda a: a,
 }
+
+
+def tensor_table(config: ArchConfig, form: str = "c") -> list[tuple[str, str, str, str, str]]:
+    """(canonical name, layer name, layer kind, tensor, layout transform) for every canonical tensor.
+
+    In canonical order. ``tensor`` is the torch suffix (``weight``, ``running_var``,
+    ...), ``transform`` the key of ``TO_CHANNELS_LAST``. Keras and Flax each map
+    (kind, tensor) to their own variable name and otherwise share this table.
+    """
+    return [
+        (
+            f"{layer.name}.{t}",
+            layer.name,
+            layer.kind,
+            t,
+            layer.kind if layer.kind != "bn" and t == "weight" else "same",
+        )
+        for layer in layers(config, form)
+        for t in KIND_TENSORS[layer.kind]
+    ]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from resnext_spec import atomic_write, check_weights, load_checkpoint, save_checkpoint, to_form
+from resnext_spec import atomic_write, check_weights, load_checkpoint_as, save_checkpoint
 from resnext_spec.layout import canonical_shapes, is_running_stat
 
 from .model import ResNet, create_model
@@ -65,10 +65,9 @@ def save(model: ResNet, path: str | os.PathLike) -> None:
 
 def load(path: str | os.PathLike, form: str | None = None) -> ResNet:
     """Build and fill a model from a canonical checkpoint, converting to ``form`` if given."""
-    weights, config, src = load_checkpoint(path)
-    form = form or src
+    weights, config, form = load_checkpoint_as(path, form)
     model = create_model(config=config, form=form)
-    import_weights(model, to_form(weights, config, src, form))
+    import_weights(model, weights)
     return model
 
 

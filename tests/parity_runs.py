@@ -11,7 +11,10 @@ from __future__ import annotations
 import functools
 import os
 
-from parity import ParityResult, run_parity
+import pytest
+from helpers import TINY, TINY_1X1
+
+from parity import CHECKS, ParityResult, run_parity
 from parity.runners import FRAMEWORKS
 
 # preset -> input size: CIFAR models at their native 32, ImageNet ones small enough for CI.
@@ -26,6 +29,20 @@ def frameworks() -> tuple[str, ...]:
 @functools.cache
 def full_run(name: str) -> ParityResult:
     return run_parity([name], frameworks=frameworks(), image_size=FULL_MODELS[name], batch=4)
+
+
+def tiny_run(frameworks, name, config, size, checks=CHECKS) -> ParityResult:
+    return run_parity([name], frameworks=frameworks, configs={name: config}, image_size=size, checks=checks)
+
+
+def cases(frameworks, checks=CHECKS) -> list:
+    """The runs a framework's parity tests ask: two tiny configs fresh, two real presets shared."""
+    return [
+        pytest.param(lambda: tiny_run(frameworks, "tiny", TINY, 16, checks), id="tiny"),
+        pytest.param(lambda: tiny_run(frameworks, "tiny_1x1", TINY_1X1, 32, checks), id="tiny_stride_on_1x1"),
+        pytest.param(lambda: full_run("resnext29_8x64d"), id="resnext29_8x64d", marks=pytest.mark.slow),
+        pytest.param(lambda: full_run("resnext50_32x4d"), id="resnext50_32x4d", marks=pytest.mark.slow),
+    ]
 
 
 def rows(result: ParityResult, framework: str | None = None, check: str | None = None, quantity=None):

@@ -10,23 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import TINY, TINY_1X1, batch
-from parity_runs import failures, full_run, rows
+from parity_runs import cases, failures, rows
 
 import resnext_flax as rf
-from parity import run_parity
 from resnext_spec import TOL, random_weights, rel_error, to_form
 
-
-def tiny_run(name, config, size):
-    return run_parity([name], frameworks=["torch", "flax"], configs={name: config}, image_size=size)
-
-
-CASES = [
-    pytest.param(lambda: tiny_run("tiny", TINY, 16), id="tiny"),
-    pytest.param(lambda: tiny_run("tiny_1x1", TINY_1X1, 32), id="tiny_stride_on_1x1"),
-    pytest.param(lambda: full_run("resnext29_8x64d"), id="resnext29_8x64d", marks=pytest.mark.slow),
-    pytest.param(lambda: full_run("resnext50_32x4d"), id="resnext50_32x4d", marks=pytest.mark.slow),
-]
+CASES = cases(["torch", "flax"])
 
 
 @pytest.fixture(scope="module", params=CASES)

@@ -8,25 +8,15 @@ import keras
 import numpy as np
 import pytest
 from helpers import TINY, TINY_1X1, batch
-from parity_runs import failures, full_run, rows
+from parity_runs import cases, failures, rows
 
 import resnext_keras as rk
-from parity import run_parity
 from resnext_spec import TOL, random_weights, rel_error, to_form
 
 pytestmark = pytest.mark.keras
 
 
-def tiny_run(name, config, size):
-    return run_parity([name], frameworks=["torch", "keras"], configs={name: config}, image_size=size)
-
-
-CASES = [
-    pytest.param(lambda: tiny_run("tiny", TINY, 16), id="tiny"),
-    pytest.param(lambda: tiny_run("tiny_1x1", TINY_1X1, 32), id="tiny_stride_on_1x1"),
-    pytest.param(lambda: full_run("resnext29_8x64d"), id="resnext29_8x64d", marks=pytest.mark.slow),
-    pytest.param(lambda: full_run("resnext50_32x4d"), id="resnext50_32x4d", marks=pytest.mark.slow),
-]
+CASES = cases(["torch", "keras"])
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -52,6 +42,8 @@ def test_training_logits_and_running_stats_within_the_floor(result):
 
 
 def test_weights_copy_bitwise_between_keras_and_torch(result):
+    if "torch" not in result.meta["frameworks"]:
+        pytest.skip("this run has no torch build to copy to or from")
     copies = [r for r in rows(result, check="copy") if "keras" in r.framework]
     assert {r.framework for r in copies} >= {"torch->keras", "keras->torch"}
     assert all(r.passed for r in copies)

@@ -8,25 +8,14 @@ float64 reference and perturbed fp32 runs (DESIGN.md).
 """
 
 import pytest
-from helpers import TINY, TINY_1X1
-from parity_runs import failures, full_run, rows
+from parity_runs import cases, failures, rows
 
-from parity import run_parity
 from resnext_spec import TOL
 
 NUMERIC = ["eval", "train", "grad_eval", "grad_train", "sgd"]
 
 
-def tiny_run(name, config, size):
-    return run_parity([name], frameworks=["torch"], configs={name: config}, image_size=size, checks=NUMERIC)
-
-
-CASES = [
-    pytest.param(lambda: tiny_run("tiny", TINY, 16), id="tiny"),
-    pytest.param(lambda: tiny_run("tiny_1x1", TINY_1X1, 32), id="tiny_stride_on_1x1"),
-    pytest.param(lambda: full_run("resnext29_8x64d"), id="resnext29_8x64d", marks=pytest.mark.slow),
-    pytest.param(lambda: full_run("resnext50_32x4d"), id="resnext50_32x4d", marks=pytest.mark.slow),
-]
+CASES = cases(["torch"], NUMERIC)
 
 
 @pytest.fixture(scope="module", params=CASES)
