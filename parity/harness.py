@@ -60,6 +60,7 @@ class CheckResult:
     l2: float | None = None
     l2_floor: float | None = None
     l2_bound: float | None = None
+    l2_fp64: float | None = None  # L2 error against the float64 reference itself
     detail: str = ""
 
 
@@ -315,6 +316,7 @@ class Harness:
                     l2=c.l2,
                     l2_floor=c.floor_l2,
                     l2_bound=c.l2_bound,
+                    l2_fp64=c.l2_fp64,
                 )
             )
 

@@ -106,6 +106,7 @@ class Comparison:
     floor_l2: float
     bound: float  # pass bound for `error` (and, scaled by its own floor, for `l2`)
     l2_bound: float
+    l2_fp64: float | None = None  # global L2 error against float64: how close to the exact value
 
     @property
     def passed(self) -> bool:
@@ -135,6 +136,7 @@ def compare(
             truth = {k: ref64[k] for k in sample}
             floor = max(floor, worst_error(sample, truth)[0])
             floor_l2 = max(floor_l2, l2_error(sample, truth))
+    l2_fp64 = l2_error(ys, {k: ref64[k] for k in ref32}) if ref64 is not None else None
     return Comparison(
-        error, tensor, l2, floor, floor_l2, max(tol, K_FLOOR * floor), max(tol, K_FLOOR * floor_l2)
+        error, tensor, l2, floor, floor_l2, max(tol, K_FLOOR * floor), max(tol, K_FLOOR * floor_l2), l2_fp64
     )

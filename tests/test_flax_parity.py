@@ -1,8 +1,8 @@
 """Flax computes the same function as torch, in every form: the harness's rows for Flax.
 
-Eval logits and eval-mode gradients to 1e-5 relative (gradients as one L2
-vector: per tensor, ReLU flips make tiny gradients noisy, which the floor
-measures); training-mode logits, gradients and running statistics within
+Eval logits to 1e-5 relative; eval-mode gradients to 1e-5 as one L2 vector
+against float64 (per tensor, ReLU flips make tiny gradients noisy, which the
+floor measures); training-mode logits, gradients and running statistics within
 DESIGN.md's noise-floor bound; every BN tensor randomised.
 """
 
@@ -33,9 +33,14 @@ def test_eval_logits_match_torch_to_1e5_in_every_form(result):
     assert max(forms.values()) <= TOL, forms
 
 
-def test_eval_gradients_match_torch_to_1e5_as_a_whole(result):
+def test_eval_gradients_are_within_1e5_of_the_exact_value(result):
+    # Measured on resnext50_32x4d: Flax's eval gradients are 3e-7 (L2) from torch's
+    # float64 gradients, while torch's own fp32 gradients are 1.4e-5 from them; so
+    # against torch fp32 Flax reads 1.4e-5, the reference's error, not its own. The
+    # 1e-5 is therefore held against float64, and torch fp32 is held to its floor.
     for r in rows(result, "flax", "grad_eval"):
-        assert r.l2 <= TOL, (r.form, r.l2)
+        assert r.l2_fp64 <= TOL, (r.form, r.l2_fp64)
+        assert r.l2 <= r.l2_bound, (r.form, r.l2, r.l2_bound)
 
 
 def test_training_logits_gradients_and_running_stats_within_the_floor(result):
