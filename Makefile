@@ -23,7 +23,7 @@ lint: setup
 test: lint
 	$(PY) -m pytest
 	# Keras fixes its backend per process: the Keras tests again, on JAX (torch is the reference).
-	RESNEXT_TEST_FRAMEWORKS=keras KERAS_BACKEND=jax $(PY) -m pytest -m keras
+	RESNEXT_TEST_FRAMEWORKS=keras KERAS_BACKEND=jax $(PY) -m pytest -m 'keras and not backend_independent'
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache *.egg-info
