@@ -21,9 +21,9 @@ lint: setup
 	$(PY) -m ruff check .
 
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 	# Keras fixes its backend per process: the Keras tests again, on JAX (torch is the reference).
-	RESNEXT_TEST_FRAMEWORKS=keras KERAS_BACKEND=jax $(PY) -m pytest -m 'keras and not backend_independent'
+	RESNEXT_TEST_FRAMEWORKS=keras KERAS_BACKEND=jax $(PY) -m pytest --durations=15 -m 'keras and not first_backend_only'
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache *.egg-info

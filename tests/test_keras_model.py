@@ -18,7 +18,7 @@ pytestmark = pytest.mark.keras
 # Layer creation is the same code on every backend, so the explicit-path builds (up to
 # 2,112 paths, 55 s each on 2 cores) are checked on the first backend only; form (c) on both.
 CASES = [
-    (n, f) if f == "c" else pytest.param(n, f, marks=pytest.mark.backend_independent)
+    (n, f) if f == "c" else pytest.param(n, f, marks=pytest.mark.first_backend_only)
     for n in PARAM_COUNTS
     for f in "abc"
     if get_config(n).block == "bottleneck" or f == "c"
