@@ -138,6 +138,14 @@ class ResNet(keras.Model):
 
     def __init__(self, config: ArchConfig, form: str = "c", **kwargs: Any) -> None:
         check_form_for(config, form)
+        if keras.backend.backend() == "torch":
+            # Measured with Keras 3.15 / torch 2.13: the torch backend keeps variables in a
+            # torch ParameterDict keyed by layer name, and torch refuses names with ".".
+            raise RuntimeError(
+                "resnext_keras names its layers by canonical dotted names (layer1.0.conv2), which "
+                "Keras's torch backend cannot hold (torch parameter names may not contain '.'); "
+                "use KERAS_BACKEND=tensorflow or jax, or resnext_torch for torch"
+            )
         p = plan(config)
         inputs = keras.Input((None, None, config.in_channels), name="images")
         x = stem(inputs, p.stem)

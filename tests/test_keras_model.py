@@ -4,6 +4,8 @@ Runs on whichever Keras backend the process has (the Makefile runs it on
 TensorFlow, then again on JAX).
 """
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -139,3 +141,16 @@ def test_compile_and_fit_take_torch_sgd_first_step():
     expected = {k: w[k].astype(np.float64) - 0.1 * (g + 1e-4 * w[k]) for k, g in grads.items()}
     assert max(rel_error(fitted[k], expected[k]) for k in expected) < 1e-6
     assert max(rel_error(fitted[k], w[k]) for k in expected) > 1e-3  # the step moved the weights
+
+
+@pytest.mark.first_backend_only
+def test_torch_backend_is_refused_with_a_clear_error():
+    # The backend is fixed per process, so this asks a fresh interpreter.
+    import subprocess
+    import sys
+
+    code = "import resnext_keras as rk; rk.create_model('resnet18')"
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    assert "torch backend cannot hold" in run.stderr
