@@ -45,3 +45,23 @@ def batch(config: ArchConfig, n: int = 4, size: int = 16, seed: int = 0) -> tupl
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, config.in_channels, size, size)).astype(np.float32)
     return x, rng.integers(0, config.num_classes, n)
+
+
+def broken_weights(config: ArchConfig) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Weights of TINY-like ``config`` with one missing, one unexpected and one transposed tensor.
+
+    Returns them with the phrases a strict import's error must contain, so each
+    framework's test proves its import lists every problem, not just the first.
+    """
+    from resnext_spec import random_weights
+
+    w = random_weights(config, "c", seed=1)
+    del w["layer2.1.bn3.running_mean"]
+    w["layer2.1.extra.weight"] = np.ones(3, np.float32)
+    w["layer1.0.conv2.weight"] = w["layer1.0.conv2.weight"].transpose(1, 0, 2, 3)
+    phrases = [
+        "missing: layer2.1.bn3.running_mean",
+        "unexpected: layer2.1.extra.weight",
+        "shape mismatch layer1.0.conv2.weight",
+    ]
+    return w, phrases
