@@ -48,6 +48,15 @@ class FlaxRunner:
     def _jit(self, model) -> bool:
         return self.jit == "always" or (self.jit == "auto" and model.form == "c")
 
+    def logits(self, model, x) -> np.ndarray:
+        # One forward pass: compiling it costs more than it saves unless jit is "always"
+        # (resnet152 at 32 px: 4.4 s to compile and run, 2.6 s eager).
+        with self.jax.default_device(self.device):
+            model.eval()
+            nhwc = self.jax.numpy.asarray(x.transpose(0, 2, 3, 1))
+            out = self.train.forward(model, nhwc) if self.jit == "always" else model(nhwc)
+            return np.asarray(out, dtype=np.float64)
+
     def forward_backward(self, model, x, labels, train) -> PassResult:
         with self.jax.default_device(self.device):
             nhwc = x.transpose(0, 2, 3, 1)

@@ -45,6 +45,10 @@ class KerasRunner:
     def count(self, model) -> int:
         return self.rk.count_params(model)
 
+    def logits(self, model, x) -> np.ndarray:
+        out = model(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), training=False)
+        return np.asarray(self.keras.ops.convert_to_numpy(out), dtype=np.float64)
+
     def forward_backward(self, model, x, labels, train) -> PassResult:
         return self.train.forward_backward(model, x.transpose(0, 2, 3, 1), labels, train)
 

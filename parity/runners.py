@@ -24,6 +24,7 @@ class Runner(Protocol):
     def export(self, model: Any) -> dict[str, np.ndarray]: ...
     def load(self, model: Any, weights: dict[str, np.ndarray]) -> None: ...
     def count(self, model: Any) -> int: ...
+    def logits(self, model: Any, x: np.ndarray) -> np.ndarray: ...
     def forward_backward(self, model: Any, x: np.ndarray, labels: np.ndarray, train: bool) -> PassResult: ...
     def sgd_step(
         self, model: Any, x: np.ndarray, labels: np.ndarray, **hp: float
@@ -60,6 +61,13 @@ class TorchRunner:
         from resnext_torch.train import matmul_precision
 
         return matmul_precision(self.tf32)
+
+    def logits(self, model, x) -> np.ndarray:
+        """Eval-mode logits, no autograd: the eval check alone needs no gradient pass."""
+        model.eval()
+        xt = self.torch.from_numpy(np.ascontiguousarray(x)).to(self.device, self.dtype)
+        with self._precision(), self.torch.no_grad():
+            return model(xt).cpu().double().numpy()
 
     def forward_backward(self, model, x, labels, train) -> PassResult:
         from resnext_torch.train import forward_backward

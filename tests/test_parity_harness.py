@@ -10,13 +10,14 @@ from functools import partial
 import numpy as np
 import pytest
 from helpers import TINY
-from parity_runs import FULL_MODELS, frameworks, full_run
+from parity_runs import FULL_MODELS, frameworks, full_run, full_run_group, shared
 
 import parity.harness
 import resnext_keras.model as keras_model
 from parity import CHECKS, run_parity
+from parity.harness import make_batch
 from parity.runners import make_runner
-from resnext_spec import count_params, get_config, list_presets
+from resnext_spec import count_params, get_config, list_presets, random_weights, rel_error, to_form
 
 pytestmark = pytest.mark.keras  # the faults are planted in Keras builds: run on every backend
 
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.keras  # the faults are planted in Keras builds: run on
 # test_keras_parity; the harness-level matrix runs once.
 @pytest.mark.slow
 @pytest.mark.first_backend_only
-@pytest.mark.parametrize("name", list(FULL_MODELS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=full_run_group(n)) for n in FULL_MODELS])
 def test_full_check_list_passes_for_every_build(name):
     result = full_run(name)
     failed = [(r.framework, r.form, r.check, r.quantity, r.tensor, r.error, r.bound) for r in result.failures]
@@ -52,6 +53,7 @@ def zoo():
 
 @pytest.mark.slow
 @pytest.mark.first_backend_only
+@shared("zoo")
 @pytest.mark.parametrize("name", list_presets())
 def test_every_preset_form_c_counts_and_eval_logits_agree(zoo, name):
     rows = [r for r in zoo.results if r.model == name]
@@ -61,6 +63,19 @@ def test_every_preset_form_c_counts_and_eval_logits_agree(zoo, name):
     ]
     counts = [r for r in rows if r.check == "counts"]
     assert all(r.detail.startswith(f"{count_params(get_config(name)):,}") for r in counts)
+
+
+@pytest.mark.parametrize("framework", frameworks())
+def test_eval_only_logits_are_the_gradient_pass_logits(framework):
+    """The eval check alone skips the gradient pass; the logits it reads must be the same ones."""
+    runner = make_runner(framework)
+    x, labels = make_batch(TINY, 2, 16, seed=0)
+    w = random_weights(TINY, "c", seed=0)
+    for form in "ac":
+        model = runner.build(TINY, form)
+        runner.load(model, to_form(w, TINY, "c", form))
+        with_grads = runner.forward_backward(model, x, labels, False).logits
+        assert rel_error(runner.logits(model, x), with_grads) < 1e-6, form
 
 
 # ---- planted faults --------------------------------------------------------------------------
