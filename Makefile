@@ -20,10 +20,14 @@ demo: setup
 lint: setup
 	$(PY) -m ruff check .
 
+# Two workers: much of the suite is single-threaded Python (building thousands of Keras
+# layers, eager op dispatch); tests sharing one computed run are grouped onto one worker.
+PYTEST := $(PY) -m pytest -n 2 --dist loadgroup --durations=15
+
 test: lint
-	$(PY) -m pytest --durations=15
+	$(PYTEST)
 	# Keras fixes its backend per process: the Keras tests again, on JAX (torch is the reference).
-	RESNEXT_TEST_FRAMEWORKS=keras KERAS_BACKEND=jax $(PY) -m pytest --durations=15 -m 'keras and not first_backend_only'
+	RESNEXT_TEST_FRAMEWORKS=keras KERAS_BACKEND=jax $(PYTEST) -m 'keras and not first_backend_only'
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache *.egg-info

@@ -28,8 +28,15 @@ def torch_model(config, seed=0, form="c"):
 
 
 # Keras pairs run again on the JAX backend for resnext50_32x4d only (same files, less CI time).
+# Each model's files are made once: its tests share one xdist worker (see parity_runs.shared).
 @pytest.fixture(
-    scope="module", params=["resnext50_32x4d", pytest.param("resnet50", marks=pytest.mark.first_backend_only)]
+    scope="module",
+    params=[
+        pytest.param("resnext50_32x4d", marks=pytest.mark.xdist_group("port_resnext50_32x4d")),
+        pytest.param(
+            "resnet50", marks=[pytest.mark.first_backend_only, pytest.mark.xdist_group("port_resnet50")]
+        ),
+    ],
 )
 def sources(request, tmp_path_factory):
     """One file per format, all holding the same weights: a torchvision-layout .pth ported to the rest."""
