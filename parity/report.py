@@ -1,4 +1,4 @@
-"""Terminal table and JSON file for a ParityResult."""
+"""Terminal table, JSON file and plot for a ParityResult."""
 
 from __future__ import annotations
 
@@ -6,10 +6,15 @@ import json
 import math
 import os
 from collections import defaultdict
+from pathlib import Path
 
 from resnext_spec import atomic_write
 
 from .harness import CHECKS, INFO_CHECKS, CheckResult, ParityResult
+from .runners import FRAMEWORKS
+
+# Checks judged against a measured bound, in the order the plot shows them.
+NUMERIC_CHECKS = [c for c in CHECKS if c not in ("counts", "roundtrip", "copy")]
 
 
 def _cell(rows: list[CheckResult]) -> tuple[str, bool]:
@@ -35,8 +40,13 @@ def table_rows(result: ParityResult, model: str) -> tuple[list[str], list[tuple[
     for r in result.results:
         if r.model == model:
             grouped[r.framework, r.form][r.check].append(r)
+    # Builds framework by framework (the harness makes them form by form), then the copies.
+    order = {fw: i for i, fw in enumerate(FRAMEWORKS)}
+    builds = sorted((k for k in grouped if k[0] in order), key=lambda k: (order[k[0]], k[1]))
+    keys = builds + [k for k in grouped if k[0] not in order]
     rows = []
-    for (fw, form), by_check in grouped.items():
+    for fw, form in keys:
+        by_check = grouped[fw, form]
         cells, oks = [fw, form], []
         for c in checks:
             text, ok = _cell(by_check[c]) if by_check.get(c) else ("", True)
@@ -119,3 +129,110 @@ def write_json(result: ParityResult, path: str | os.PathLike) -> None:
             f.write(text + "\n")
 
     atomic_write(path, write)
+
+
+def read_json(path: str | os.PathLike) -> ParityResult:
+    """A result written by :func:`write_json`, back as a ParityResult (to re-plot or merge runs)."""
+    with open(path) as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or "results" not in data or "meta" not in data:
+        raise ValueError(f"{path}: not a resnext-parity JSON report (no 'results' and 'meta')")
+    rows = [
+        CheckResult(**{k: float(v) if v in ("inf", "nan", "-inf") else v for k, v in row.items()})
+        for row in data["results"]
+    ]
+    return ParityResult(results=rows, meta=data["meta"])
+
+
+# Settings every run being merged must share, or their figures are not one report.
+SAME_SETTINGS = ("forms", "frameworks", "checks", "batch", "image_size", "seed", "device", "keras_backend")
+
+
+def merge_results(results: list[ParityResult]) -> ParityResult:
+    """Runs of different models with the same settings, as one report (e.g. one process per model).
+
+    Wall times add up; library versions and settings must agree, or a ValueError names the first
+    that differs.
+    """
+    if not results:
+        raise ValueError("nothing to merge")
+    first = results[0].meta
+    for r in results[1:]:
+        for key in (*SAME_SETTINGS, "versions"):
+            if r.meta.get(key) != first.get(key):
+                raise ValueError(
+                    f"cannot merge runs with different {key}: {first.get(key)!r} vs {r.meta.get(key)!r}"
+                )
+    models = [m for r in results for m in r.meta["models"]]
+    if len(set(models)) != len(models):
+        raise ValueError(f"a model appears in more than one run: {models}")
+    meta = {
+        k: first[k] for k in first if k not in ("models", "configs", "model_time_s", "wall_time_s", "argv")
+    }
+    meta.update(
+        models=models,
+        configs={k: v for r in results for k, v in r.meta["configs"].items()},
+        model_time_s={k: v for r in results for k, v in r.meta["model_time_s"].items()},
+        wall_time_s=round(sum(r.meta["wall_time_s"] for r in results), 2),
+        merged_from=len(results),
+    )
+    return ParityResult(results=[row for r in results for row in r.results], meta=meta)
+
+
+# How far below the bound the plot reaches; smaller ratios (and exact zeros) sit on this line.
+PLOT_FLOOR = 1e-4
+
+
+def plot_points(result: ParityResult) -> list[tuple[str, str, str, float]]:
+    """(check, framework, form, error/bound) of every numeric row, clipped at PLOT_FLOOR."""
+    return [
+        (r.check, r.framework, r.form, max(r.error / r.bound, PLOT_FLOOR))
+        for r in result.results
+        if r.check in NUMERIC_CHECKS and r.bound and math.isfinite(r.bound)
+    ]
+
+
+def plot_ratios(result: ParityResult, path: str | os.PathLike):
+    """Every numeric quantity's error as a fraction of its bound, one column per check.
+
+    A point above 1 failed. Frameworks sit side by side in each column, forms
+    differ by marker; every model of the run is pooled. Written atomically (PNG,
+    or SVG/PDF by suffix); returns the matplotlib Figure.
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError("plotting needs matplotlib: pip install -e '.[plot]'") from e
+    points = plot_points(result)
+    frameworks = list(dict.fromkeys(fw for _, fw, _, _ in points))
+    colors = {"torch": "tab:red", "keras": "tab:blue", "flax": "tab:green"}
+    markers = {"a": "o", "b": "s", "c": "^"}
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    for fw_index, fw in enumerate(frameworks):
+        for form, marker in markers.items():
+            mine = [(c, y) for c, f, fo, y in points if f == fw and fo == form]
+            if not mine:
+                continue
+            xs = [NUMERIC_CHECKS.index(c) + (fw_index - (len(frameworks) - 1) / 2) * 0.25 for c, _ in mine]
+            ax.scatter(
+                xs,
+                [y for _, y in mine],
+                marker=marker,
+                color=colors.get(fw, "tab:gray"),
+                alpha=0.6,
+                label=f"{fw} ({form})",
+            )
+    ax.axhline(1.0, color="black", linewidth=1)
+    ax.text(len(NUMERIC_CHECKS) - 0.5, 1.15, "bound", ha="right", va="bottom")
+    ax.set_yscale("log")
+    ax.set_ylim(PLOT_FLOOR / 2, 10)
+    ax.set_xticks(range(len(NUMERIC_CHECKS)), NUMERIC_CHECKS)
+    ax.set_ylabel("error / bound  (above 1 fails)")
+    models = result.meta.get("models", [])
+    what = models[0] if len(models) == 1 else f"{len(models)} models"
+    ax.set_title(f"{what}: every build against torch (c), {result.meta.get('device', 'cpu')}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=120))
+    return fig
