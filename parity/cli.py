@@ -63,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
         "to compile hundreds of explicit paths (default: %(default)s)",
     )
     p.add_argument("--json", metavar="PATH", help="write every figure, with library versions, to PATH")
+    p.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="draw every error as a fraction of its bound to PATH (.png or .svg; needs matplotlib)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -97,7 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
-    from .report import print_table, write_json
+    from .report import plot_ratios, print_table, write_json
+
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401  (fail before minutes of work, not after)
+        except ImportError:
+            print("resnext-parity: --plot needs matplotlib (pip install -e '.[plot]')", file=sys.stderr)
+            return 2
 
     try:
         result = run_parity(
@@ -124,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_json(result, args.json)
         print(f"wrote {args.json}")
+    if args.plot:
+        plot_ratios(result, args.plot)
+        print(f"wrote {args.plot}")
     return 0 if result.passed else 1
 
 

@@ -25,9 +25,9 @@ QUICK = [
 ]
 
 
-def test_passing_run_prints_the_table_writes_json_and_exits_0(tmp_path, capsys):
-    path = tmp_path / "out" / "report.json"
-    assert main([*QUICK, "--frameworks", "torch,keras,flax", "--json", str(path)]) == 0
+def test_passing_run_prints_the_table_writes_json_and_plot_and_exits_0(tmp_path, capsys):
+    path, plot = tmp_path / "out" / "report.json", tmp_path / "out" / "report.png"
+    assert main([*QUICK, "--frameworks", "torch,keras,flax", "--json", str(path), "--plot", str(plot)]) == 0
     out, err = capsys.readouterr()
     assert "resnet18: every build against torch form (c)" in out and "PASS" in out
     assert "6 passed, 0 failed" in out
@@ -37,6 +37,7 @@ def test_passing_run_prints_the_table_writes_json_and_exits_0(tmp_path, capsys):
     assert {"torch", "keras", "flax", "numpy"} <= set(data["meta"]["versions"])
     row = next(r for r in data["results"] if r["framework"] == "flax" and r["check"] == "eval")
     assert row["error"] <= row["bound"] and row["floor"] is not None
+    assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_quiet_prints_no_progress(capsys):
