@@ -83,7 +83,7 @@ def print_table(result: ParityResult) -> None:
             styled.append("[green]PASS[/green]" if cells[-1] == "PASS" else "[bold red]FAIL[/bold red]")
             table.add_row(*styled)
         console = Console()
-        console.width = max(console.width, 170)
+        console.width = max(console.width, 200)  # every check column on one line
         console.print(table)
     print_summary(result)
 
