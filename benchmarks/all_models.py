@@ -5,7 +5,7 @@ preset keeps what finished if the machine stops, frees each model's memory, and
 lets a second invocation skip the presets whose JSON is already there. At the
 end the per-preset reports are merged (``parity.report.merge_results``) into
 ``all.json`` and ``all.png`` in the output folder, and a markdown table of the
-per-preset wall times and worst errors is printed.
+per-preset wall times and worst errors is printed and written to ``all.md``.
 
 Usage: python benchmarks/all_models.py --out docs/results/cpu_all [--models a,b] [-- extra harness args]
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from parity.report import NUMERIC_CHECKS, merge_results, plot_ratios, read_json, write_json
 from resnext_spec import list_presets
+from resnext_spec.checkpoint import atomic_write_bytes
 
 
 def run_one(model: str, out: Path, extra: list[str]) -> float:
@@ -36,7 +37,7 @@ def run_one(model: str, out: Path, extra: list[str]) -> float:
 def table(result) -> str:
     """Markdown: per preset, its wall time and each numeric check's worst error / bound."""
     lines = [
-        "| preset | wall time (s) | " + " | ".join(NUMERIC_CHECKS) + " | passed |",
+        "| preset | harness time (s) | " + " | ".join(NUMERIC_CHECKS) + " | passed |",
         "|---|---|" + "---|" * len(NUMERIC_CHECKS) + "---|",
     ]
     for model in result.meta["models"]:
@@ -76,6 +77,7 @@ def main() -> None:
     merged = merge_results([read_json(args.out / f"{m}.json") for m in models])
     write_json(merged, args.out / "all.json")
     plot_ratios(merged, args.out / "all.png")
+    atomic_write_bytes(args.out / "all.md", (table(merged) + "\n").encode())
     print(table(merged))
     bad = len(merged.failures)
     print(
