@@ -35,7 +35,7 @@ def run_one(model: str, out: Path, extra: list[str]) -> float:
 
 
 def table(result) -> str:
-    """Markdown: per preset, its wall time and each numeric check's worst error / bound."""
+    """Markdown: per preset, its time inside the harness and each numeric check's worst error / bound."""
     lines = [
         "| preset | harness time (s) | " + " | ".join(NUMERIC_CHECKS) + " | passed |",
         "|---|---|" + "---|" * len(NUMERIC_CHECKS) + "---|",
@@ -77,8 +77,9 @@ def main() -> None:
     merged = merge_results([read_json(args.out / f"{m}.json") for m in models])
     write_json(merged, args.out / "all.json")
     plot_ratios(merged, args.out / "all.png")
-    atomic_write_bytes(args.out / "all.md", (table(merged) + "\n").encode())
-    print(table(merged))
+    text = table(merged)
+    atomic_write_bytes(args.out / "all.md", (text + "\n").encode())
+    print(text)
     bad = len(merged.failures)
     print(
         f"\n{len(merged.results) - bad} passed, {bad} failed; harness time summed over presets "
