@@ -10,6 +10,7 @@ import sys
 import time
 
 from resnext_spec import FORMS, list_presets
+from resnext_spec.grouped import CONV_IMPLS
 
 from .harness import CHECKS, DEFAULT_MODELS, run_parity
 from .runners import FRAMEWORKS, available_frameworks
@@ -61,6 +62,13 @@ def parser() -> argparse.ArgumentParser:
         default="auto",
         help="which Flax builds run jit-compiled; auto = form (c) only, since XLA takes minutes "
         "to compile hundreds of explicit paths (default: %(default)s)",
+    )
+    p.add_argument(
+        "--conv-impl",
+        choices=list(CONV_IMPLS),
+        default="auto",
+        help="how Keras and Flax compute grouped convs: auto = the fast one for the backend and "
+        "device, native = the framework's own, patches = im2col per group (default: %(default)s)",
     )
     p.add_argument("--json", metavar="PATH", help="write every figure, with library versions, to PATH")
     p.add_argument(
@@ -123,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             device=device,
             keras_backend=args.keras_backend,
             flax_jit=args.flax_jit,
+            conv_impl=args.conv_impl,
             progress=progress,
         )
     except ImportError as e:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from resnext_spec import ArchConfig, PassResult
+from resnext_spec.grouped import check_conv_impl
 
 
 class FlaxRunner:
     framework = "flax"
 
-    def __init__(self, device: str = "cpu", jit: str = "auto") -> None:
+    def __init__(self, device: str = "cpu", jit: str = "auto", conv_impl: str = "auto") -> None:
         """``jit``: "always", "never", or "auto" = form (c) only.
 
         Explicit paths make XLA compile times explode (resnext50_32x4d form (a):
@@ -20,6 +21,7 @@ class FlaxRunner:
         if jit not in ("auto", "always", "never"):
             raise ValueError(f"flax jit must be 'auto', 'always' or 'never', got {jit!r}")
         self.jit = jit
+        self.conv_impl = check_conv_impl(conv_impl)
         import jax
 
         import resnext_flax
@@ -33,7 +35,7 @@ class FlaxRunner:
         # tracing thousands of modules made it far slower (resnext50_32x4d form (a):
         # 218 s abstract vs 3.4 s concrete on 2 CPU cores).
         with self.jax.default_device(self.device):
-            return self.rf.ResNet(config, form)
+            return self.rf.ResNet(config, form, conv_impl=self.conv_impl)
 
     def export(self, model) -> dict[str, np.ndarray]:
         return self.rf.export_weights(model)

@@ -33,6 +33,7 @@ from resnext_spec import (
     random_weights,
     to_form,
 )
+from resnext_spec.grouped import check_conv_impl
 from resnext_spec.tolerances import EXACT, FLOOR_SAMPLES, PERTURBATION, compare
 
 from .runners import FRAMEWORKS, Runner, TorchRunner, make_runner
@@ -188,6 +189,7 @@ class Harness:
         device: str,
         keras_backend: str | None,
         flax_jit: str,
+        conv_impl: str,
         tf32: bool,
         progress: Callable[[str], None],
     ) -> None:
@@ -195,7 +197,7 @@ class Harness:
         self.batch, self.image_size, self.seed, self.device = batch, image_size, seed, device
         self.progress = progress
         self.runners: dict[str, Runner] = {
-            fw: make_runner(fw, device, keras_backend, flax_jit) for fw in frameworks
+            fw: make_runner(fw, device, keras_backend, flax_jit, conv_impl) for fw in frameworks
         }
         self.ref32 = TorchRunner(device)
         self.ref64 = TorchRunner(device, float64=True)
@@ -398,6 +400,7 @@ def run_parity(
     device: str = "cpu",
     keras_backend: str | None = None,
     flax_jit: str = "auto",
+    conv_impl: str = "auto",
     tf32: bool | None = None,
     configs: dict[str, ArchConfig] | None = None,
     progress: Callable[[str], None] | None = None,
@@ -407,11 +410,16 @@ def run_parity(
     ``models`` are preset names (or ``"all"``); ``configs`` adds named custom
     configs. ``image_size`` defaults to 32 for CIFAR stems and 64 for ImageNet
     stems. ``flax_jit`` ("auto": form (c) only, "always", "never") says which
-    Flax builds run jit-compiled. ``tf32`` (default: on GPU) adds the
+    Flax builds run jit-compiled. ``conv_impl`` says how Keras and Flax compute
+    grouped convs ("auto": the fast lowering, "native", "patches"; see
+    ``resnext_spec.grouped``). ``tf32`` (default: on GPU) adds the
     informational TF32 row. Returns a :class:`ParityResult`; nothing is printed except through
     ``progress``.
     """
+    if isinstance(models, str):
+        models = models if models == "all" else [models]
     names = list_presets() if models == "all" else list(models)
+    check_conv_impl(conv_impl)
     for f in forms:
         check_form(f)
     for c in checks:
@@ -428,7 +436,18 @@ def run_parity(
     t0 = time.perf_counter()
     tf32 = device == "gpu" if tf32 is None else tf32
     harness = Harness(
-        frameworks, forms, checks, batch, image_size, seed, device, keras_backend, flax_jit, tf32, progress
+        frameworks,
+        forms,
+        checks,
+        batch,
+        image_size,
+        seed,
+        device,
+        keras_backend,
+        flax_jit,
+        conv_impl,
+        tf32,
+        progress,
     )
     result = ParityResult()
     model_times = {}
@@ -448,6 +467,7 @@ def run_parity(
         "device": device,
         "keras_backend": getattr(harness.runners.get("keras"), "backend", None),
         "flax_jit": flax_jit,
+        "conv_impl": conv_impl,
         "tf32_row": tf32,
         "versions": versions(),
         "argv": sys.argv,

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from resnext_spec import ArchConfig, PassResult
+from resnext_spec.grouped import check_conv_impl
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -14,7 +15,8 @@ BACKENDS = ("tensorflow", "jax", "torch")
 class KerasRunner:
     framework = "keras"
 
-    def __init__(self, backend: str | None = None) -> None:
+    def __init__(self, backend: str | None = None, conv_impl: str = "auto") -> None:
+        self.conv_impl = check_conv_impl(conv_impl)
         if backend is not None:
             if backend not in BACKENDS:
                 raise ValueError(f"unknown Keras backend {backend!r}; choose from {list(BACKENDS)}")
@@ -34,7 +36,7 @@ class KerasRunner:
         self.backend = keras.backend.backend()
 
     def build(self, config: ArchConfig, form: str):
-        return self.rk.create_model(config=config, form=form)
+        return self.rk.create_model(config=config, form=form, conv_impl=self.conv_impl)
 
     def export(self, model) -> dict[str, np.ndarray]:
         return self.rk.export_weights(model)

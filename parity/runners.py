@@ -95,9 +95,16 @@ def available_frameworks() -> list[str]:
 
 
 def make_runner(
-    framework: str, device: str = "cpu", keras_backend: str | None = None, flax_jit: str = "auto"
+    framework: str,
+    device: str = "cpu",
+    keras_backend: str | None = None,
+    flax_jit: str = "auto",
+    conv_impl: str = "auto",
 ) -> Runner:
-    """The runner of ``framework`` ('torch', 'keras' or 'flax') on ``device`` ('cpu' or 'gpu')."""
+    """The runner of ``framework`` ('torch', 'keras' or 'flax') on ``device`` ('cpu' or 'gpu').
+
+    ``conv_impl`` says how Keras and Flax compute grouped convs (``resnext_spec.grouped``).
+    """
     if framework == "torch":
         return TorchRunner(device)
     if device == "gpu":
@@ -106,11 +113,11 @@ def make_runner(
         from .keras_runner import KerasRunner
 
         # On GPU Keras runs on JAX (this workplace's GPU machines have no TensorFlow).
-        return KerasRunner(keras_backend or ("jax" if device == "gpu" else None))
+        return KerasRunner(keras_backend or ("jax" if device == "gpu" else None), conv_impl)
     if framework == "flax":
         from .flax_runner import FlaxRunner
 
-        return FlaxRunner(device, flax_jit)
+        return FlaxRunner(device, flax_jit, conv_impl)
     raise ValueError(f"unknown framework {framework!r}; choose from {list(FRAMEWORKS)}")
 
 

@@ -17,7 +17,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from resnext_spec import ArchConfig, check_form_for, resolve_config
+from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import BlockSpec, plan
+
+from .grouped_conv import GroupedConv
 
 
 class BatchNorm(nnx.BatchNorm):
@@ -46,7 +49,7 @@ class BatchNorm(nnx.BatchNorm):
 Norm = partial(BatchNorm, epsilon=1e-5, momentum=0.9, use_fast_variance=False, use_running_average=False)
 
 
-def Conv(c_in: int, c_out: int, kernel: int, stride: int, rngs: nnx.Rngs, groups: int = 1) -> nnx.Conv:
+def Conv(c_in: int, c_out: int, kernel: int, stride: int, rngs: nnx.Rngs) -> nnx.Conv:
     """Bias-free conv with torch's symmetric padding (never 'SAME', which pads asymmetrically)."""
     pad = kernel // 2
     return nnx.Conv(
@@ -55,8 +58,22 @@ def Conv(c_in: int, c_out: int, kernel: int, stride: int, rngs: nnx.Rngs, groups
         (kernel, kernel),
         strides=stride,
         padding=((pad, pad), (pad, pad)),
+        use_bias=False,
+        rngs=rngs,
+    )
+
+
+def GroupConv(c: int, groups: int, stride: int, rngs: nnx.Rngs, conv_impl: str) -> GroupedConv:
+    """Form (c)'s 3x3 conv with ``groups`` groups, computed by ``conv_impl`` (``resnext_spec.grouped``)."""
+    return GroupedConv(
+        c,
+        c,
+        (3, 3),
+        strides=stride,
+        padding=((1, 1), (1, 1)),
         feature_group_count=groups,
         use_bias=False,
+        conv_impl=conv_impl,
         rngs=rngs,
     )
 
@@ -97,10 +114,10 @@ class BasicBlock(nnx.Module):
 class Bottleneck(nnx.Module):
     """Form (c), grouped convolution: 1x1 -> 3x3 with C groups -> 1x1."""
 
-    def __init__(self, b: BlockSpec, rngs: nnx.Rngs) -> None:
+    def __init__(self, b: BlockSpec, rngs: nnx.Rngs, conv_impl: str = "auto") -> None:
         self.conv1 = Conv(b.in_channels, b.width, 1, b.conv1_stride, rngs)
         self.bn1 = Norm(b.width, rngs=rngs)
-        self.conv2 = Conv(b.width, b.width, 3, b.conv2_stride, rngs, groups=b.cardinality)
+        self.conv2 = GroupConv(b.width, b.cardinality, b.conv2_stride, rngs, conv_impl)
         self.bn2 = Norm(b.width, rngs=rngs)
         self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs)
         self.bn3 = Norm(b.out_channels, rngs=rngs)
@@ -163,10 +180,18 @@ BLOCKS = {"a": AggregatedBottleneck, "b": EarlyConcatBottleneck, "c": Bottleneck
 
 
 class ResNet(nnx.Module):
-    """Stem, stages ``layer1..layerN``, global average pool, linear head; NHWC in, logits out."""
+    """Stem, stages ``layer1..layerN``, global average pool, linear head; NHWC in, logits out.
 
-    def __init__(self, config: ArchConfig, form: str = "c", *, rngs: nnx.Rngs | None = None) -> None:
+    ``conv_impl`` says how form (c)'s grouped convs are computed ("auto", "native",
+    "taps", "patches"; see ``resnext_spec.grouped``): the same function and the same
+    parameters whichever is chosen.
+    """
+
+    def __init__(
+        self, config: ArchConfig, form: str = "c", *, conv_impl: str = "auto", rngs: nnx.Rngs | None = None
+    ) -> None:
         check_form_for(config, form)
+        check_conv_impl(conv_impl)
         rngs = rngs if rngs is not None else nnx.Rngs(0)
         self.config = config
         self.form = form
@@ -176,6 +201,8 @@ class ResNet(nnx.Module):
         self.bn1 = Norm(s.out_channels, rngs=rngs)
         self.max_pool = s.max_pool
         block = BasicBlock if config.block == "basic" else BLOCKS[form]
+        if block is Bottleneck:
+            block = partial(Bottleneck, conv_impl=conv_impl)
         self.num_stages = len(p.stages)
         for i, stage in enumerate(p.stages):
             setattr(self, f"layer{i + 1}", nnx.List([block(b, rngs) for b in stage]))
@@ -199,11 +226,13 @@ def create_model(
     form: str = "c",
     num_classes: int | None = None,
     in_channels: int | None = None,
+    conv_impl: str = "auto",
     rngs: nnx.Rngs | None = None,
 ) -> ResNet:
     """A model from a preset name or an ``ArchConfig``, in block form ``form``.
 
     ``rngs`` seeds the (random) initial weights; the default is ``nnx.Rngs(0)``.
+    ``conv_impl`` picks how grouped convs are computed (see :class:`ResNet`).
     """
     cfg = resolve_config(name, config, num_classes=num_classes, in_channels=in_channels)
-    return ResNet(cfg, form, rngs=rngs)
+    return ResNet(cfg, form, conv_impl=conv_impl, rngs=rngs)

@@ -17,7 +17,10 @@ import keras
 from keras import layers, ops
 
 from resnext_spec import ArchConfig, check_form_for, resolve_config
+from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import BlockSpec, StemSpec, plan
+
+from .grouped_conv import GroupedConv2D
 
 
 @keras.saving.register_keras_serializable(package="resnext_keras")
@@ -57,16 +60,23 @@ class BatchNorm(layers.BatchNormalization):
 norm = partial(BatchNorm, epsilon=1e-5, momentum=0.9)
 
 
-def conv(x, filters: int, kernel: int, stride: int, name: str, groups: int = 1):
-    """Bias-free conv with torch's symmetric zero padding, then 'valid'."""
+def conv(x, filters: int, kernel: int, stride: int, name: str, groups: int = 1, conv_impl: str = "auto"):
+    """Bias-free conv with torch's symmetric zero padding, then 'valid'.
+
+    A grouped conv is a :class:`GroupedConv2D`, computed by ``conv_impl``.
+    """
     pad = kernel // 2
     if pad:
         x = layers.ZeroPadding2D(pad, name=f"{name}.pad")(x)
-    return layers.Conv2D(filters, kernel, strides=stride, use_bias=False, groups=groups, name=name)(x)
+    if groups > 1:
+        return GroupedConv2D(
+            filters, kernel, strides=stride, use_bias=False, groups=groups, conv_impl=conv_impl, name=name
+        )(x)
+    return layers.Conv2D(filters, kernel, strides=stride, use_bias=False, name=name)(x)
 
 
-def conv_bn(x, filters: int, kernel: int, stride: int, name: str, bn: str, relu: bool, groups: int = 1):
-    x = conv(x, filters, kernel, stride, name, groups)
+def conv_bn(x, filters: int, kernel: int, stride: int, name: str, bn: str, relu: bool, **conv_kw: Any):
+    x = conv(x, filters, kernel, stride, name, **conv_kw)
     x = norm(name=bn)(x)
     return layers.ReLU(name=f"{bn}.relu")(x) if relu else x
 
@@ -101,11 +111,12 @@ def basic_block(x, b: BlockSpec):
     return conv_bn(y, b.width, 3, b.conv2_stride, f"{b.name}.conv2", f"{b.name}.bn2", relu=False)
 
 
-def grouped_block(x, b: BlockSpec):
+def grouped_block(x, b: BlockSpec, conv_impl: str = "auto"):
     """Form (c): 1x1, 3x3 with groups=C, 1x1."""
     n = b.name
     y = conv_bn(x, b.width, 1, b.conv1_stride, f"{n}.conv1", f"{n}.bn1", relu=True)
-    y = conv_bn(y, b.width, 3, b.conv2_stride, f"{n}.conv2", f"{n}.bn2", relu=True, groups=b.cardinality)
+    grouped = {"groups": b.cardinality, "conv_impl": conv_impl}
+    y = conv_bn(y, b.width, 3, b.conv2_stride, f"{n}.conv2", f"{n}.bn2", relu=True, **grouped)
     return conv_bn(y, b.out_channels, 1, 1, f"{n}.conv3", f"{n}.bn3", relu=False)
 
 
@@ -126,18 +137,29 @@ def aggregated_block(x, b: BlockSpec):
 BLOCKS = {"a": aggregated_block, "b": early_concat_block, "c": grouped_block}
 
 
-def residual(x, b: BlockSpec, form: str):
-    body = basic_block if b.block == "basic" else BLOCKS[form]
-    y = layers.Add(name=f"{b.name}.add")([body(x, b), shortcut(x, b)])
+def residual(x, b: BlockSpec, form: str, conv_impl: str):
+    if b.block == "basic":
+        y = basic_block(x, b)
+    elif form == "c":
+        y = grouped_block(x, b, conv_impl)
+    else:
+        y = BLOCKS[form](x, b)
+    y = layers.Add(name=f"{b.name}.add")([y, shortcut(x, b)])
     return layers.ReLU(name=f"{b.name}.relu")(y)
 
 
 @keras.saving.register_keras_serializable(package="resnext_keras")
 class ResNet(keras.Model):
-    """Stem, stages, global average pool, linear head; NHWC images in, logits out."""
+    """Stem, stages, global average pool, linear head; NHWC images in, logits out.
 
-    def __init__(self, config: ArchConfig, form: str = "c", **kwargs: Any) -> None:
+    ``conv_impl`` says how form (c)'s grouped convs are computed ("auto", "native",
+    "patches"; see ``resnext_spec.grouped``): the same function and the same weights
+    whichever is chosen.
+    """
+
+    def __init__(self, config: ArchConfig, form: str = "c", conv_impl: str = "auto", **kwargs: Any) -> None:
         check_form_for(config, form)
+        check_conv_impl(conv_impl)
         if keras.backend.backend() == "torch":
             # Measured with Keras 3.15 / torch 2.13: the torch backend keeps variables in a
             # torch ParameterDict keyed by layer name, and torch refuses names with ".".
@@ -150,20 +172,31 @@ class ResNet(keras.Model):
         inputs = keras.Input((None, None, config.in_channels), name="images")
         x = stem(inputs, p.stem)
         for b in p.blocks:
-            x = residual(x, b, form)
+            x = residual(x, b, form, conv_impl)
         x = layers.GlobalAveragePooling2D(name="avgpool")(x)
         logits = layers.Dense(p.head.num_classes, name="fc")(x)
         kwargs.setdefault("name", f"resnet_{form}")
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.config = config
         self.form = form
+        self.conv_impl = conv_impl
 
     def get_config(self) -> dict[str, Any]:
-        return {"config": self.config.to_dict(), "form": self.form, "name": self.name}
+        return {
+            "config": self.config.to_dict(),
+            "form": self.form,
+            "conv_impl": self.conv_impl,
+            "name": self.name,
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ResNet:
-        return cls(ArchConfig.from_dict(config["config"]), config["form"], name=config.get("name"))
+        return cls(
+            ArchConfig.from_dict(config["config"]),
+            config["form"],
+            config.get("conv_impl", "auto"),
+            name=config.get("name"),
+        )
 
 
 def create_model(
@@ -173,7 +206,11 @@ def create_model(
     form: str = "c",
     num_classes: int | None = None,
     in_channels: int | None = None,
+    conv_impl: str = "auto",
 ) -> ResNet:
-    """A model from a preset name or an ``ArchConfig``, in block form ``form``."""
+    """A model from a preset name or an ``ArchConfig``, in block form ``form``.
+
+    ``conv_impl`` picks how grouped convs are computed (see :class:`ResNet`).
+    """
     cfg = resolve_config(name, config, num_classes=num_classes, in_channels=in_channels)
-    return ResNet(cfg, form)
+    return ResNet(cfg, form, conv_impl)

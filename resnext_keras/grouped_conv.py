@@ -1,0 +1,80 @@
+"""Grouped convolution in Keras 3, computed natively or as per-group patches (any backend).
+
+:class:`GroupedConv2D` is a ``Conv2D`` (the same ``kernel`` variable, HWIO with I the
+channels of one group, the same name in ``.weights.h5``) whose convolution follows
+``conv_impl``; why there is a choice, and what each lowering measured, is in
+``resnext_spec.grouped``. Written in ``keras.ops`` so that it serves every backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers, ops
+
+from resnext_spec.grouped import check_conv_impl, conv_output_size, resolve_conv_impl
+
+
+def _engine() -> tuple[str, str]:
+    """(engine, platform) for ``resolve_conv_impl``: who runs Keras's ops, on what device."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return "xla", jax.default_backend()
+    return backend, "cpu"
+
+
+def patches_conv(x, w, groups: int, stride: int):
+    """Grouped 'valid' conv of NHWC ``x`` with HWIO ``w``: im2col per group, one batched matmul.
+
+    Window (i, j) of the (already padded) input is what kernel tap (i, j) reads for
+    every output pixel; side by side they are the columns of a dense conv's im2col,
+    and group g's output is its columns times its (k*k*gi, go) kernel block.
+    """
+    k, _, gi, c_out = w.shape
+    go = c_out // groups
+    _, h, wd, _ = x.shape
+    ho, wo = conv_output_size(h, k, stride, 0), conv_output_size(wd, k, stride, 0)
+    windows = [
+        x[:, i : i + (ho - 1) * stride + 1 : stride, j : j + (wo - 1) * stride + 1 : stride, :]
+        for i in range(k)
+        for j in range(k)
+    ]
+    # cols[g, pixel, (tap, i)]: group-major, so that the matmul batches over groups.
+    cols = ops.stack([ops.reshape(win, (-1, groups, gi)) for win in windows], axis=2)
+    cols = ops.reshape(ops.transpose(cols, (1, 0, 2, 3)), (groups, -1, k * k * gi))
+    w_g = ops.reshape(ops.transpose(ops.reshape(w, (k * k, gi, groups, go)), (2, 0, 1, 3)), (groups, -1, go))
+    out = ops.matmul(cols, w_g)  # (groups, pixels, go)
+    return ops.reshape(ops.transpose(out, (1, 0, 2)), (-1, ho, wo, c_out))
+
+
+@keras.saving.register_keras_serializable(package="resnext_keras")
+class GroupedConv2D(layers.Conv2D):
+    """``Conv2D(groups=...)``, 'valid' padding, computed by ``conv_impl`` ("auto", "native", "patches")."""
+
+    def __init__(self, *args: Any, conv_impl: str = "auto", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conv_impl = check_conv_impl(conv_impl)
+        self.lowering = resolve_conv_impl(conv_impl, self.groups, *_engine())
+        if self.lowering == "native" and keras.backend.backend() == "tensorflow":
+            # XLA would run this conv 40x slower (resnext_spec.grouped): with one layer
+            # that does not support jit, Keras's jit_compile="auto" leaves the model out of XLA.
+            self.supports_jit = False
+
+    def convolution_op(self, inputs, kernel):
+        if self.padding != "valid":
+            return super().convolution_op(inputs, kernel)
+        if self.lowering == "patches":
+            return patches_conv(inputs, kernel, self.groups, self.strides[0])
+        if keras.backend.backend() == "tensorflow":
+            # keras.ops.conv wraps grouped convs in an XLA function; TensorFlow's own kernel is
+            # correct on CPU (tests/test_grouped_conv.py) and 40x faster to differentiate.
+            import tensorflow as tf
+
+            return tf.nn.convolution(inputs, kernel, self.strides, "VALID", dilations=self.dilation_rate)
+        return super().convolution_op(inputs, kernel)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "conv_impl": self.conv_impl}
