@@ -8,6 +8,7 @@ channels of one group, the same name in ``.weights.h5``) whose convolution follo
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import keras
@@ -24,6 +25,16 @@ def _engine() -> tuple[str, str]:
 
         return "xla", jax.default_backend()
     return backend, "cpu"
+
+
+def _tf_has_grouped_kernel(dtype) -> bool:
+    """Whether TensorFlow's CPU kernels can differentiate a grouped conv in ``dtype``.
+
+    Only oneDNN's float32 conv can (on by default on x86); the others fail with
+    "Gradients for grouped convolutions are not supported on CPU" (seen in float64),
+    which is why Keras compiles them with XLA instead.
+    """
+    return str(dtype).endswith("float32") and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
 
 
 def patches_conv(x, w, groups: int, stride: int):
@@ -68,9 +79,9 @@ class GroupedConv2D(layers.Conv2D):
             return super().convolution_op(inputs, kernel)
         if self.lowering == "patches":
             return patches_conv(inputs, kernel, self.groups, self.strides[0])
-        if keras.backend.backend() == "tensorflow":
-            # keras.ops.conv wraps grouped convs in an XLA function; TensorFlow's own kernel is
-            # correct on CPU (tests/test_grouped_conv.py) and 40x faster to differentiate.
+        if keras.backend.backend() == "tensorflow" and _tf_has_grouped_kernel(inputs.dtype):
+            # keras.ops.conv wraps grouped convs in an XLA function; TensorFlow's own kernel
+            # matches torch (tests/test_grouped_conv.py) and is 40x faster to differentiate.
             import tensorflow as tf
 
             return tf.nn.convolution(inputs, kernel, self.strides, "VALID", dilations=self.dilation_rate)

@@ -1,0 +1,205 @@
+"""The fast grouped-conv lowerings compute torch's grouped conv: values and both gradients.
+
+The truth is ``torch.nn.functional.conv2d(groups=C)`` — another framework's kernel,
+independent of the code under test — in float32 (bound 1e-5, relative to the
+largest value) and float64 (bound 1e-12). Cases cover odd and non-square sizes,
+strides 1 and 2, and every cardinality the presets use.
+"""
+
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+from helpers import TINY
+
+from resnext_spec import get_config, list_presets, random_weights, rel_error
+from resnext_spec.grouped import CONV_IMPLS, resolve_conv_impl
+
+PRESET_CARDINALITIES = sorted({get_config(n).cardinality for n in list_presets()} - {1})
+# (cardinality, channels per group, height, width, stride): odd, non-square, both strides.
+CASES = [(c, 2, 7, 5, s) for c in PRESET_CARDINALITIES for s in (1, 2)] + [
+    (4, 8, 9, 6, 2),
+    (2, 16, 4, 4, 1),
+    (32, 4, 1, 3, 2),
+]
+BOUND = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def torch_truth(x_nhwc: np.ndarray, w_hwio: np.ndarray, dy_nhwc: np.ndarray, groups: int, stride: int):
+    """y, dL/dx, dL/dw for L = sum(y * dy), from torch's own grouped conv, in the NHWC/HWIO layout."""
+    x = torch.tensor(x_nhwc.transpose(0, 3, 1, 2), requires_grad=True)
+    w = torch.tensor(w_hwio.transpose(3, 2, 0, 1), requires_grad=True)
+    y = torch.nn.functional.conv2d(x, w, stride=stride, padding=1, groups=groups)
+    (y * torch.tensor(dy_nhwc.transpose(0, 3, 1, 2))).sum().backward()
+    return (
+        y.detach().numpy().transpose(0, 2, 3, 1),
+        x.grad.numpy().transpose(0, 2, 3, 1),
+        w.grad.numpy().transpose(2, 3, 1, 0),
+    )
+
+
+def case_arrays(groups: int, gi: int, h: int, w: int, stride: int, dtype):
+    rng = np.random.default_rng(groups * 100 + gi + h + stride)
+    c = groups * gi
+    x = rng.standard_normal((2, h, w, c)).astype(dtype)
+    k = rng.standard_normal((3, 3, gi, c)).astype(dtype)
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    dy = rng.standard_normal((2, ho, wo, c)).astype(dtype)
+    return x, k, dy
+
+
+def assert_matches(got, truth, dtype, what):
+    for name, g, t in zip(("output", "input gradient", "kernel gradient"), got, truth, strict=True):
+        assert np.asarray(g).shape == t.shape, f"{what}: {name} shape"
+        err = rel_error(np.asarray(g, np.float64), t.astype(np.float64))
+        assert err <= BOUND[dtype], f"{what}: {name} off by {err:.1e} (bound {BOUND[dtype]:.0e})"
+
+
+def test_auto_is_patches_for_xla_on_cpu_and_native_elsewhere():
+    assert resolve_conv_impl("auto", 32, "xla", "cpu") == "patches"
+    assert resolve_conv_impl("auto", 32, "xla", "gpu") == "native"
+    assert resolve_conv_impl("auto", 32, "tensorflow", "cpu") == "native"
+    assert resolve_conv_impl("patches", 1, "xla", "cpu") == "native"  # nothing to lower without groups
+    with pytest.raises(ValueError, match="unknown conv_impl 'fast'"):
+        resolve_conv_impl("fast", 4)
+
+
+class TestFlax:
+    @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+    @pytest.mark.parametrize("groups, gi, h, w, stride", CASES)
+    def test_patches_equal_torch_grouped_conv(self, groups, gi, h, w, stride, dtype):
+        import jax
+
+        from resnext_flax.grouped_conv import patches_conv
+
+        x, k, dy = case_arrays(groups, gi, h, w, stride, dtype)
+        truth = torch_truth(x, k, dy, groups, stride)
+        with jax.enable_x64(dtype == np.float64):
+            y, vjp = jax.vjp(lambda a, b: patches_conv(a, b, groups, stride, 1), x, k)
+            dx, dk = vjp(jax.numpy.asarray(dy))
+            assert y.dtype == dtype
+            assert_matches((y, dx, dk), truth, dtype, f"flax patches C={groups} stride {stride}")
+
+    @pytest.mark.parametrize("impl", CONV_IMPLS)
+    def test_model_output_does_not_depend_on_the_lowering(self, impl):
+        import jax.numpy as jnp
+
+        import resnext_flax as rf
+
+        w = random_weights(TINY, "c", seed=3)
+        x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 12, 12, 3)), jnp.float32)
+        outs = []
+        for conv_impl in ("native", impl):
+            model = rf.create_model(config=TINY, conv_impl=conv_impl)
+            rf.import_weights(model, w)
+            model.eval()
+            outs.append(np.asarray(model(x)))
+        assert rel_error(outs[1], outs[0]) < 1e-5
+
+    def test_unknown_lowering_is_refused(self):
+        import resnext_flax as rf
+
+        with pytest.raises(ValueError, match="unknown conv_impl"):
+            rf.create_model(config=TINY, conv_impl="im2col")
+
+
+@pytest.mark.keras
+class TestKeras:
+    @pytest.mark.parametrize("impl", ["native", "patches"])
+    @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+    @pytest.mark.parametrize("groups, gi, h, w, stride", CASES)
+    def test_layer_equals_torch_grouped_conv(self, groups, gi, h, w, stride, dtype, impl):
+        import keras
+
+        from resnext_keras.grouped_conv import GroupedConv2D
+
+        x, k, dy = case_arrays(groups, gi, h, w, stride, dtype)
+        truth = torch_truth(x, k, dy, groups, stride)
+        with _x64(keras, dtype):
+            layer = GroupedConv2D(
+                groups * gi,
+                3,
+                strides=stride,
+                groups=groups,
+                use_bias=False,
+                conv_impl=impl,
+                dtype=np.dtype(dtype).name,
+            )
+            xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))  # the model pads before the 'valid' conv
+            layer.build(xp.shape)
+            layer.kernel.assign(k)
+            y, dx, dk = _keras_value_and_grads(keras, layer, xp, dy)
+        dx = dx[:, 1:-1, 1:-1, :]  # gradient w.r.t. the unpadded input
+        assert_matches((y, dx, dk), truth, dtype, f"keras {impl} C={groups} stride {stride}")
+
+    def test_weights_file_loads_whatever_the_lowering(self, tmp_path):
+        import resnext_keras as rk
+
+        w = random_weights(TINY, "c", seed=4)
+        native = rk.create_model(config=TINY, conv_impl="native")
+        rk.import_weights(native, w)
+        path = tmp_path / "tiny.weights.h5"
+        native.save_weights(path)
+        patches = rk.create_model(config=TINY, conv_impl="patches")
+        patches.load_weights(path)
+        x = np.random.default_rng(1).standard_normal((2, 12, 12, 3)).astype(np.float32)
+        assert rel_error(np.asarray(patches(x)), np.asarray(native(x))) < 1e-5
+        got = rk.export_weights(patches)
+        assert all(np.array_equal(got[n], w[n]) for n in w)
+
+    def test_lowering_survives_get_config(self):
+        import resnext_keras as rk
+
+        model = rk.create_model(config=TINY, conv_impl="patches")
+        clone = rk.ResNet.from_config(model.get_config())
+        assert clone.conv_impl == "patches"
+        assert clone.get_layer("layer1.0.conv2").lowering == "patches"
+
+
+def _x64(keras, dtype):
+    """JAX computes float64 only inside ``enable_x64``; TensorFlow always can."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.enable_x64(dtype == np.float64)
+    return contextlib.nullcontext()
+
+
+def _keras_value_and_grads(keras, layer, x, dy):
+    """The layer's output and the gradients of sum(y * dy) w.r.t. its input and kernel, as numpy."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = layer(xt)
+            loss = tf.reduce_sum(y * dy)
+        dx, dk = tape.gradient(loss, [xt, layer.kernel.value])
+        return y.numpy(), dx.numpy(), dk.numpy()
+    if backend == "jax":
+        import jax
+
+        def f(a, kernel):
+            y, _ = layer.stateless_call([kernel], [], a)
+            return y
+
+        y, vjp = jax.vjp(f, jax.numpy.asarray(x), layer.kernel.value)
+        dx, dk = vjp(jax.numpy.asarray(dy))
+        return np.asarray(y), np.asarray(dx), np.asarray(dk)
+    pytest.skip(f"no gradient code for the Keras backend {backend!r}")
+
+
+@pytest.mark.parametrize("impl", ["native", "patches"])
+def test_full_parity_holds_with_each_lowering(impl):
+    """Every check of the harness, on a tiny grouped config, with the lowering forced."""
+    from parity_runs import frameworks
+
+    from parity import run_parity
+
+    wanted = [fw for fw in frameworks() if fw in ("keras", "flax")]
+    result = run_parity(["tiny"], configs={"tiny": TINY}, frameworks=wanted, forms=["c"], conv_impl=impl)
+    failed = [(r.framework, r.check, r.tensor, r.error, r.bound) for r in result.results if not r.passed]
+    assert result.results and not failed
