@@ -165,12 +165,12 @@ def test_bn_eps_1e3_is_caught(monkeypatch):
 
 def test_same_padding_on_a_stride_2_conv_is_caught(monkeypatch):
     # TF-style "same" pads a stride-2 3x3 conv on an even input by (0, 1), torch by (1, 1).
-    def conv(x, filters, kernel, stride, name, groups=1):
+    def conv(x, filters, kernel, stride, name, groups=1, conv_impl="auto"):
         if stride == 2 and kernel == 3:
             return keras_model.layers.Conv2D(
                 filters, kernel, strides=stride, padding="same", use_bias=False, groups=groups, name=name
             )(x)
-        return original(x, filters, kernel, stride, name, groups)
+        return original(x, filters, kernel, stride, name, groups, conv_impl)
 
     original = keras_model.conv
     monkeypatch.setattr(keras_model, "conv", conv)
