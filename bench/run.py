@@ -8,6 +8,7 @@ installed), measures each with ``python -m bench.measure`` and returns the rows.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -21,7 +22,7 @@ from typing import Any
 from resnext_spec import ArchConfig, atomic_write, check_form_for, get_config
 from resnext_spec.grouped import check_conv_impl
 
-from .measure import MARK, MODES, PEERS, TORCH_ONLY_MODES, Spec
+from .measure import MARK, MODES, PEER_VARIANTS, PEERS, TORCH_ONLY_MODES, Spec
 
 FRAMEWORKS = ("torch", "keras", "flax")
 DEFAULT_MODELS = ("resnet50", "resnext50_32x4d")
@@ -55,7 +56,16 @@ def grid(
                         continue
                     for mode in fw_modes:
                         specs.append(Spec(fw, name, config.to_dict(), mode, form, "ours", backend, **common))
-                if peers and name in PEERS.get(fw, {}) and peer_installed(fw):
+                if not (peers and peer_installed(fw)):
+                    continue
+                for peer_name, (base, changes) in PEER_VARIANTS.items():
+                    # Our build of the peer's own architecture, then the peer.
+                    if base == name and peer_name in PEERS.get(fw, {}):
+                        variant = dataclasses.replace(config, **changes).to_dict()
+                        for impl in ("ours", "peer"):
+                            for mode in fw_modes:
+                                specs.append(Spec(fw, peer_name, variant, mode, "c", impl, backend, **common))
+                if name in PEERS.get(fw, {}):
                     for mode in fw_modes:
                         specs.append(Spec(fw, name, config.to_dict(), mode, "c", "peer", backend, **common))
     return specs
@@ -165,7 +175,7 @@ def ratios(rows: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
         got = {}
         if (key(r), r["spec"]["model"]) in peer and r["spec"]["form"] == "c":
             got["vs_peer"] = r["img_s"] / peer[(key(r), r["spec"]["model"])]
-        if key(r) in resnet and r["spec"]["model"] != "resnet50":
+        if key(r) in resnet and r["spec"]["model"] not in ("resnet50", *PEER_VARIANTS):
             got["vs_resnet50"] = r["img_s"] / resnet[key(r)]
         out[i] = got
     return out

@@ -36,7 +36,8 @@ class BatchNorm(nnx.BatchNorm):
             return super().__call__(x, use_running_average, mask=mask)
         axes = tuple(range(x.ndim - 1))
         mean = jnp.mean(x, axis=axes)
-        var = jnp.mean(jnp.square(x - mean), axis=axes)
+        # The mean inside the variance needs no gradient: d var / d mean = -2 mean(x - mean) = 0.
+        var = jnp.mean(jnp.square(x - jax.lax.stop_gradient(mean)), axis=axes)
         n = x.size // x.shape[-1]
         m = self.momentum
         stop = jax.lax.stop_gradient

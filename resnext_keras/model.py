@@ -39,7 +39,9 @@ class BatchNorm(layers.BatchNormalization):
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
         axes = self._reduction_axes
         mean = ops.mean(x, axis=axes)
-        variance = ops.mean(ops.square(x - ops.reshape(mean, self._broadcast_shape(x))), axis=axes)
+        # The mean inside the variance needs no gradient: d var / d mean = -2 mean(x - mean) = 0.
+        centred = x - ops.stop_gradient(ops.reshape(mean, self._broadcast_shape(x)))
+        variance = ops.mean(ops.square(centred), axis=axes)
         n = ops.cast(ops.size(x), x.dtype) / ops.cast(ops.shape(mean)[0], x.dtype)
         m = self.momentum
         self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * m + mean * (1.0 - m))

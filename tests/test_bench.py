@@ -1,0 +1,125 @@
+"""resnext-bench: every row it measures has a positive figure, its files round-trip, bad input exits 2.
+
+No timing is asserted: speed belongs in the benchmark's output and the README.
+"""
+
+import json
+
+import pytest
+from helpers import TINY
+
+from bench import markdown_table, plot, read_json, run_bench, write_json
+from bench.cli import main
+from bench.run import grid, ratios
+from resnext_spec import get_config
+
+
+@pytest.fixture(scope="module")
+def rows():
+    wanted = [
+        (["torch"], ["infer", "infer_bf16", "train"], None),
+        (["flax"], ["infer", "train"], None),
+        (["keras"], ["infer"], ["tensorflow"]),
+    ]
+    out = []
+    for frameworks, modes, backends in wanted:
+        out += run_bench(
+            [],
+            configs={"tiny": TINY},
+            frameworks=frameworks,
+            keras_backends=backends,
+            modes=modes,
+            batch=2,
+            image_size=16,
+            warmup=1,
+            repeats=2,
+        )
+    return out
+
+
+def test_every_row_has_positive_speed_and_memory(rows):
+    assert len(rows) == 6
+    for r in rows:
+        assert "failed" not in r, r
+        assert r["img_s"] > 0 and r["ms"] > 0 and r["peak_mib"] > 0, r
+        assert len(r["seconds"]) == 2
+        assert r["img_s"] == pytest.approx(2 / (r["ms"] / 1000))
+
+
+def test_reduced_precision_rows_report_their_error_against_fp32(rows):
+    bf16 = [r for r in rows if r["spec"]["mode"] == "infer_bf16"]
+    assert bf16
+    for r in bf16:
+        # bfloat16 keeps 8 bits of mantissa: an error far from both 0 and 1.
+        assert 1e-5 < r["error_vs_fp32"] < 0.1, r["error_vs_fp32"]
+    assert all(r["error_vs_fp32"] is None for r in rows if r["spec"]["mode"] != "infer_bf16")
+
+
+def test_json_round_trips_and_tables_and_plot_are_written(rows, tmp_path):
+    write_json(rows, {"batch": 2}, tmp_path / "bench.json")
+    back, info = read_json(tmp_path / "bench.json")
+    assert back == json.loads(json.dumps(rows)) and info == {"batch": 2}
+    table = markdown_table(back)
+    assert table.count("\n") == len(rows) + 2 and "keras-tensorflow" in table
+    plot(back, tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ratios_compare_with_the_peer_and_with_resnet50_of_the_same_framework_and_mode():
+    def row(model, impl, img_s, mode="train", backend="jax"):
+        spec = {
+            "framework": "keras",
+            "backend": backend,
+            "model": model,
+            "impl": impl,
+            "mode": mode,
+            "form": "c",
+        }
+        return {"spec": spec, "img_s": img_s}
+
+    got = ratios(
+        [
+            row("resnet50", "ours", 6.0),
+            row("resnet50", "peer", 8.0),
+            row("resnext50_32x4d", "ours", 4.5),
+            row("resnext50_32x4d", "ours", 1.0, mode="infer"),  # no ResNet-50 infer row to compare with
+            row("resnet50", "ours", 2.0, backend="tensorflow"),
+        ]
+    )
+    assert got[0] == {"vs_peer": 0.75}
+    assert got[2] == {"vs_resnet50": 0.75}
+    assert got[3] == {} and got[4] == {}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--modes", "infer,fastest"], "unknown mode"),
+        (["--models", "resnet51"], "unknown preset"),
+        (["--frameworks", "mxnet"], "unknown framework"),
+        (["--batch", "0"], "at least 1"),
+        (["--config", "/nonexistent.json"], "--config"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        code = main(argv)
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_keras_peer_is_compared_with_our_resnet50_built_as_v1():
+    # keras.applications.ResNet50 strides on the first 1x1 conv (ResNet v1); our resnet50
+    # strides on the 3x3 (v1.5), so the fair pair is our build with stride_on="1x1".
+    specs = grid(["keras"], ["jax"], {"resnet50": get_config("resnet50")}, ["c"], ["train"], peers=True)
+    got = [(s.model, s.impl, s.config["stride_on"]) for s in specs]
+    assert got == [
+        ("resnet50", "ours", "3x3"),
+        ("resnet50_v1", "ours", "1x1"),
+        ("resnet50_v1", "peer", "1x1"),
+    ]
+    assert (
+        grid(["keras"], ["jax"], {"resnet50": get_config("resnet50")}, ["c"], ["train"], peers=False)
+        == specs[:1]
+    )
