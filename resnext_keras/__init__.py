@@ -1,6 +1,7 @@
 """ResNet / ResNeXt in Keras 3 (TensorFlow, JAX or torch backend), forms (a), (b) and (c)."""
 
 from .model import BatchNorm, ResNet, create_model
+from .train import TorchSGD
 from .weights import (
     count_params,
     export_weights,
@@ -14,6 +15,7 @@ from .weights import (
 __all__ = [
     "BatchNorm",
     "ResNet",
+    "TorchSGD",
     "count_params",
     "create_model",
     "export_weights",

@@ -18,6 +18,54 @@ from .model import ResNet
 from .weights import weight_table
 
 
+class TorchSGD(keras.optimizers.Optimizer):
+    """SGD exactly as ``torch.optim.SGD`` steps: ``b = momentum * b + (g + wd * w)``, ``w -= lr * b``.
+
+    Keras's own ``SGD`` differs twice: its ``weight_decay`` is decoupled (applied to
+    the weights beside the step, never entering the momentum), and its momentum
+    buffer holds ``lr``-scaled steps, so after a learning-rate drop it still moves
+    at the old rate for a while. With this class a Keras run takes torch's steps.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 0.1,
+        momentum: float = 0.9,
+        coupled_weight_decay: float = 0.0,
+        name: str = "torch_sgd",
+        **kwargs,
+    ):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if coupled_weight_decay < 0:
+            raise ValueError(f"weight decay must be >= 0, got {coupled_weight_decay}")
+        self.momentum = momentum
+        self.coupled_weight_decay = coupled_weight_decay
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.momentums = self.add_optimizer_variables(variables, "momentum")
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        g = ops.cast(gradient, variable.dtype)
+        if self.coupled_weight_decay:
+            g = ops.add(g, ops.multiply(variable, ops.cast(self.coupled_weight_decay, variable.dtype)))
+        buf = self.momentums[self._get_variable_index(variable)]
+        # torch starts the buffer at the first gradient; from zeros, momentum * 0 + g is that.
+        self.assign(buf, ops.add(ops.multiply(buf, ops.cast(self.momentum, variable.dtype)), g))
+        self.assign_sub(variable, ops.multiply(buf, lr))
+
+    def get_config(self) -> dict:
+        return super().get_config() | {
+            "momentum": self.momentum,
+            "coupled_weight_decay": self.coupled_weight_decay,
+        }
+
+
 def cross_entropy(logits, labels):
     """Mean softmax cross-entropy of integer labels, from logits."""
     return ops.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))

@@ -10,7 +10,7 @@ from .forms import to_form
 from .layout import BlockSpec, LayerSpec, Plan, canonical_shapes, is_running_stat, layers, plan
 from .results import PassResult
 from .tolerances import K_FLOOR, TOL, floor_bound, l2_error, rel_error, worst_error
-from .weights import WeightsMismatchError, check_weights, parameter_names, random_weights
+from .weights import WeightsMismatchError, check_weights, init_weights, parameter_names, random_weights
 
 __all__ = [
     "FORMS",
@@ -31,6 +31,7 @@ __all__ = [
     "count_flops",
     "count_params",
     "floor_bound",
+    "init_weights",
     "get_config",
     "is_running_stat",
     "l2_error",
