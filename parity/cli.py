@@ -12,7 +12,7 @@ import time
 from resnext_spec import FORMS, list_presets
 from resnext_spec.grouped import CONV_IMPLS
 
-from .harness import CHECKS, DEFAULT_MODELS, run_parity
+from .harness import CHECKS, DEFAULT_MODELS, OPTIONAL_CHECKS, run_parity
 from .runners import FRAMEWORKS, available_frameworks
 
 
@@ -40,7 +40,13 @@ def parser() -> argparse.ArgumentParser:
         type=lambda v: _list(v, FRAMEWORKS, "framework"),
         help="comma-separated (default: every installed one of torch, keras, flax)",
     )
-    p.add_argument("--checks", default=",".join(CHECKS), type=lambda v: _list(v, CHECKS, "check"))
+    p.add_argument(
+        "--checks",
+        default=",".join(CHECKS),
+        type=lambda v: _list(v, CHECKS + OPTIONAL_CHECKS, "check"),
+        help="comma-separated (default: %(default)s); 'trajectory' (K training steps in every build, "
+        "lr drop half-way) runs only when named",
+    )
     p.add_argument("--batch", type=int, default=4)
     p.add_argument(
         "--image-size",
@@ -110,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
-    from .report import plot_ratios, print_table, write_json
+    from .report import plot_ratios, plot_trajectories, print_table, write_json
 
     if args.plot:
         try:
@@ -148,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         plot_ratios(result, args.plot)
         print(f"wrote {args.plot}")
+        if result.meta.get("trajectories"):
+            path = plot_trajectories(result, args.plot)
+            print(f"wrote {path}")
     return 0 if result.passed else 1
 
 

@@ -36,9 +36,12 @@ from resnext_spec import (
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.tolerances import EXACT, FLOOR_SAMPLES, PERTURBATION, compare
 
+from . import trajectory
 from .runners import FRAMEWORKS, Runner, TorchRunner, make_runner
 
 CHECKS = ("counts", "roundtrip", "copy", "eval", "train", "grad_eval", "grad_train", "sgd")
+# Asked for by name (--checks trajectory), not run by default: K training steps in every build.
+OPTIONAL_CHECKS = ("trajectory",)
 # Shown, never failed: torch (c) eval logits with TF32 matmuls/convs, so people see what TF32 costs.
 INFO_CHECKS = ("tf32",)
 # The default run: a real ResNeXt (C=8 paths) whose nine builds finish in under two
@@ -202,6 +205,8 @@ class Harness:
         self.ref32 = TorchRunner(device)
         self.ref64 = TorchRunner(device, float64=True)
         self.ref_tf32 = TorchRunner(device, tf32=True) if tf32 else None
+        self.conv_impl = conv_impl
+        self.trajectories: dict[str, dict[str, list[float]]] = {}  # model -> build -> loss per step
 
     def needs(self, *checks: str) -> bool:
         return any(c in self.checks for c in checks)
@@ -261,6 +266,10 @@ class Harness:
             refs = self.references(config, w, x, labels)
             if self.ref_tf32 is not None and self.needs("eval"):
                 self.check_tf32(name, config, w, x, labels, refs, out)
+        if self.needs("trajectory"):
+            self.check_trajectory(name, config, size, forms, out)
+            if not self.needs(*CHECKS):
+                return
         # Form by form, so only one form's three builds are alive at once (for the copies).
         for form in forms:
             wf = to_form(w, config, "c", form)
@@ -287,6 +296,41 @@ class Harness:
                 self.check_copies(name, form, exports, models, out)
             del exports, models
             gc.collect()
+
+    def check_trajectory(self, name: str, config: ArchConfig, size: int, forms: list[str], out) -> None:
+        """Every build trains STEPS steps (parity.trajectory); loss per step and final state judged."""
+        if self.device != "cpu":
+            raise ValueError("the trajectory check runs on CPU only for now")
+        self.progress(f"{name}: trajectory: torch (c) fp32, float64, {FLOOR_SAMPLES} perturbed fp32")
+        w, data, ref32, ref64, samples = trajectory.references(config, self.batch, size, self.seed)
+        curves = {"torch (c) float64": ref64["loss"].tolist()}
+        for form in forms:
+            wf = to_form(w, config, "c", form)
+            for fw in self.runners:
+                self.progress(f"{name}: trajectory: {fw} ({form})")
+                mine = trajectory.run_build(fw, config, form, wf, data, self.conv_impl)
+                curves[f"{fw} ({form})"] = mine["loss"].tolist()
+                for quantity, c in trajectory.check_build(mine, ref32, ref64, samples).items():
+                    out.append(
+                        CheckResult(
+                            model=name,
+                            framework=fw,
+                            form=form,
+                            check="trajectory",
+                            quantity=quantity,
+                            error=c.error,
+                            bound=c.bound,
+                            passed=c.passed,
+                            tensor=c.tensor,
+                            floor=c.floor,
+                            l2=c.l2,
+                            l2_floor=c.floor_l2,
+                            l2_bound=c.l2_bound,
+                            l2_fp64=c.l2_fp64,
+                            detail=f"{trajectory.STEPS} SGD steps, lr /10 after {trajectory.STEPS // 2}",
+                        )
+                    )
+        self.trajectories[name] = curves
 
     def check_weights_io(self, runner, model, config, wf, row, out) -> None:
         """Parameter count against the spec formula; export -> import -> export bitwise."""
@@ -423,8 +467,8 @@ def run_parity(
     for f in forms:
         check_form(f)
     for c in checks:
-        if c not in CHECKS:
-            raise ValueError(f"unknown check {c!r}; choose from {list(CHECKS)}")
+        if c not in CHECKS + OPTIONAL_CHECKS:
+            raise ValueError(f"unknown check {c!r}; choose from {list(CHECKS + OPTIONAL_CHECKS)}")
     for fw in frameworks:
         if fw not in FRAMEWORKS:
             raise ValueError(f"unknown framework {fw!r}; choose from {list(FRAMEWORKS)}")
@@ -468,6 +512,7 @@ def run_parity(
         "keras_backend": getattr(harness.runners.get("keras"), "backend", None),
         "flax_jit": flax_jit,
         "conv_impl": conv_impl,
+        "trajectories": harness.trajectories,
         "tf32_row": tf32,
         "versions": versions(),
         "argv": sys.argv,

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from resnext_spec import atomic_write
 
-from .harness import CHECKS, INFO_CHECKS, CheckResult, ParityResult
+from .harness import CHECKS, INFO_CHECKS, OPTIONAL_CHECKS, CheckResult, ParityResult
 from .runners import FRAMEWORKS
 
 # Checks judged against a measured bound, in the order the plot shows them.
-NUMERIC_CHECKS = [c for c in CHECKS if c not in ("counts", "roundtrip", "copy")]
+NUMERIC_CHECKS = [c for c in CHECKS + OPTIONAL_CHECKS if c not in ("counts", "roundtrip", "copy")]
 
 
 def _cell(rows: list[CheckResult]) -> tuple[str, bool]:
@@ -35,7 +35,7 @@ def _cell(rows: list[CheckResult]) -> tuple[str, bool]:
 
 def table_rows(result: ParityResult, model: str) -> tuple[list[str], list[tuple[list[str], list[bool]]]]:
     """Rows of builds x checks for one model, each cell the worst error of that check."""
-    checks = [c for c in CHECKS + INFO_CHECKS if any(r.check == c for r in result.results)]
+    checks = [c for c in CHECKS + OPTIONAL_CHECKS + INFO_CHECKS if any(r.check == c for r in result.results)]
     grouped: dict[tuple[str, str], dict[str, list[CheckResult]]] = defaultdict(lambda: defaultdict(list))
     for r in result.results:
         if r.model == model:
@@ -236,3 +236,38 @@ def plot_ratios(result: ParityResult, path: str | os.PathLike):
     fmt = Path(path).suffix.lstrip(".").lower() or "png"
     atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=120))
     return fig
+
+
+def plot_trajectories(result: ParityResult, path: str | os.PathLike) -> Path:
+    """The training loss of every build, step by step, over each other and the float64 torch run.
+
+    Written next to ``path`` as ``<stem>-trajectory<suffix>``; returns that path.
+    """
+    from matplotlib.figure import Figure
+
+    curves = result.meta["trajectories"]
+    fig = Figure(figsize=(5 * len(curves), 4), layout="constrained")
+    colors = {"torch": "tab:red", "keras": "tab:blue", "flax": "tab:green"}
+    styles = {"a": ":", "b": "--", "c": "-"}
+    for i, (model, builds) in enumerate(curves.items()):
+        ax = fig.add_subplot(1, len(curves), i + 1)
+        for build, losses in builds.items():
+            fw, form = build.split(" (")[0], build.split("(")[1][0]
+            truth = build.endswith("float64")
+            ax.plot(
+                range(1, len(losses) + 1),
+                losses,
+                color="black" if truth else colors.get(fw, "tab:gray"),
+                linestyle=styles.get(form, "-"),
+                linewidth=3 if truth else 1.2,
+                alpha=0.35 if truth else 0.9,
+                label=build,
+            )
+        ax.set(xlabel="step", ylabel="training loss", title=f"{model}: every build, same batches")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    path = Path(path)
+    out = path.with_name(f"{path.stem}-trajectory{path.suffix or '.png'}")
+    fmt = out.suffix.lstrip(".").lower()
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format=fmt, dpi=120))
+    return out

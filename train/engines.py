@@ -46,20 +46,25 @@ class Engine(Protocol):
 class TorchEngine:
     framework = "torch"
 
-    def __init__(self, config: ArchConfig, form: str, weights: dict, recipe: Recipe) -> None:
+    def __init__(
+        self, config: ArchConfig, form: str, weights: dict, recipe: Recipe, float64: bool = False
+    ) -> None:
+        """``float64`` trains in double precision: the truth a trajectory check measures against."""
         import torch
 
         from resnext_torch import create_model, import_weights
 
         self.torch = torch
+        self.dtype = torch.float64 if float64 else torch.float32
         self.model = create_model(config=config, form=form)
         import_weights(self.model, weights)
+        self.model.to(self.dtype)
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
         )
 
     def _nchw(self, x: np.ndarray):
-        return self.torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        return self.torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(self.dtype)
 
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[float, int]:
         torch = self.torch
@@ -77,7 +82,7 @@ class TorchEngine:
     def predict(self, x: np.ndarray) -> np.ndarray:
         self.model.eval()
         with self.torch.no_grad():
-            return self.model(self._nchw(x)).numpy()
+            return self.model(self._nchw(x)).float().numpy()
 
     def weights(self) -> dict[str, np.ndarray]:
         from resnext_torch import export_weights

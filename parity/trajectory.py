@@ -1,0 +1,106 @@
+"""The trajectory check: K training steps in every build, compared with torch's, step by step.
+
+One pass and one SGD step from zero momentum (the ``sgd`` check) cannot see an
+optimizer that carries momentum or weight decay differently, or a learning-rate
+change that lands late. Here every build trains ``STEPS`` steps from the same
+weights on the same batches, with the learning rate dropping /10 half-way, each
+with its own framework's optimizer as ``resnext-train`` runs it; the loss of every
+step and, at the end, every parameter and running statistic are compared with torch
+form (c), under the noise-floor rule: the floor is how far fp32 torch runs land from
+a float64 torch run, from the plain weights and from weights and inputs moved at
+fp32 rounding size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from resnext_spec import ArchConfig, is_running_stat, random_weights, to_form
+from resnext_spec.tolerances import FLOOR_SAMPLES, PERTURBATION, compare
+
+STEPS = 6
+# The recipe of the harness's sgd check; the rate drops /10 after half the steps.
+LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-4
+
+
+def learning_rates(steps: int = STEPS) -> list[float]:
+    return [LR if k < steps // 2 else LR / 10 for k in range(steps)]
+
+
+def batches(config: ArchConfig, batch: int, size: int, seed: int, steps: int = STEPS):
+    """The seeded NHWC batches every build trains on, one per step."""
+    rng = np.random.default_rng(seed + 7)
+    return [
+        (
+            rng.standard_normal((batch, size, size, config.in_channels)).astype(np.float32),
+            rng.integers(0, config.num_classes, batch),
+        )
+        for _ in range(steps)
+    ]
+
+
+def run_build(
+    framework: str,
+    config: ArchConfig,
+    form: str,
+    weights: dict[str, np.ndarray],
+    data: list,
+    conv_impl: str = "auto",
+    float64: bool = False,
+) -> dict[str, np.ndarray]:
+    """Train on ``data``; returns {"loss": per-step losses} and the final state, in form (c), float64."""
+    from train.engines import TorchEngine, make_engine
+    from train.recipe import Recipe
+
+    recipe = Recipe(batch_size=len(data[0][1]), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    if framework == "torch":
+        engine = TorchEngine(config, form, weights, recipe, float64=float64)
+    else:
+        engine = make_engine(framework, config, form, weights, recipe, conv_impl)
+    losses = [
+        engine.train_step(x, y, lr)[0] for (x, y), lr in zip(data, learning_rates(len(data)), strict=True)
+    ]
+    if framework == "torch":
+        from resnext_torch.train import model_state
+
+        state = model_state(engine.model)  # float64 as computed, where the model is float64
+    else:
+        state = {k: v.astype(np.float64) for k, v in engine.weights().items()}
+    if form != "c":
+        state = to_form(state, config, form, "c")
+    return {"loss": np.asarray(losses, np.float64), **state}
+
+
+def references(
+    config: ArchConfig, batch: int, size: int, seed: int, steps: int = STEPS
+) -> tuple[dict, list, dict, dict, list[dict]]:
+    """(weights, data, torch fp32, torch float64, perturbed fp32 torch runs) for one model."""
+    w = random_weights(config, "c", seed)
+    data = batches(config, batch, size, seed, steps)
+    ref32 = run_build("torch", config, "c", w, data)
+    ref64 = run_build("torch", config, "c", w, data, float64=True)
+    rng = np.random.default_rng(seed + 3)
+
+    def perturb(a: np.ndarray) -> np.ndarray:
+        return (a * (1 + PERTURBATION * rng.standard_normal(a.shape))).astype(np.float32)
+
+    samples = []
+    for _ in range(FLOOR_SAMPLES):
+        moved = {k: perturb(v) for k, v in w.items()}
+        samples.append(run_build("torch", config, "c", moved, [(perturb(x), y) for x, y in data]))
+    return w, data, ref32, ref64, samples
+
+
+def check_build(mine: dict, ref32: dict, ref64: dict, samples: list[dict]) -> dict[str, object]:
+    """The per-step loss and the final parameters and running statistics, each against its floor."""
+    pick: dict[str, Callable[[dict], dict]] = {
+        "loss per step": lambda r: {"loss": r["loss"]},
+        "parameters": lambda r: {k: v for k, v in r.items() if k != "loss" and not is_running_stat(k)},
+        "running stats": lambda r: {k: v for k, v in r.items() if is_running_stat(k)},
+    }
+    return {
+        q: compare(f(mine), f(ref32), f(ref64), floor_samples=[f(s) for s in samples])
+        for q, f in pick.items()
+    }
