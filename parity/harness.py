@@ -34,7 +34,7 @@ from resnext_spec import (
     to_form,
 )
 from resnext_spec.grouped import check_conv_impl
-from resnext_spec.tolerances import EXACT, FLOOR_SAMPLES, PERTURBATION, compare
+from resnext_spec.tolerances import EXACT, FLOOR_SAMPLES, PERTURBATION, Comparison, compare
 
 from . import trajectory
 from .runners import FRAMEWORKS, Runner, TorchRunner, make_runner
@@ -164,6 +164,25 @@ def _to_c(measured: dict[str, Any], config: ArchConfig, form: str) -> dict[str, 
     if "sgd" in measured:
         out["sgd"] = conv(measured["sgd"])
     return out
+
+
+def _judged(row: dict[str, str], check: str, quantity: str, c: Comparison, detail: str = "") -> CheckResult:
+    """A result row from a noise-floor comparison of one quantity of one build."""
+    return CheckResult(
+        **row,
+        check=check,
+        quantity=quantity,
+        error=c.error,
+        bound=c.bound,
+        passed=c.passed,
+        tensor=c.tensor,
+        floor=c.floor,
+        l2=c.l2,
+        l2_floor=c.floor_l2,
+        l2_bound=c.l2_bound,
+        l2_fp64=c.l2_fp64,
+        detail=detail,
+    )
 
 
 # (check, quantity) -> the tensors it compares, picked from a build's or a reference's results.
@@ -312,22 +331,12 @@ class Harness:
                 curves[f"{fw} ({form})"] = mine["loss"].tolist()
                 for quantity, c in trajectory.check_build(mine, ref32, ref64, samples).items():
                     out.append(
-                        CheckResult(
-                            model=name,
-                            framework=fw,
-                            form=form,
-                            check="trajectory",
-                            quantity=quantity,
-                            error=c.error,
-                            bound=c.bound,
-                            passed=c.passed,
-                            tensor=c.tensor,
-                            floor=c.floor,
-                            l2=c.l2,
-                            l2_floor=c.floor_l2,
-                            l2_bound=c.l2_bound,
-                            l2_fp64=c.l2_fp64,
-                            detail=f"{trajectory.STEPS} SGD steps, lr /10 after {trajectory.STEPS // 2}",
+                        _judged(
+                            dict(model=name, framework=fw, form=form),
+                            "trajectory",
+                            quantity,
+                            c,
+                            f"{trajectory.STEPS} SGD steps, lr /10 after {trajectory.STEPS // 2}",
                         )
                     )
         self.trajectories[name] = curves
@@ -371,22 +380,7 @@ class Harness:
             if not self.needs(check):
                 continue
             c = compare(pick(mine), pick(ref32), pick(ref64), floor_samples=[pick(s) for s in samples])
-            out.append(
-                CheckResult(
-                    **row,
-                    check=check,
-                    quantity=quantity,
-                    error=c.error,
-                    bound=c.bound,
-                    passed=c.passed,
-                    tensor=c.tensor,
-                    floor=c.floor,
-                    l2=c.l2,
-                    l2_floor=c.floor_l2,
-                    l2_bound=c.l2_bound,
-                    l2_fp64=c.l2_fp64,
-                )
-            )
+            out.append(_judged(row, check, quantity, c))
 
     def check_tf32(self, name, config, w, x, labels, refs, out) -> None:
         """torch (c) eval logits with TF32 allowed, against the full-fp32 reference: shown, not judged."""

@@ -13,11 +13,21 @@ import tarfile
 
 import numpy as np
 
+# Four classes a network can learn in a few steps: noisy images of four colours.
+PALETTE = np.array([(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)], np.float64)
 
-def cifar_images(n: int, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+
+def cifar_images(
+    n: int, num_classes: int, seed: int, learnable: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    fine = rng.integers(0, num_classes, n).astype(np.int64)
+    if learnable:
+        fine = rng.integers(0, len(PALETTE), n).astype(np.int64)
+        noisy = PALETTE[fine][:, None, None, :] + rng.normal(0, 40, (n, 32, 32, 3))
+        images = np.clip(noisy, 0, 255).astype(np.uint8)
+    else:
+        images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        fine = rng.integers(0, num_classes, n).astype(np.int64)
     coarse = (fine // 5).astype(np.int64)
     return images, fine, coarse
 
@@ -26,11 +36,16 @@ def planar(images: np.ndarray) -> np.ndarray:
     return images.transpose(0, 3, 1, 2).reshape(len(images), -1)
 
 
-def write_cifar(root: str, kind: str, n_train: int = 40, n_test: int = 16, seed: int = 0):
-    """kind: cifar10-bin, cifar100-bin, cifar10-py, cifar100-py. Returns (folder, train, test)."""
+def write_cifar(
+    root: str, kind: str, n_train: int = 40, n_test: int = 16, seed: int = 0, learnable: bool = False
+):
+    """kind: cifar10-bin, cifar100-bin, cifar10-py, cifar100-py. Returns (folder, train, test).
+
+    ``learnable``: four colour classes (see PALETTE) instead of noise with random labels.
+    """
     num_classes = 100 if kind.startswith("cifar100") else 10
-    train = cifar_images(n_train, num_classes, seed)
-    test = cifar_images(n_test, num_classes, seed + 1)
+    train = cifar_images(n_train, num_classes, seed, learnable)
+    test = cifar_images(n_test, num_classes, seed + 1, learnable)
     folder = os.path.join(
         root,
         {

@@ -22,7 +22,7 @@ RECIPE = Recipe(epochs=2, batch_size=8, lr=0.02, milestones=(0.5,), seed=3)  # l
 @pytest.fixture(scope="module")
 def cifar(tmp_path_factory):
     root = tmp_path_factory.mktemp("cifar")
-    write_cifar(str(root), "cifar10-bin", n_train=40, n_test=16)
+    write_cifar(str(root), "cifar10-bin", n_train=80, n_test=32, learnable=True)
     return str(root)
 
 
@@ -89,25 +89,42 @@ def test_keras_torch_sgd_steps_like_torch_across_a_learning_rate_drop():
 
 
 def test_three_frameworks_train_the_same_trajectory(runs, cifar, tmp_path):
-    """Keras and Flax end within K_FLOOR times the distance fp32 rounding alone moves torch."""
+    """Keras and Flax losses and final weights within K_FLOOR times what fp32 rounding alone moves torch."""
     torch_metrics, torch_out = runs["torch"]
     ref = load_checkpoint(os.path.join(torch_out, "checkpoint", "model.safetensors"))[0]
     # The floor: torch again, from initial weights moved by about one fp32 rounding step (2**-22).
     w0 = init_weights(TINY, "c", RECIPE.seed)
     rng = np.random.default_rng(0)
     moved = {k: (v * (1 + 2.0**-22 * rng.choice([-1, 1], v.shape))).astype(np.float32) for k, v in w0.items()}
-    train("torch", cifar, config=TINY, recipe=RECIPE, out=tmp_path, progress=False, weights=moved)
+    nudged = train("torch", cifar, config=TINY, recipe=RECIPE, out=tmp_path, progress=False, weights=moved)
     floor = l2_error(load_checkpoint(tmp_path / "checkpoint" / "model.safetensors")[0], ref)
-    assert 0 < floor < 1e-2
+    assert floor > 0  # the nudge reached the result: the floor is a measurement, not zero
+    keys = ("train_loss", "test_loss")
+    loss_floor = max(
+        abs(n[k] - t[k]) / abs(t[k]) for n, t in zip(nudged, torch_metrics, strict=True) for k in keys
+    )
     for fw in ("keras", "flax"):
         metrics, out = runs[fw]
-        for m, t in zip(metrics, torch_metrics, strict=True):
-            assert m["lr"] == t["lr"]
-            for key in ("train_loss", "test_loss"):
-                assert abs(m[key] - t[key]) <= 1e-4 * abs(t[key]), (fw, key, m[key], t[key])
+        assert [m["lr"] for m in metrics] == [t["lr"] for t in torch_metrics]
+        loss_error = max(
+            abs(m[k] - t[k]) / abs(t[k]) for m, t in zip(metrics, torch_metrics, strict=True) for k in keys
+        )
         weights = load_checkpoint(os.path.join(out, "checkpoint", "model.safetensors"))[0]
-        print(f"{fw}: weights {l2_error(weights, ref):.2e} from torch's; fp32 floor {floor:.2e}")
-        assert l2_error(weights, ref) <= K_FLOOR * floor, (fw, l2_error(weights, ref), floor)
+        error = l2_error(weights, ref)
+        print(
+            f"{fw}: losses {loss_error:.1e} (floor {loss_floor:.1e}), weights {error:.1e} (floor {floor:.1e})"
+        )
+        assert loss_error <= max(1e-6, K_FLOOR * loss_floor), (fw, loss_error, loss_floor)
+        assert error <= K_FLOOR * floor, (fw, error, floor)
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras", "flax"])
+def test_a_tiny_resnext_learns_the_colour_task(framework, runs):
+    """Four noisy colour classes (chance: 1/4): 20 steps are enough to learn them."""
+    metrics, _ = runs[framework]
+    first, last = metrics[0], metrics[-1]
+    assert last["train_loss"] < 0.5 * first["train_loss"], (first, last)
+    assert last["test_acc"] >= 0.75, last
 
 
 def test_outputs_metrics_curves_config_and_checkpoint(runs):
@@ -146,7 +163,10 @@ def test_interrupted_then_resumed_run_ends_where_an_uninterrupted_run_ends(frame
     )
     a = load_checkpoint(tmp_path / "checkpoint" / "model.safetensors")[0]
     b = load_checkpoint(os.path.join(whole_out, "checkpoint", "model.safetensors"))[0]
-    assert max(rel_error(a[k], b[k]) for k in a) < 1e-6
+    if framework == "torch":  # the same operations on the same numbers: bit for bit
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+    else:
+        assert max(rel_error(a[k], b[k]) for k in a) < 1e-6
 
 
 def test_an_existing_run_is_not_overwritten_and_resume_must_match(runs, cifar):

@@ -12,15 +12,12 @@ from parity.trajectory import STEPS
 
 @pytest.fixture(scope="module")
 def result():
-    # Forms (b) and (c): (a) adds a minute of XLA compiling for the same machinery as (b).
-    return run_parity(
-        ["tiny"], configs={"tiny": TINY}, forms=["b", "c"], checks=["trajectory"], image_size=16, batch=4
-    )
+    return run_parity(["tiny"], configs={"tiny": TINY}, checks=["trajectory"], image_size=16, batch=4)
 
 
 def test_every_build_follows_torchs_trajectory(result):
     rows = [r for r in result.results if r.check == "trajectory"]
-    assert {(r.framework, r.form) for r in rows} == {(fw, f) for fw in FRAMEWORKS for f in "bc"}
+    assert {(r.framework, r.form) for r in rows} == {(fw, f) for fw in FRAMEWORKS for f in "abc"}
     assert {r.quantity for r in rows} == {"loss per step", "parameters", "running stats"}
     failed = [(r.framework, r.form, r.quantity, r.error, r.bound) for r in rows if not r.passed]
     assert not failed
@@ -28,7 +25,7 @@ def test_every_build_follows_torchs_trajectory(result):
 
 def test_loss_curves_are_kept_for_the_plot(result):
     curves = result.meta["trajectories"]["tiny"]
-    assert len(curves) == 1 + 2 * len(FRAMEWORKS)
+    assert len(curves) == 1 + 3 * len(FRAMEWORKS)
     assert all(len(c) == STEPS for c in curves.values())
     truth = np.array(curves["torch (c) float64"])
     np.testing.assert_allclose(curves["torch (c)"], truth, rtol=1e-4)  # fp32 vs float64 torch
@@ -69,3 +66,11 @@ def test_keras_stock_sgd_is_caught(monkeypatch):
     caught = {r.quantity for r in keras_rows if r.check == "trajectory" and not r.passed}
     assert "parameters" in caught
     assert all(r.passed for r in result.results if r.framework == "torch")
+
+
+def test_loss_curves_plot_is_written_beside_the_ratio_plot(result, tmp_path):
+    from parity.report import plot_trajectories
+
+    out = plot_trajectories(result, tmp_path / "report.png")
+    assert out == tmp_path / "report-trajectory.png"
+    assert out.read_bytes()[:4] == b"\x89PNG"
