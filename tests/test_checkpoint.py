@@ -31,6 +31,14 @@ def test_write_leaves_no_temporary_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
 
 
+def test_written_file_has_the_mode_a_plain_open_gives(tmp_path):
+    # Atomic writes go through a temporary file that mkstemp makes private (0600).
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    save_checkpoint(tmp_path / "w.safetensors", random_weights(TINY), TINY)
+    assert (tmp_path / "w.safetensors").stat().st_mode == plain.stat().st_mode
+
+
 def test_bad_weights_write_nothing_and_keep_the_old_file(tmp_path):
     path = tmp_path / "m.safetensors"
     save_checkpoint(path, random_weights(TINY, seed=1), TINY)
