@@ -219,3 +219,11 @@ def test_cli_trains_and_reports(cifar, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "run"), "-q"]) == 0
     assert "epoch 1: train loss" in capsys.readouterr().out
     assert len(open(tmp_path / "run" / "metrics.jsonl").readlines()) == 1
+
+
+def test_unknown_framework_or_lowering_is_refused_before_anything_is_written(cifar, tmp_path):
+    with pytest.raises(ValueError, match="unknown framework 'mxnet'"):
+        train("mxnet", cifar, config=TINY, recipe=RECIPE, out=tmp_path / "a", progress=False)
+    with pytest.raises(ValueError, match="conv_impl"):
+        train("flax", cifar, config=TINY, recipe=RECIPE, out=tmp_path / "b", conv_impl="fast", progress=False)
+    assert list(tmp_path.iterdir()) == []

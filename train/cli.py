@@ -17,7 +17,7 @@ import sys
 from resnext_spec import FORMS, ArchConfig, list_presets
 from resnext_spec.grouped import CONV_IMPLS
 
-FRAMEWORKS = ("torch", "keras", "flax")
+from .loop import FRAMEWORKS
 
 
 def _milestones(value: str) -> tuple[float, ...]:

@@ -31,10 +31,12 @@ from resnext_spec import (
     save_checkpoint,
 )
 from resnext_spec.checkpoint import atomic_write_bytes
+from resnext_spec.grouped import check_conv_impl
 
 from .engines import Engine, make_engine
 from .recipe import Recipe
 
+FRAMEWORKS = ("torch", "keras", "flax")
 CHECKPOINT = "checkpoint"
 # What config.json must agree on for --resume to continue a run.
 RESUME_KEYS = ("framework", "keras_backend", "arch", "form", "recipe", "conv_impl", "dataset")
@@ -174,6 +176,9 @@ def train(
     ``weights`` (canonical, of ``form``) replaces the recipe's initialisation: to
     fine-tune a ported checkpoint, or to start a run from slightly moved weights.
     """
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
+    check_conv_impl(conv_impl)
     recipe = recipe or Recipe()
     dataset = data if isinstance(data, Dataset) else load_dataset(data, image_size=image_size)
     config = resolve_config(model, config)
