@@ -84,8 +84,11 @@ def measure_in_subprocess(spec: Spec, timeout: float | None = None) -> dict[str,
     for line in proc.stdout.splitlines():
         if line.startswith(MARK):
             return json.loads(line[len(MARK) :])
-    last = [s for s in proc.stderr.strip().splitlines() if s.strip()][-1:] or [f"exit {proc.returncode}"]
-    return {"spec": asdict(spec), "failed": last[0][:300]}
+    if proc.returncode < 0:  # the kernel's OOM killer sends SIGKILL and leaves no message
+        why = f"killed by signal {-proc.returncode}" + (" (out of memory?)" if proc.returncode == -9 else "")
+        return {"spec": asdict(spec), "failed": why}
+    errors = [s for s in proc.stderr.strip().splitlines() if s.strip() and "Warning" not in s]
+    return {"spec": asdict(spec), "failed": (errors[-1:] or [f"exit {proc.returncode}"])[0][:300]}
 
 
 def run_bench(
