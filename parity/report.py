@@ -204,6 +204,8 @@ def plot_ratios(result: ParityResult, path: str | os.PathLike):
     except ImportError as e:
         raise ImportError("plotting needs matplotlib: pip install -e '.[plot]'") from e
     points = plot_points(result)
+    # The default checks always have a column; an optional one only where it ran.
+    columns = [c for c in NUMERIC_CHECKS if c in CHECKS or any(r.check == c for r in result.results)]
     frameworks = list(dict.fromkeys(fw for _, fw, _, _ in points))
     colors = {"torch": "tab:red", "keras": "tab:blue", "flax": "tab:green"}
     markers = {"a": "o", "b": "s", "c": "^"}
@@ -214,7 +216,7 @@ def plot_ratios(result: ParityResult, path: str | os.PathLike):
             mine = [(c, y) for c, f, fo, y in points if f == fw and fo == form]
             if not mine:
                 continue
-            xs = [NUMERIC_CHECKS.index(c) + (fw_index - (len(frameworks) - 1) / 2) * 0.25 for c, _ in mine]
+            xs = [columns.index(c) + (fw_index - (len(frameworks) - 1) / 2) * 0.25 for c, _ in mine]
             ax.scatter(
                 xs,
                 [y for _, y in mine],
@@ -224,10 +226,10 @@ def plot_ratios(result: ParityResult, path: str | os.PathLike):
                 label=f"{fw} ({form})",
             )
     ax.axhline(1.0, color="black", linewidth=1)
-    ax.text(len(NUMERIC_CHECKS) - 0.5, 1.15, "bound", ha="right", va="bottom")
+    ax.text(len(columns) - 0.5, 1.15, "bound", ha="right", va="bottom")
     ax.set_yscale("log")
     ax.set_ylim(PLOT_FLOOR / 2, 10)
-    ax.set_xticks(range(len(NUMERIC_CHECKS)), NUMERIC_CHECKS)
+    ax.set_xticks(range(len(columns)), columns)
     ax.set_ylabel("error / bound  (above 1 fails)")
     models = result.meta.get("models", [])
     what = models[0] if len(models) == 1 else f"{len(models)} models"
