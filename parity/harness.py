@@ -34,7 +34,7 @@ from resnext_spec import (
     to_form,
 )
 from resnext_spec.grouped import check_conv_impl
-from resnext_spec.tolerances import EXACT, FLOOR_SAMPLES, PERTURBATION, Comparison, compare
+from resnext_spec.tolerances import EXACT, FLOOR_SAMPLES, Comparison, compare, perturb
 
 from . import trajectory
 from .runners import FRAMEWORKS, Runner, TorchRunner, make_runner
@@ -264,14 +264,10 @@ class Harness:
         ref32 = self.measure(self.ref32, model32, w, x, labels)
         ref64 = self.measure(self.ref64, self.ref64.build(config, "c"), w, x, labels)
         rng = np.random.default_rng(self.seed + 2)
-
-        def perturb(a: np.ndarray) -> np.ndarray:
-            return (a * (1 + PERTURBATION * rng.standard_normal(a.shape))).astype(np.float32)
-
         samples = []
         for _ in range(FLOOR_SAMPLES):
-            wp = {k: perturb(v) for k, v in w.items()}
-            samples.append(self.measure(self.ref32, model32, wp, perturb(x), labels))
+            wp = {k: perturb(v, rng) for k, v in w.items()}
+            samples.append(self.measure(self.ref32, model32, wp, perturb(x, rng), labels))
         return ref32, ref64, samples
 
     def run_model(self, name: str, config: ArchConfig, out: list[CheckResult]) -> None:
@@ -286,7 +282,7 @@ class Harness:
             if self.ref_tf32 is not None and self.needs("eval"):
                 self.check_tf32(name, config, w, x, labels, refs, out)
         if self.needs("trajectory"):
-            self.check_trajectory(name, config, size, forms, out)
+            self.check_trajectory(name, config, w, size, forms, out)
             if not self.needs(*CHECKS):
                 return
         # Form by form, so only one form's three builds are alive at once (for the copies).
@@ -316,12 +312,12 @@ class Harness:
             del exports, models
             gc.collect()
 
-    def check_trajectory(self, name: str, config: ArchConfig, size: int, forms: list[str], out) -> None:
+    def check_trajectory(
+        self, name: str, config: ArchConfig, w: dict, size: int, forms: list[str], out
+    ) -> None:
         """Every build trains STEPS steps (parity.trajectory); loss per step and final state judged."""
-        if self.device != "cpu":
-            raise ValueError("the trajectory check runs on CPU only for now")
         self.progress(f"{name}: trajectory: torch (c) fp32, float64, {FLOOR_SAMPLES} perturbed fp32")
-        w, data, ref32, ref64, samples = trajectory.references(config, self.batch, size, self.seed)
+        data, ref32, ref64, samples = trajectory.references(config, w, self.batch, size, self.seed)
         curves = {"torch (c) float64": ref64["loss"].tolist()}
         for form in forms:
             wf = to_form(w, config, "c", form)
@@ -468,6 +464,8 @@ def run_parity(
             raise ValueError(f"unknown framework {fw!r}; choose from {list(FRAMEWORKS)}")
     if device not in ("cpu", "gpu"):
         raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
+    if "trajectory" in checks and device != "cpu":
+        raise ValueError("the trajectory check runs on CPU only for now")
     all_configs = {n: get_config(n) for n in names if not (configs and n in configs)}
     all_configs.update(configs or {})
     progress = progress or (lambda msg: None)

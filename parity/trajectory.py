@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from resnext_spec import ArchConfig, is_running_stat, random_weights, to_form
-from resnext_spec.tolerances import FLOOR_SAMPLES, PERTURBATION, compare
+from resnext_spec import ArchConfig, is_running_stat, to_form
+from resnext_spec.tolerances import FLOOR_SAMPLES, compare, perturb
 
 STEPS = 6
 # The recipe of the harness's sgd check; the rate drops /10 after half the steps.
@@ -74,23 +74,18 @@ def run_build(
 
 
 def references(
-    config: ArchConfig, batch: int, size: int, seed: int, steps: int = STEPS
-) -> tuple[dict, list, dict, dict, list[dict]]:
-    """(weights, data, torch fp32, torch float64, perturbed fp32 torch runs) for one model."""
-    w = random_weights(config, "c", seed)
+    config: ArchConfig, w: dict[str, np.ndarray], batch: int, size: int, seed: int, steps: int = STEPS
+) -> tuple[list, dict, dict, list[dict]]:
+    """(data, torch fp32, torch float64, perturbed fp32 torch runs) from canonical (c) weights ``w``."""
     data = batches(config, batch, size, seed, steps)
     ref32 = run_build("torch", config, "c", w, data)
     ref64 = run_build("torch", config, "c", w, data, float64=True)
     rng = np.random.default_rng(seed + 3)
-
-    def perturb(a: np.ndarray) -> np.ndarray:
-        return (a * (1 + PERTURBATION * rng.standard_normal(a.shape))).astype(np.float32)
-
     samples = []
     for _ in range(FLOOR_SAMPLES):
-        moved = {k: perturb(v) for k, v in w.items()}
-        samples.append(run_build("torch", config, "c", moved, [(perturb(x), y) for x, y in data]))
-    return w, data, ref32, ref64, samples
+        moved = {k: perturb(v, rng) for k, v in w.items()}
+        samples.append(run_build("torch", config, "c", moved, [(perturb(x, rng), y) for x, y in data]))
+    return data, ref32, ref64, samples
 
 
 def check_build(mine: dict, ref32: dict, ref64: dict, samples: list[dict]) -> dict[str, object]:

@@ -54,6 +54,15 @@ PERTURBATION = 2.0**-22
 EXACT = 0.0
 
 
+def perturb(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``a`` moved by fp32 rounding size (PERTURBATION, relative, Gaussian), as float32.
+
+    The floor samples: runs on inputs and weights moved this way are correct fp32
+    computations too, and how far they land from float64 is the floor.
+    """
+    return (a * (1 + PERTURBATION * rng.standard_normal(a.shape))).astype(np.float32)
+
+
 def rel_error(y: np.ndarray, ref: np.ndarray) -> float:
     """``max|y - ref| / max|ref|`` in float64 (0 when both are all zeros)."""
     y = np.asarray(y, dtype=np.float64)

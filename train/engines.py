@@ -163,7 +163,7 @@ class FlaxEngine:
         from flax import nnx
 
         from resnext_flax import create_model, import_weights
-        from resnext_flax.train import cross_entropy, sgd
+        from resnext_flax.train import forward, sgd, train_step
 
         self.nnx = nnx
         self.model = create_model(config=config, form=form, conv_impl=conv_impl)
@@ -173,28 +173,13 @@ class FlaxEngine:
             lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
         )
         self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
-
-        @nnx.jit
-        def step(model, optimizer, x, y):
-            def loss_fn(m):
-                logits = m(x)
-                return cross_entropy(logits, y), logits
-
-            (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-            optimizer.update(model, grads)
-            return loss, (logits.argmax(-1) == y).sum()
-
-        @nnx.jit
-        def forward(model, x):
-            return model(x)
-
-        self._step, self._forward, self._jax = step, forward, jax
+        self._step, self._forward, self._jax = train_step, forward, jax
 
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[float, int]:
         self.optimizer.opt_state.hyperparams["lr"][...] = lr
         self.model.train()
-        loss, correct = self._step(self.model, self.optimizer, x, y.astype(np.int32))
-        return float(loss), int(correct)
+        loss, logits = self._step(self.model, self.optimizer, x, y.astype(np.int32))
+        return float(loss), int((np.asarray(logits).argmax(-1) == y).sum())
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         self.model.eval()
