@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from resnext_spec import ArchConfig, rel_error
+from parity.tolerances import rel_error
+from resnext_spec import ArchConfig
 
 MODES = ("infer", "infer_bf16", "infer_channels_last", "infer_compile", "train")
 # Modes that exist in one framework only: channels_last and torch.compile are torch's.

@@ -12,7 +12,7 @@ import time
 from resnext_spec import FORMS, list_presets
 from resnext_spec.grouped import CONV_IMPLS
 
-from .harness import CHECKS, DEFAULT_MODELS, OPTIONAL_CHECKS, run_parity
+from .harness import CHECKS, DEFAULT_MODELS, OPTIONAL_CHECKS, Settings, run_parity
 from .runners import FRAMEWORKS, available_frameworks
 
 
@@ -56,6 +56,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="cpu")
+    p.add_argument(
+        "--precision",
+        choices=["float32", "float64", "bfloat16", "bf16"],
+        default="float32",
+        help="float32: the checks, floor measured against float64; float64: all nine builds in "
+        "float64, bounds near 1e-12, for faults fp32's noise hides; bfloat16 (bf16): each "
+        "framework's reduced precision against fp32, shown, never failed (default: %(default)s)",
+    )
     p.add_argument(
         "--keras-backend",
         choices=["tensorflow", "jax", "torch"],
@@ -125,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
             print("resnext-parity: --plot needs matplotlib (pip install -e '.[plot]')", file=sys.stderr)
             return 2
 
+    precision = "bfloat16" if args.precision == "bf16" else args.precision
+    try:  # combinations the harness refuses (e.g. trajectory in float64), before any work
+        Settings(checks=tuple(args.checks), device=device, precision=precision)
+    except ValueError as e:
+        print(f"resnext-parity: {e}", file=sys.stderr)
+        return 2
     try:
         result = run_parity(
             models,
@@ -135,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             image_size=args.image_size,
             seed=args.seed,
             device=device,
+            precision=precision,
             keras_backend=args.keras_backend,
             flax_jit=args.flax_jit,
             conv_impl=args.conv_impl,

@@ -4,38 +4,58 @@ from __future__ import annotations
 
 import numpy as np
 
-from resnext_spec import ArchConfig, PassResult
+from resnext_spec import ArchConfig, is_running_stat
 from resnext_spec.grouped import check_conv_impl
+from resnext_spec.layout import FROM_CHANNELS_LAST
+
+from .runners import SGD, PassResult, check_dtype
 
 
 class FlaxRunner:
     framework = "flax"
 
-    def __init__(self, device: str = "cpu", jit: str = "auto", conv_impl: str = "auto") -> None:
+    def __init__(
+        self, device: str = "cpu", jit: str = "auto", conv_impl: str = "auto", dtype: str = "float32"
+    ) -> None:
         """``jit``: "always", "never", or "auto" = form (c) only.
 
         Explicit paths make XLA compile times explode (resnext50_32x4d form (a):
         877 s to compile one gradient pass on 2 CPU cores, 27 s to run it eagerly),
-        and the harness runs each build only once or twice.
+        and the harness runs each build only once or twice. ``dtype`` "float64"
+        needs JAX's x64 mode on while the runner works (``runners.jax_x64``).
         """
         if jit not in ("auto", "always", "never"):
             raise ValueError(f"flax jit must be 'auto', 'always' or 'never', got {jit!r}")
         self.jit = jit
         self.conv_impl = check_conv_impl(conv_impl)
+        self.dtype = check_dtype(dtype)
         import jax
+        import jax.numpy as jnp
+        from flax import nnx
 
         import resnext_flax
         from resnext_flax import train
+        from resnext_flax.weights import weight_table
 
-        self.jax, self.rf, self.train = jax, resnext_flax, train
+        self.jax, self.jnp, self.nnx, self.rf, self.train = jax, jnp, nnx, resnext_flax, train
+        self.weight_table = weight_table
         self.device = jax.devices("gpu" if device == "gpu" else "cpu")[0]
+        # (compute dtype, parameter dtype): bfloat16 is mixed precision, float32 parameters.
+        self.dtypes = {
+            "float32": (jnp.float32, jnp.float32),
+            "float64": (jnp.float64, jnp.float64),
+            "bfloat16": (jnp.bfloat16, jnp.float32),
+        }[dtype]
 
     def build(self, config: ArchConfig, form: str):
         # A plain initialised build: nnx.eval_shape would skip the random init, but
         # tracing thousands of modules made it far slower (resnext50_32x4d form (a):
         # 218 s abstract vs 3.4 s concrete on 2 CPU cores).
+        dtype, param_dtype = self.dtypes
         with self.jax.default_device(self.device):
-            return self.rf.ResNet(config, form, conv_impl=self.conv_impl)
+            return self.rf.ResNet(
+                config, form, conv_impl=self.conv_impl, dtype=dtype, param_dtype=param_dtype
+            )
 
     def export(self, model) -> dict[str, np.ndarray]:
         return self.rf.export_weights(model)
@@ -50,21 +70,66 @@ class FlaxRunner:
     def _jit(self, model) -> bool:
         return self.jit == "always" or (self.jit == "auto" and model.form == "c")
 
+    def _input(self, x: np.ndarray):
+        return self.jnp.asarray(x.transpose(0, 2, 3, 1), dtype=self.dtypes[0])
+
+    @staticmethod
+    def _numpy(a) -> np.ndarray:
+        return np.asarray(a, dtype=np.float64)
+
     def logits(self, model, x) -> np.ndarray:
         # One forward pass: compiling it costs more than it saves unless jit is "always"
         # (resnet152 at 32 px: 4.4 s to compile and run, 2.6 s eager).
         with self.jax.default_device(self.device):
             model.eval()
-            nhwc = self.jax.numpy.asarray(x.transpose(0, 2, 3, 1))
+            nhwc = self._input(x)
             out = self.train.forward(model, nhwc) if self.jit == "always" else model(nhwc)
-            return np.asarray(out, dtype=np.float64)
+            return self._numpy(out)
+
+    def state(self, model) -> dict[str, np.ndarray]:
+        """Every canonical tensor (parameters and running statistics), torch layout, float64."""
+        return {
+            name: FROM_CHANNELS_LAST[t](self._numpy(var[...])) for name, var, t in self.weight_table(model)
+        }
+
+    def _result(self, model, loss, logits, grads) -> PassResult:
+        nnx = self.nnx
+        # The gradient state mirrors the model, so the weight table read on it finds each gradient.
+        grad_model = nnx.merge(nnx.graphdef(model), grads, nnx.state(model, nnx.Not(nnx.Param)))
+        named = {
+            name: FROM_CHANNELS_LAST[t](self._numpy(var[...]))
+            for name, var, t in self.weight_table(grad_model)
+            if not is_running_stat(name)
+        }
+        return PassResult(self._numpy(logits), float(loss), named, self.state(model))
+
+    def _loss_and_grads(self, model):
+        # jit=False runs op by op: the same arithmetic, and far quicker for a single
+        # pass of the explicit-path forms (see __init__).
+        t = self.train
+        return t.loss_and_grads if self._jit(model) else t._loss_and_grads
 
     def forward_backward(self, model, x, labels, train) -> PassResult:
+        """Logits, mean cross-entropy and its gradients w.r.t. every canonical parameter."""
         with self.jax.default_device(self.device):
-            nhwc = x.transpose(0, 2, 3, 1)
-            return self.train.forward_backward(model, nhwc, labels, train, jit=self._jit(model))
+            model.train() if train else model.eval()
+            loss, logits, grads = self._loss_and_grads(model)(model, self._input(x), self.jnp.asarray(labels))
+            return self._result(model, loss, logits, grads)
 
-    def sgd_step(self, model, x, labels, **hp) -> tuple[PassResult, dict[str, np.ndarray]]:
+    def sgd_steps(self, model, x, labels, sgd: SGD) -> tuple[PassResult, dict[str, np.ndarray]]:
+        """``sgd.steps`` training-mode steps of ``resnext_flax.train.sgd`` (torch's update), fresh state."""
+        t = self.train
         with self.jax.default_device(self.device):
-            nhwc = x.transpose(0, 2, 3, 1)
-            return self.train.sgd_step(model, nhwc, labels, jit=self._jit(model), **hp)
+            model.train()
+            optimizer = t.make_optimizer(
+                model, lr=sgd.lr, momentum=sgd.momentum, weight_decay=sgd.weight_decay
+            )
+            update = t.apply_gradients if self._jit(model) else t._apply_gradients
+            x, labels = self._input(x), self.jnp.asarray(labels)
+            first = None
+            for _ in range(sgd.steps):
+                loss, logits, grads = self._loss_and_grads(model)(model, x, labels)
+                if first is None:
+                    first = self._result(model, loss, logits, grads)
+                update(optimizer, model, grads)
+            return first, self.state(model)

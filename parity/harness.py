@@ -2,9 +2,16 @@
 
 For a preset and a seeded batch it makes canonical weights with every BN
 tensor randomised, loads them into every (framework, form) build and compares
-each against torch form (c) in fp32, with the same reference in float64 giving
-the noise floor of every quantity (DESIGN.md). Bounds come from
-``resnext_spec.tolerances`` and nowhere else.
+each against torch form (c) at the same precision, with the noise floor of
+every quantity measured in the same run (the noise-floor rule, parity/tolerances.py).
+Bounds come from ``parity.tolerances`` and nowhere else.
+
+Precisions: "float32" (the default) judges fp32 builds, with a float64 torch run
+as the truth the floor is measured against. "float64" runs all nine builds in
+float64 and measures the floor with float64-rounding perturbations: bounds near
+1e-12 instead of fp32's up-to-1e-1 where fp32 is chaotic, so a fault of 1e-6
+that fp32 must let pass is caught. "bfloat16" shows, never fails, what each
+framework's reduced precision costs against the fp32 reference.
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ import numpy as np
 
 from resnext_spec import (
     ArchConfig,
-    PassResult,
     check_form,
     count_params,
     get_config,
@@ -34,20 +40,67 @@ from resnext_spec import (
     to_form,
 )
 from resnext_spec.grouped import check_conv_impl
-from resnext_spec.tolerances import EXACT, FLOOR_SAMPLES, Comparison, compare, perturb
 
 from . import trajectory
-from .runners import FRAMEWORKS, Runner, TorchRunner, make_runner
+from .runners import FRAMEWORKS, SGD, PassResult, Runner, TorchRunner, jax_x64, make_runner
+from .tolerances import EXACT, FLOOR_SAMPLES, TOL, TOL64, Comparison, compare, perturb
 
 CHECKS = ("counts", "roundtrip", "copy", "eval", "train", "grad_eval", "grad_train", "sgd")
 # Asked for by name (--checks trajectory), not run by default: K training steps in every build.
 OPTIONAL_CHECKS = ("trajectory",)
 # Shown, never failed: torch (c) eval logits with TF32 matmuls/convs, so people see what TF32 costs.
-INFO_CHECKS = ("tf32",)
+INFO_CHECKS = ("tf32", "bf16")
+# Added only when most builds fail alike and agree with each other: the reference is the odd one out.
+REFERENCE_CHECK = "reference"
 # The default run: a real ResNeXt (C=8 paths) whose nine builds finish in under two
 # minutes on 2 CPU cores (measured 115 s; resnext29_8x64d takes 220 s).
 DEFAULT_MODELS = ("resnext26_8x16d",)
-SGD = dict(lr=0.1, momentum=0.9, weight_decay=1e-4)
+PRECISIONS = ("float32", "float64", "bfloat16")
+# Informational rows of --precision bfloat16: each build against the fp32 reference.
+BF16_QUANTITIES = (("eval", "logits"), ("train", "logits"), ("grad_train", "gradients"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one run is asked for, checked once, in one place."""
+
+    frameworks: tuple[str, ...] = FRAMEWORKS
+    forms: tuple[str, ...] = ("a", "b", "c")
+    checks: tuple[str, ...] = CHECKS
+    batch: int = 4
+    image_size: int | None = None  # None: 32 for CIFAR stems, 64 for ImageNet stems
+    seed: int = 0
+    device: str = "cpu"
+    precision: str = "float32"
+    keras_backend: str | None = None
+    flax_jit: str = "auto"
+    conv_impl: str = "auto"
+    tf32: bool = False
+    sgd: SGD = SGD()
+
+    def __post_init__(self) -> None:
+        check_conv_impl(self.conv_impl)
+        for f in self.forms:
+            check_form(f)
+        for c in self.checks:
+            if c not in CHECKS + OPTIONAL_CHECKS:
+                raise ValueError(f"unknown check {c!r}; choose from {list(CHECKS + OPTIONAL_CHECKS)}")
+        for fw in self.frameworks:
+            if fw not in FRAMEWORKS:
+                raise ValueError(f"unknown framework {fw!r}; choose from {list(FRAMEWORKS)}")
+        if self.device not in ("cpu", "gpu"):
+            raise ValueError(f"device must be 'cpu' or 'gpu', got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose from {list(PRECISIONS)}")
+        if "trajectory" in self.checks and (self.device != "cpu" or self.precision != "float32"):
+            raise ValueError("the trajectory check runs on CPU in float32 only for now")
+        if self.batch < 2:
+            raise ValueError(
+                f"batch must be >= 2 (train-mode BN needs more than one value), got {self.batch}"
+            )
+
+    def needs(self, *checks: str) -> bool:
+        return any(c in self.checks for c in checks)
 
 
 @dataclass
@@ -120,7 +173,7 @@ def versions() -> dict[str, str]:
 
 
 def make_batch(config: ArchConfig, batch: int, image_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The seeded NCHW float32 input and integer labels every build sees."""
+    """The seeded NCHW float32 input and integer labels every build sees (exact in float64 too)."""
     rng = np.random.default_rng(seed + 1)
     x = rng.standard_normal((batch, config.in_channels, image_size, image_size)).astype(np.float32)
     return x, rng.integers(0, config.num_classes, batch)
@@ -200,84 +253,94 @@ QUANTITIES: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, np.ndarra
 class Harness:
     """Runs the checks of one invocation; ``run_parity`` is the function to call."""
 
-    def __init__(
-        self,
-        frameworks: Sequence[str],
-        forms: Sequence[str],
-        checks: Sequence[str],
-        batch: int,
-        image_size: int | None,
-        seed: int,
-        device: str,
-        keras_backend: str | None,
-        flax_jit: str,
-        conv_impl: str,
-        tf32: bool,
-        progress: Callable[[str], None],
-    ) -> None:
-        self.forms, self.checks = list(forms), list(checks)
-        self.batch, self.image_size, self.seed, self.device = batch, image_size, seed, device
+    def __init__(self, settings: Settings, progress: Callable[[str], None]) -> None:
+        st = self.settings = settings
         self.progress = progress
+        # The builds under test compute in the run's precision; bfloat16 rows come from their own runners.
+        self.dtype = "float64" if st.precision == "float64" else "float32"
         self.runners: dict[str, Runner] = {
-            fw: make_runner(fw, device, keras_backend, flax_jit, conv_impl) for fw in frameworks
+            fw: make_runner(fw, st.device, st.keras_backend, st.flax_jit, st.conv_impl, self.dtype)
+            for fw in st.frameworks
         }
-        self.ref32 = TorchRunner(device)
-        self.ref64 = TorchRunner(device, float64=True)
-        self.ref_tf32 = TorchRunner(device, tf32=True) if tf32 else None
-        self.conv_impl = conv_impl
+        self.bf16: dict[str, Runner] = {}
+        if st.precision == "bfloat16":
+            self.bf16 = {
+                fw: make_runner(fw, st.device, st.keras_backend, st.flax_jit, st.conv_impl, "bfloat16")
+                for fw in st.frameworks
+            }
+        # The reference at the run's precision, and the float64 truth its floor is measured against
+        # (in a float64 run the reference is its own truth: the floor comes from perturbed runs).
+        self.ref = TorchRunner(st.device, self.dtype)
+        self.truth = self.ref if self.dtype == "float64" else TorchRunner(st.device, "float64")
+        self.ref_tf32 = TorchRunner(st.device, tf32=True) if st.tf32 and self.dtype == "float32" else None
+        self.tol = TOL64 if self.dtype == "float64" else TOL
         self.trajectories: dict[str, dict[str, list[float]]] = {}  # model -> build -> loss per step
 
     def needs(self, *checks: str) -> bool:
-        return any(c in self.checks for c in checks)
+        return self.settings.needs(*checks)
 
-    def measure(self, runner: Runner, model, w: dict, x, labels) -> dict[str, Any]:
+    def measure(self, runner: Runner, model, w: dict, x, labels, checks: Sequence[str] | None = None) -> dict:
         """Every pass some check needs, each from freshly loaded weights.
 
-        The SGD step's own training-mode pass doubles as the "train" measurement,
-        so a build runs at most two passes. The eval check alone takes a forward pass
-        only: with no gradients asked for, the float64 reference and deep builds cost
-        a fraction of the time (the CI zoo runs every preset that way).
+        The first SGD step's own training-mode pass doubles as the "train"
+        measurement, so a build runs one gradient pass plus the SGD steps. The eval
+        check alone takes a forward pass only: with no gradients asked for, the
+        float64 reference and deep builds cost a fraction of the time (the CI zoo
+        runs every preset that way).
         """
+        needs = self.needs if checks is None else (lambda *cs: any(c in checks for c in cs))
         out: dict[str, Any] = {}
-        if self.needs("grad_eval"):
+        if needs("grad_eval"):
             runner.load(model, w)
             out["eval"] = runner.forward_backward(model, x, labels, False)
-        elif self.needs("eval"):
+        elif needs("eval"):
             runner.load(model, w)
             out["eval"] = PassResult(runner.logits(model, x), math.nan, {}, {})
-        if self.needs("sgd"):
+        if needs("sgd"):
             runner.load(model, w)
-            out["train"], out["sgd"] = runner.sgd_step(model, x, labels, **SGD)
-        elif self.needs("train", "grad_train"):
+            out["train"], out["sgd"] = runner.sgd_steps(model, x, labels, self.settings.sgd)
+        elif needs("train", "grad_train"):
             runner.load(model, w)
             out["train"] = runner.forward_backward(model, x, labels, True)
-        # Kept as float32 unless computed in float64: resnext50_32x4d's run peaked at 12 GB before.
-        return out if runner is self.ref64 else {k: _float32(v) for k, v in out.items()}
+        # An fp32 computation's results kept as float32 (exact): resnext50_32x4d's run peaked at 12 GB before.
+        return out if runner.dtype == "float64" else {k: _float32(v) for k, v in out.items()}
 
-    def references(self, config: ArchConfig, w: dict, x, labels) -> tuple[dict, dict, list[dict]]:
-        """torch (c) in fp32 and float64, and fp32 runs with weights and input moved by rounding size.
+    def references(
+        self, config: ArchConfig, w: dict, x, labels, checks=None
+    ) -> tuple[dict, dict, list[dict]]:
+        """torch (c) at the run's precision, its float64 truth, and runs with weights and input moved.
 
-        The perturbed runs are correct fp32 computations too; how far they land from
-        float64 is the floor each build is judged against (resnext_spec.tolerances).
+        The perturbed runs (by a few units of the precision's rounding) are correct
+        computations too; how far they land from the truth is the floor each build
+        is judged against (parity.tolerances).
         """
-        model32 = self.ref32.build(config, "c")  # measure() reloads weights before every pass
-        ref32 = self.measure(self.ref32, model32, w, x, labels)
-        ref64 = self.measure(self.ref64, self.ref64.build(config, "c"), w, x, labels)
-        rng = np.random.default_rng(self.seed + 2)
+        model = self.ref.build(config, "c")  # measure() reloads weights before every pass
+        ref = self.measure(self.ref, model, w, x, labels, checks)
+        truth = (
+            ref
+            if self.truth is self.ref
+            else self.measure(self.truth, self.truth.build(config, "c"), w, x, labels, checks)
+        )
+        rng = np.random.default_rng(self.settings.seed + 2)
         samples = []
         for _ in range(FLOOR_SAMPLES):
-            wp = {k: perturb(v, rng) for k, v in w.items()}
-            samples.append(self.measure(self.ref32, model32, wp, perturb(x, rng), labels))
-        return ref32, ref64, samples
+            wp = {k: perturb(v, rng, self.dtype) for k, v in w.items()}
+            samples.append(self.measure(self.ref, model, wp, perturb(x, rng, self.dtype), labels, checks))
+        return ref, truth, samples
 
     def run_model(self, name: str, config: ArchConfig, out: list[CheckResult]) -> None:
-        size = self.image_size or (32 if config.stem == "cifar" else 64)
-        w = random_weights(config, "c", self.seed)
-        x, labels = make_batch(config, self.batch, size, self.seed)
-        forms = [f for f in self.forms if config.block == "bottleneck" or f == "c"]
+        st = self.settings
+        size = st.image_size or (32 if config.stem == "cifar" else 64)
+        w = random_weights(config, "c", st.seed)
+        x, labels = make_batch(config, st.batch, size, st.seed)
+        forms = [f for f in st.forms if config.block == "bottleneck" or f == "c"]
+        if st.precision == "bfloat16":
+            self.check_bf16(name, config, w, x, labels, forms, out)
+            return
         refs = None
-        if any(c in self.checks for c, _ in QUANTITIES):
-            self.progress(f"{name}: torch (c) reference: fp32, float64, {FLOOR_SAMPLES} perturbed fp32")
+        if any(c in st.checks for c, _ in QUANTITIES):
+            what = "float64" if self.dtype == "float64" else "fp32, float64"
+            self.progress(f"{name}: torch (c) reference: {what}, {FLOOR_SAMPLES} perturbed {self.dtype}")
             refs = self.references(config, w, x, labels)
             if self.ref_tf32 is not None and self.needs("eval"):
                 self.check_tf32(name, config, w, x, labels, refs, out)
@@ -285,6 +348,10 @@ class Harness:
             self.check_trajectory(name, config, w, size, forms, out)
             if not self.needs(*CHECKS):
                 return
+        kept: dict[
+            tuple[str, str], dict
+        ] = {}  # (framework, form) -> results in form (c), when a check failed
+        first = len(out)
         # Form by form, so only one form's three builds are alive at once (for the copies).
         for form in forms:
             wf = to_form(w, config, "c", form)
@@ -299,7 +366,8 @@ class Harness:
                 self.check_weights_io(runner, model, config, wf, row, out)
                 if refs is not None:
                     mine = _to_c(self.measure(runner, model, wf, x, labels), config, form)
-                    self.check_numbers(mine, refs, row, out)
+                    if not self.check_numbers(mine, refs, row, out):
+                        kept[(fw, form)] = mine
                     del mine
                 if self.needs("copy"):
                     runner.load(model, wf)
@@ -311,19 +379,23 @@ class Harness:
                 self.check_copies(name, form, exports, models, out)
             del exports, models
             gc.collect()
+        if kept and refs is not None:
+            self.check_reference(name, kept, refs, out[first:], out)
 
     def check_trajectory(
         self, name: str, config: ArchConfig, w: dict, size: int, forms: list[str], out
     ) -> None:
         """Every build trains STEPS steps (parity.trajectory); loss per step and final state judged."""
         self.progress(f"{name}: trajectory: torch (c) fp32, float64, {FLOOR_SAMPLES} perturbed fp32")
-        data, ref32, ref64, samples = trajectory.references(config, w, self.batch, size, self.seed)
+        data, ref32, ref64, samples = trajectory.references(
+            config, w, self.settings.batch, size, self.settings.seed
+        )
         curves = {"torch (c) float64": ref64["loss"].tolist()}
         for form in forms:
             wf = to_form(w, config, "c", form)
             for fw in self.runners:
                 self.progress(f"{name}: trajectory: {fw} ({form})")
-                mine = trajectory.run_build(fw, config, form, wf, data, self.conv_impl)
+                mine = trajectory.run_build(fw, config, form, wf, data, self.settings.conv_impl)
                 curves[f"{fw} ({form})"] = mine["loss"].tolist()
                 for quantity, c in trajectory.check_build(mine, ref32, ref64, samples).items():
                     out.append(
@@ -369,20 +441,77 @@ class Harness:
                 )
             )
 
-    def check_numbers(self, mine: dict, refs: tuple[dict, dict, list[dict]], row, out) -> None:
-        """Every quantity of one build against torch (c) fp32, bounded by the measured floor."""
-        ref32, ref64, samples = refs
+    def check_numbers(self, mine: dict, refs: tuple[dict, dict, list[dict]], row, out) -> bool:
+        """Every quantity of one build against torch (c), bounded by the measured floor; True if all pass."""
+        ok = True
         for (check, quantity), pick in QUANTITIES.items():
-            if not self.needs(check):
-                continue
-            c = compare(pick(mine), pick(ref32), pick(ref64), floor_samples=[pick(s) for s in samples])
-            out.append(_judged(row, check, quantity, c))
+            if self.needs(check):
+                c = self.judge(pick, mine, refs)
+                out.append(_judged(row, check, quantity, c))
+                ok = ok and c.passed
+        return ok
+
+    def judge(self, pick, mine: dict, refs: tuple[dict, dict, list[dict]], against: dict | None = None):
+        """One quantity under the noise-floor rule: against the reference, or ``against`` another build."""
+        ref, truth, samples = refs
+        return compare(
+            pick(mine),
+            pick(against if against is not None else ref),
+            pick(truth),
+            floor_samples=[pick(s) for s in samples],
+            tol=self.tol,
+        )
+
+    def check_reference(self, name: str, kept: dict, refs, rows: list[CheckResult], out) -> None:
+        """When most builds fail alike, ask whether the reference is the odd one out.
+
+        If every build but torch's agrees with one of them (keras or flax (c)) under the
+        same bounds, while torch (c) does not, the fault is in the reference, and saying
+        "eight builds failed" would point at the wrong code. Their rows are then
+        re-judged against that build, and one failing row names the reference.
+        """
+        failing = {(r.framework, r.form) for r in rows if not r.passed and r.check in CHECKS}
+        builds = {(r.framework, r.form) for r in rows if r.check in {c for c, _ in QUANTITIES}}
+        if len(failing) * 2 <= len(builds) or not set(failing) <= set(kept):
+            return
+        others = [b for b in failing if b[0] != "torch"]
+        if not others:
+            return
+        anchor = min(others, key=lambda b: (b[1] != "c", b[0]))  # keras (c) or flax (c) first
+        verdicts = {}
+        for b in failing:
+            verdicts[b] = all(
+                self.judge(pick, kept[b], refs, against=kept[anchor]).passed
+                for (check, _q), pick in QUANTITIES.items()
+                if self.needs(check)
+            )
+        if not all(verdicts.values()):
+            return
+        for r in rows:
+            if (r.framework, r.form) in failing and not r.passed and r.check in {c for c, _ in QUANTITIES}:
+                r.passed = True
+                r.detail = f"agrees with {anchor[0]} ({anchor[1]}); the reference is the odd one out"
+        agree = ", ".join(f"{fw} ({f})" for fw, f in sorted(failing))
+        out.append(
+            CheckResult(
+                model=name,
+                framework="torch",
+                form="c",
+                check=REFERENCE_CHECK,
+                quantity="consensus",
+                error=1.0,
+                bound=EXACT,
+                passed=False,
+                detail=f"the reference (torch form (c)) disagrees with {len(failing)} of {len(builds)} "
+                f"builds, which agree with each other: {agree}; look for the fault in resnext_torch",
+            )
+        )
 
     def check_tf32(self, name, config, w, x, labels, refs, out) -> None:
         """torch (c) eval logits with TF32 allowed, against the full-fp32 reference: shown, not judged."""
         model = self.ref_tf32.build(config, "c")
         self.ref_tf32.load(model, w)
-        logits = self.ref_tf32.forward_backward(model, x, labels, False).logits
+        logits = self.ref_tf32.logits(model, x)
         c = compare(
             {"logits": logits}, {"logits": refs[0]["eval"].logits}, {"logits": refs[1]["eval"].logits}
         )
@@ -400,6 +529,43 @@ class Harness:
                 detail="TF32 allowed; informational, fp32 pinned for every pass/fail",
             )
         )
+
+    def check_bf16(self, name, config, w, x, labels, forms, out) -> None:
+        """Each build in its framework's bfloat16 mode against the fp32 reference: shown, never failed.
+
+        torch autocast, Keras ``mixed_bfloat16``, Flax bf16 compute with float32
+        parameters; BN statistics stay float32 in all three. The floor column is fp32's own.
+        """
+        self.progress(f"{name}: torch (c) reference: fp32, float64, {FLOOR_SAMPLES} perturbed fp32")
+        refs = self.references(config, w, x, labels, checks=("eval", "grad_train"))
+        for form in forms:
+            wf = to_form(w, config, "c", form)
+            for fw, runner in self.bf16.items():
+                self.progress(f"{name}: {fw} ({form}) bfloat16")
+                model = runner.build(config, form)
+                runner.load(model, wf)
+                mine = _to_c(
+                    self.measure(runner, model, wf, x, labels, checks=("eval", "grad_train")), config, form
+                )
+                for check, quantity in BF16_QUANTITIES:
+                    c = self.judge(QUANTITIES[(check, quantity)], mine, refs)
+                    out.append(
+                        CheckResult(
+                            model=name,
+                            framework=fw,
+                            form=form,
+                            check="bf16",
+                            quantity=f"{check} {quantity}",
+                            error=c.error,
+                            bound=math.inf,
+                            passed=True,
+                            tensor=c.tensor,
+                            floor=c.floor,
+                            l2=c.l2,
+                            detail="bfloat16 compute against fp32; informational",
+                        )
+                    )
+                del model, mine
 
     def check_copies(self, name, form, exports, models, out) -> None:
         """Export from X, import into Y, export from Y: bitwise equal to X's export, all six directions."""
@@ -432,6 +598,7 @@ def run_parity(
     image_size: int | None = None,
     seed: int = 0,
     device: str = "cpu",
+    precision: str = "float32",
     keras_backend: str | None = None,
     flax_jit: str = "auto",
     conv_impl: str = "auto",
@@ -443,69 +610,51 @@ def run_parity(
 
     ``models`` are preset names (or ``"all"``); ``configs`` adds named custom
     configs. ``image_size`` defaults to 32 for CIFAR stems and 64 for ImageNet
-    stems. ``flax_jit`` ("auto": form (c) only, "always", "never") says which
+    stems. ``precision`` is "float32", "float64" (all nine builds in float64,
+    bounds near 1e-12) or "bfloat16" (informational rows only; see the module
+    docstring). ``flax_jit`` ("auto": form (c) only, "always", "never") says which
     Flax builds run jit-compiled. ``conv_impl`` says how Keras and Flax compute
     grouped convs ("auto": the fast lowering, "native", "patches"; see
-    ``resnext_spec.grouped``). ``tf32`` (default: on GPU) adds the
-    informational TF32 row. Returns a :class:`ParityResult`; nothing is printed except through
+    ``resnext_spec.grouped``). ``tf32`` (default: on GPU) adds the informational
+    TF32 row. Returns a :class:`ParityResult`; nothing is printed except through
     ``progress``.
     """
     if isinstance(models, str):
         models = models if models == "all" else [models]
     names = list_presets() if models == "all" else list(models)
-    check_conv_impl(conv_impl)
-    for f in forms:
-        check_form(f)
-    for c in checks:
-        if c not in CHECKS + OPTIONAL_CHECKS:
-            raise ValueError(f"unknown check {c!r}; choose from {list(CHECKS + OPTIONAL_CHECKS)}")
-    for fw in frameworks:
-        if fw not in FRAMEWORKS:
-            raise ValueError(f"unknown framework {fw!r}; choose from {list(FRAMEWORKS)}")
-    if device not in ("cpu", "gpu"):
-        raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
-    if "trajectory" in checks and device != "cpu":
-        raise ValueError("the trajectory check runs on CPU only for now")
+    settings = Settings(
+        frameworks=tuple(frameworks),
+        forms=tuple(forms),
+        checks=tuple(checks),
+        batch=batch,
+        image_size=image_size,
+        seed=seed,
+        device=device,
+        precision=precision,
+        keras_backend=keras_backend,
+        flax_jit=flax_jit,
+        conv_impl=conv_impl,
+        tf32=device == "gpu" if tf32 is None else tf32,
+    )
     all_configs = {n: get_config(n) for n in names if not (configs and n in configs)}
     all_configs.update(configs or {})
     progress = progress or (lambda msg: None)
     t0 = time.perf_counter()
-    tf32 = device == "gpu" if tf32 is None else tf32
-    harness = Harness(
-        frameworks,
-        forms,
-        checks,
-        batch,
-        image_size,
-        seed,
-        device,
-        keras_backend,
-        flax_jit,
-        conv_impl,
-        tf32,
-        progress,
-    )
     result = ParityResult()
     model_times = {}
-    for name, config in all_configs.items():
-        t = time.perf_counter()
-        harness.run_model(name, config, result.results)
-        model_times[name] = round(time.perf_counter() - t, 2)
+    with jax_x64(precision == "float64"):
+        harness = Harness(settings, progress)
+        for name, config in all_configs.items():
+            t = time.perf_counter()
+            harness.run_model(name, config, result.results)
+            model_times[name] = round(time.perf_counter() - t, 2)
     result.meta = {
         "models": list(all_configs),
         "configs": {n: c.to_dict() for n, c in all_configs.items()},
-        "forms": list(forms),
-        "frameworks": list(frameworks),
-        "checks": list(checks),
-        "batch": batch,
-        "image_size": image_size,
-        "seed": seed,
-        "device": device,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
         "keras_backend": getattr(harness.runners.get("keras"), "backend", None),
-        "flax_jit": flax_jit,
-        "conv_impl": conv_impl,
+        "tf32_row": settings.tf32,
         "trajectories": harness.trajectories,
-        "tf32_row": tf32,
         "versions": versions(),
         "argv": sys.argv,
         "wall_time_s": round(time.perf_counter() - t0, 2),

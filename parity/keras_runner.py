@@ -1,4 +1,8 @@
-"""The Keras runner: NCHW numpy in, NHWC to the model. The Keras backend is fixed per process."""
+"""The Keras runner: NCHW numpy in, NHWC to the model. The Keras backend is fixed per process.
+
+Gradients are backend-specific in Keras 3 (``tf.GradientTape``, ``jax.grad`` over
+``stateless_call``, torch autograd); everything else is shared.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,23 @@ import os
 
 import numpy as np
 
-from resnext_spec import ArchConfig, PassResult
+from resnext_spec import ArchConfig, is_running_stat
 from resnext_spec.grouped import check_conv_impl
+from resnext_spec.layout import FROM_CHANNELS_LAST
+
+from .runners import SGD, PassResult, check_dtype
 
 BACKENDS = ("tensorflow", "jax", "torch")
+# The Keras dtype policy of each runner dtype.
+POLICIES = {"float32": "float32", "float64": "float64", "bfloat16": "mixed_bfloat16"}
 
 
 class KerasRunner:
     framework = "keras"
 
-    def __init__(self, backend: str | None = None, conv_impl: str = "auto") -> None:
+    def __init__(self, backend: str | None = None, conv_impl: str = "auto", dtype: str = "float32") -> None:
         self.conv_impl = check_conv_impl(conv_impl)
+        self.dtype = check_dtype(dtype)
         if backend is not None:
             if backend not in BACKENDS:
                 raise ValueError(f"unknown Keras backend {backend!r}; choose from {list(BACKENDS)}")
@@ -30,13 +40,15 @@ class KerasRunner:
         import keras
 
         import resnext_keras
-        from resnext_keras import train
+        from resnext_keras.weights import weight_table
 
-        self.keras, self.rk, self.train = keras, resnext_keras, train
+        self.keras, self.rk, self.weight_table = keras, resnext_keras, weight_table
         self.backend = keras.backend.backend()
 
     def build(self, config: ArchConfig, form: str):
-        return self.rk.create_model(config=config, form=form, conv_impl=self.conv_impl)
+        return self.rk.create_model(
+            config=config, form=form, conv_impl=self.conv_impl, dtype=POLICIES[self.dtype]
+        )
 
     def export(self, model) -> dict[str, np.ndarray]:
         return self.rk.export_weights(model)
@@ -47,15 +59,94 @@ class KerasRunner:
     def count(self, model) -> int:
         return self.rk.count_params(model)
 
+    def _input(self, x: np.ndarray) -> np.ndarray:
+        nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        return nhwc.astype(np.float64 if self.dtype == "float64" else np.float32)
+
+    def _numpy(self, t) -> np.ndarray:
+        # A copy: TensorFlow may hand out a view of a variable's buffer, which later steps change.
+        return np.array(self.keras.ops.convert_to_numpy(self.keras.ops.cast(t, "float64")), copy=True)
+
     def logits(self, model, x) -> np.ndarray:
-        out = model(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), training=False)
-        return np.asarray(self.keras.ops.convert_to_numpy(out), dtype=np.float64)
+        return self._numpy(model(self._input(x), training=False))
+
+    def state(self, model) -> dict[str, np.ndarray]:
+        """Every canonical tensor (parameters and running statistics), torch layout, float64."""
+        return {
+            name: FROM_CHANNELS_LAST[t](self._numpy(var.value)) for name, var, t in self.weight_table(model)
+        }
+
+    def _value_and_grads(self, model, x: np.ndarray, labels: np.ndarray, train: bool):
+        """(logits, loss, grads in ``model.trainable_variables`` order); train mode updates moving stats."""
+        from resnext_keras.train import cross_entropy
+
+        variables = model.trainable_variables
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                logits = model(x, training=train)
+                loss = cross_entropy(logits, labels)
+            return logits, loss, tape.gradient(loss, variables)
+        if self.backend == "jax":
+            import jax
+
+            frozen = model.non_trainable_variables
+
+            def f(tv, ntv):
+                logits, new_ntv = model.stateless_call(tv, ntv, x, training=train)
+                return cross_entropy(logits, labels), (logits, new_ntv)
+
+            (loss, (logits, new_ntv)), grads = jax.value_and_grad(f, has_aux=True)(
+                [v.value for v in variables], [v.value for v in frozen]
+            )
+            for v, value in zip(frozen, new_ntv, strict=True):
+                v.assign(value)
+            return logits, loss, grads
+        if self.backend == "torch":
+            import torch
+
+            for v in variables:
+                v.value.grad = None
+            logits = model(torch.as_tensor(x), training=train)
+            loss = cross_entropy(logits, torch.as_tensor(labels))
+            loss.backward()
+            return logits.detach(), loss.detach(), [v.value.grad for v in variables]
+        raise NotImplementedError(f"no gradient code for the Keras backend {self.backend!r}")
+
+    def _result(self, model, logits, loss, grads) -> PassResult:
+        index = {id(v): i for i, v in enumerate(model.trainable_variables)}
+        named = {
+            name: FROM_CHANNELS_LAST[t](self._numpy(grads[index[id(var)]]))
+            for name, var, t in self.weight_table(model)
+            if not is_running_stat(name)
+        }
+        return PassResult(self._numpy(logits), float(self._numpy(loss)), named, self.state(model))
 
     def forward_backward(self, model, x, labels, train) -> PassResult:
-        return self.train.forward_backward(model, x.transpose(0, 2, 3, 1), labels, train)
+        """Logits, mean cross-entropy and its gradients w.r.t. every canonical parameter."""
+        return self._result(model, *self._value_and_grads(model, self._input(x), np.asarray(labels), train))
 
-    def sgd_step(self, model, x, labels, **hp) -> tuple[PassResult, dict[str, np.ndarray]]:
-        return self.train.sgd_step(model, x.transpose(0, 2, 3, 1), labels, **hp)
+    def sgd_steps(self, model, x, labels, sgd: SGD) -> tuple[PassResult, dict[str, np.ndarray]]:
+        """``sgd.steps`` training-mode steps of ``resnext_keras.TorchSGD`` (torch's update), fresh state.
+
+        Keras's own ``SGD`` would not pass: its weight decay is decoupled, so from
+        the second step on it moves differently from torch's.
+        """
+        opt = self.rk.TorchSGD(
+            sgd.lr,
+            sgd.momentum,
+            coupled_weight_decay=sgd.weight_decay,
+            lr_dtype="float64" if self.dtype == "float64" else None,
+        )
+        x, labels = self._input(x), np.asarray(labels)
+        first = None
+        for _ in range(sgd.steps):
+            logits, loss, grads = self._value_and_grads(model, x, labels, True)
+            if first is None:
+                first = self._result(model, logits, loss, grads)
+            opt.apply(grads, model.trainable_variables)
+        return first, self.state(model)
 
 
 def _loaded_backend() -> str | None:

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from resnext_spec import (
-    TOL,
     ArchConfig,
     CheckpointError,
     WeightsMismatchError,
@@ -32,11 +31,12 @@ from resnext_spec import (
     get_config,
     list_presets,
     load_checkpoint,
-    rel_error,
     save_checkpoint,
 )
 from resnext_spec import to_form as convert_form
 from resnext_spec.checkpoint import FORMAT_NAME, read_safetensors, read_safetensors_metadata
+
+from .tolerances import TOL, rel_error
 
 # Suffix -> format. The framework that reads and writes each one natively.
 FORMATS = {

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from resnext_spec import FORMS, TOL, CheckpointError
+from resnext_spec import FORMS, CheckpointError
+
+from .tolerances import TOL
 
 
 def parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from resnext_spec import atomic_write
 
-from .harness import CHECKS, INFO_CHECKS, OPTIONAL_CHECKS, CheckResult, ParityResult
+from .harness import CHECKS, INFO_CHECKS, OPTIONAL_CHECKS, REFERENCE_CHECK, CheckResult, ParityResult
 from .runners import FRAMEWORKS
 
 # Checks judged against a measured bound, in the order the plot shows them.
@@ -25,6 +25,8 @@ def _cell(rows: list[CheckResult]) -> tuple[str, bool]:
         return ("bitwise" if ok else "DIFFERS"), ok
     if worst.check == "counts":
         return (worst.detail.split(" ")[0] if ok else worst.detail), ok
+    if worst.check == REFERENCE_CHECK:
+        return "ODD ONE OUT", ok
     text = f"{worst.error:.1e}"
     if worst.check in INFO_CHECKS:
         return text, ok
@@ -35,7 +37,8 @@ def _cell(rows: list[CheckResult]) -> tuple[str, bool]:
 
 def table_rows(result: ParityResult, model: str) -> tuple[list[str], list[tuple[list[str], list[bool]]]]:
     """Rows of builds x checks for one model, each cell the worst error of that check."""
-    checks = [c for c in CHECKS + OPTIONAL_CHECKS + INFO_CHECKS if any(r.check == c for r in result.results)]
+    every = CHECKS + OPTIONAL_CHECKS + INFO_CHECKS + (REFERENCE_CHECK,)
+    checks = [c for c in every if any(r.check == c for r in result.results)]
     grouped: dict[tuple[str, str], dict[str, list[CheckResult]]] = defaultdict(lambda: defaultdict(list))
     for r in result.results:
         if r.model == model:
@@ -66,7 +69,10 @@ def print_table(result: ParityResult) -> None:
         Console = None
     for model in result.meta.get("models", []):
         header, rows = table_rows(result, model)
-        title = f"{model}: every build against torch form (c), fp32"
+        precision = result.meta.get("precision", "float32")
+        title = f"{model}: every build against torch form (c), {precision}"
+        if precision == "bfloat16":
+            title = f"{model}: every build in bfloat16 against torch form (c) fp32 (shown, never failed)"
         if Console is None:
             print(title)
             print(" | ".join(header))
@@ -105,6 +111,19 @@ def print_summary(result: ParityResult) -> None:
     tf32 = result.worst("tf32")
     if tf32:
         print(f"TF32 (shown, not judged): torch (c) eval logits off full fp32 by {tf32.error:.1e}")
+    for fw in FRAMEWORKS:
+        rows = [r for r in result.results if r.check == "bf16" and r.framework == fw]
+        if rows:
+            worst = {
+                q: max(r.error for r in rows if r.quantity == q)
+                for q in dict.fromkeys(r.quantity for r in rows)
+            }
+            print(
+                f"bfloat16 (shown, not judged), {fw}: " + ", ".join(f"{q} {e:.1e}" for q, e in worst.items())
+            )
+    for r in result.results:
+        if r.check == REFERENCE_CHECK:
+            print(f"REFERENCE {r.model}: {r.detail}")
 
 
 def _ratio(result: ParityResult, check: str) -> str:

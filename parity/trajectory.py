@@ -18,7 +18,8 @@ from collections.abc import Callable
 import numpy as np
 
 from resnext_spec import ArchConfig, is_running_stat, to_form
-from resnext_spec.tolerances import FLOOR_SAMPLES, compare, perturb
+
+from .tolerances import FLOOR_SAMPLES, compare, perturb
 
 STEPS = 6
 # The recipe of the harness's sgd check; the rate drops /10 after half the steps.
@@ -63,9 +64,9 @@ def run_build(
         engine.train_step(x, y, lr)[0] for (x, y), lr in zip(data, learning_rates(len(data)), strict=True)
     ]
     if framework == "torch":
-        from resnext_torch.train import model_state
+        from .runners import TorchRunner
 
-        state = model_state(engine.model)  # float64 as computed, where the model is float64
+        state = TorchRunner().state(engine.model)  # float64 as computed, where the model is float64
     else:
         state = {k: v.astype(np.float64) for k, v in engine.weights().items()}
     if form != "c":

@@ -24,34 +24,57 @@ from .grouped_conv import GroupedConv
 
 
 class BatchNorm(nnx.BatchNorm):
-    """nnx.BatchNorm whose training-mode running variance follows torch.
+    """nnx.BatchNorm whose training mode follows torch.
 
     Flax updates ``var`` with the biased batch variance; torch with the unbiased
-    ``var * n / (n - 1)``. Normalisation uses the biased one in both.
+    ``var * n / (n - 1)``. Normalisation uses the biased one in both. Batch
+    statistics are computed in float32 at least, whatever the compute dtype (a
+    bfloat16 mean of values near 100 is off by ~1e-1), and one value per channel
+    is an error, as in torch: its variance is 0 and its unbiased variance 0/0.
     """
+
+    def __init__(self, *args, param_dtype=jnp.float32, **kwargs) -> None:
+        # Affine parameters and running statistics in float32 at least, as in torch autocast, and
+        # in float64 for float64 models (nnx.BatchNorm makes its statistics float32 always).
+        stats_dtype = jnp.promote_types(param_dtype, jnp.float32)
+        super().__init__(*args, param_dtype=stats_dtype, **kwargs)
+        self.mean = nnx.BatchStat(self.mean[...].astype(stats_dtype))
+        self.var = nnx.BatchStat(self.var[...].astype(stats_dtype))
 
     def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
         use_running = self.use_running_average if use_running_average is None else use_running_average
         if use_running or mask is not None:
             return super().__call__(x, use_running_average, mask=mask)
-        axes = tuple(range(x.ndim - 1))
-        mean = jnp.mean(x, axis=axes)
-        # The mean inside the variance needs no gradient: d var / d mean = -2 mean(x - mean) = 0.
-        var = jnp.mean(jnp.square(x - jax.lax.stop_gradient(mean)), axis=axes)
         n = x.size // x.shape[-1]
+        if n < 2:
+            raise ValueError(
+                f"BatchNorm in training mode needs more than 1 value per channel, got input shape "
+                f"{tuple(x.shape)} (batch x height x width = {n})"
+            )
+        stats_dtype = jnp.promote_types(x.dtype, jnp.float32)
+        x32 = x.astype(stats_dtype)
+        axes = tuple(range(x.ndim - 1))
+        mean = jnp.mean(x32, axis=axes)
+        # The mean inside the variance needs no gradient: d var / d mean = -2 mean(x - mean) = 0.
+        var = jnp.mean(jnp.square(x32 - jax.lax.stop_gradient(mean)), axis=axes)
         m = self.momentum
         stop = jax.lax.stop_gradient
-        self.mean[...] = m * self.mean[...] + (1 - m) * stop(mean)
-        self.var[...] = m * self.var[...] + (1 - m) * stop(var * (n / (n - 1)))
-        return (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * self.scale[...]) + self.bias[...]
+        self.mean[...] = m * self.mean[...] + (1 - m) * stop(mean).astype(self.mean.dtype)
+        self.var[...] = m * self.var[...] + (1 - m) * stop(var * (n / (n - 1))).astype(self.var.dtype)
+        scale = jax.lax.rsqrt(var + self.epsilon) * self.scale[...].astype(stats_dtype)
+        out = (x32 - mean) * scale + self.bias[...].astype(stats_dtype)
+        return out.astype(self.dtype or x.dtype)
 
 
 # BN settings appear once: torch's eps, momentum 0.9 in Flax terms, exact variance.
 Norm = partial(BatchNorm, epsilon=1e-5, momentum=0.9, use_fast_variance=False, use_running_average=False)
 
 
-def Conv(c_in: int, c_out: int, kernel: int, stride: int, rngs: nnx.Rngs) -> nnx.Conv:
-    """Bias-free conv with torch's symmetric padding (never 'SAME', which pads asymmetrically)."""
+def Conv(c_in: int, c_out: int, kernel: int, stride: int, rngs: nnx.Rngs, **dtypes) -> nnx.Conv:
+    """Bias-free conv with torch's symmetric padding (never 'SAME', which pads asymmetrically).
+
+    ``dtypes`` (here and below): the ``dtype`` / ``param_dtype`` every layer of a model shares.
+    """
     pad = kernel // 2
     return nnx.Conv(
         c_in,
@@ -61,10 +84,11 @@ def Conv(c_in: int, c_out: int, kernel: int, stride: int, rngs: nnx.Rngs) -> nnx
         padding=((pad, pad), (pad, pad)),
         use_bias=False,
         rngs=rngs,
+        **dtypes,
     )
 
 
-def GroupConv(c: int, groups: int, stride: int, rngs: nnx.Rngs, conv_impl: str) -> GroupedConv:
+def GroupConv(c: int, groups: int, stride: int, rngs: nnx.Rngs, conv_impl: str, **dtypes) -> GroupedConv:
     """Form (c)'s 3x3 conv with ``groups`` groups, computed by ``conv_impl`` (``resnext_spec.grouped``)."""
     return GroupedConv(
         c,
@@ -76,6 +100,7 @@ def GroupConv(c: int, groups: int, stride: int, rngs: nnx.Rngs, conv_impl: str) 
         use_bias=False,
         conv_impl=conv_impl,
         rngs=rngs,
+        **dtypes,
     )
 
 
@@ -90,21 +115,26 @@ def shortcut(block: nnx.Module, x):
     return bn(conv(x))
 
 
-def downsample(b: BlockSpec, rngs: nnx.Rngs) -> nnx.List | None:
+def downsample(b: BlockSpec, rngs: nnx.Rngs, **dtypes) -> nnx.List | None:
     if not b.projection:
         return None
-    return nnx.List([Conv(b.in_channels, b.out_channels, 1, b.stride, rngs), Norm(b.out_channels, rngs=rngs)])
+    return nnx.List(
+        [
+            Conv(b.in_channels, b.out_channels, 1, b.stride, rngs, **dtypes),
+            Norm(b.out_channels, rngs=rngs, **dtypes),
+        ]
+    )
 
 
 class BasicBlock(nnx.Module):
     """Two 3x3 convs (ResNet-18/34); form (c) only."""
 
-    def __init__(self, b: BlockSpec, rngs: nnx.Rngs) -> None:
-        self.conv1 = Conv(b.in_channels, b.width, 3, b.conv1_stride, rngs)
-        self.bn1 = Norm(b.width, rngs=rngs)
-        self.conv2 = Conv(b.width, b.width, 3, b.conv2_stride, rngs)
-        self.bn2 = Norm(b.width, rngs=rngs)
-        self.downsample = downsample(b, rngs)
+    def __init__(self, b: BlockSpec, rngs: nnx.Rngs, **dtypes) -> None:
+        self.conv1 = Conv(b.in_channels, b.width, 3, b.conv1_stride, rngs, **dtypes)
+        self.bn1 = Norm(b.width, rngs=rngs, **dtypes)
+        self.conv2 = Conv(b.width, b.width, 3, b.conv2_stride, rngs, **dtypes)
+        self.bn2 = Norm(b.width, rngs=rngs, **dtypes)
+        self.downsample = downsample(b, rngs, **dtypes)
 
     def __call__(self, x):
         out = relu(self.bn1(self.conv1(x)))
@@ -115,14 +145,14 @@ class BasicBlock(nnx.Module):
 class Bottleneck(nnx.Module):
     """Form (c), grouped convolution: 1x1 -> 3x3 with C groups -> 1x1."""
 
-    def __init__(self, b: BlockSpec, rngs: nnx.Rngs, conv_impl: str = "auto") -> None:
-        self.conv1 = Conv(b.in_channels, b.width, 1, b.conv1_stride, rngs)
-        self.bn1 = Norm(b.width, rngs=rngs)
-        self.conv2 = GroupConv(b.width, b.cardinality, b.conv2_stride, rngs, conv_impl)
-        self.bn2 = Norm(b.width, rngs=rngs)
-        self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs)
-        self.bn3 = Norm(b.out_channels, rngs=rngs)
-        self.downsample = downsample(b, rngs)
+    def __init__(self, b: BlockSpec, rngs: nnx.Rngs, conv_impl: str = "auto", **dtypes) -> None:
+        self.conv1 = Conv(b.in_channels, b.width, 1, b.conv1_stride, rngs, **dtypes)
+        self.bn1 = Norm(b.width, rngs=rngs, **dtypes)
+        self.conv2 = GroupConv(b.width, b.cardinality, b.conv2_stride, rngs, conv_impl, **dtypes)
+        self.bn2 = Norm(b.width, rngs=rngs, **dtypes)
+        self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs, **dtypes)
+        self.bn3 = Norm(b.out_channels, rngs=rngs, **dtypes)
+        self.downsample = downsample(b, rngs, **dtypes)
 
     def __call__(self, x):
         out = relu(self.bn1(self.conv1(x)))
@@ -134,13 +164,13 @@ class Bottleneck(nnx.Module):
 class Path(nnx.Module):
     """One of the C paths of forms (a)/(b): 1x1 -> 3x3 (-> 1x1 in form (a), no BN after it)."""
 
-    def __init__(self, b: BlockSpec, with_conv3: bool, rngs: nnx.Rngs) -> None:
+    def __init__(self, b: BlockSpec, with_conv3: bool, rngs: nnx.Rngs, **dtypes) -> None:
         w = b.path_width
-        self.conv1 = Conv(b.in_channels, w, 1, b.conv1_stride, rngs)
-        self.bn1 = Norm(w, rngs=rngs)
-        self.conv2 = Conv(w, w, 3, b.conv2_stride, rngs)
-        self.bn2 = Norm(w, rngs=rngs)
-        self.conv3 = Conv(w, b.out_channels, 1, 1, rngs) if with_conv3 else None
+        self.conv1 = Conv(b.in_channels, w, 1, b.conv1_stride, rngs, **dtypes)
+        self.bn1 = Norm(w, rngs=rngs, **dtypes)
+        self.conv2 = Conv(w, w, 3, b.conv2_stride, rngs, **dtypes)
+        self.bn2 = Norm(w, rngs=rngs, **dtypes)
+        self.conv3 = Conv(w, b.out_channels, 1, 1, rngs, **dtypes) if with_conv3 else None
 
     def __call__(self, x):
         out = relu(self.bn1(self.conv1(x)))
@@ -151,11 +181,11 @@ class Path(nnx.Module):
 class EarlyConcatBottleneck(nnx.Module):
     """Form (b), figure 3(b): C paths of 1x1 -> 3x3, concatenated, then one shared 1x1."""
 
-    def __init__(self, b: BlockSpec, rngs: nnx.Rngs) -> None:
-        self.paths = nnx.List([Path(b, False, rngs) for _ in range(b.cardinality)])
-        self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs)
-        self.bn3 = Norm(b.out_channels, rngs=rngs)
-        self.downsample = downsample(b, rngs)
+    def __init__(self, b: BlockSpec, rngs: nnx.Rngs, **dtypes) -> None:
+        self.paths = nnx.List([Path(b, False, rngs, **dtypes) for _ in range(b.cardinality)])
+        self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs, **dtypes)
+        self.bn3 = Norm(b.out_channels, rngs=rngs, **dtypes)
+        self.downsample = downsample(b, rngs, **dtypes)
 
     def __call__(self, x):
         out = jnp.concatenate([path(x) for path in self.paths], axis=-1)
@@ -166,10 +196,10 @@ class EarlyConcatBottleneck(nnx.Module):
 class AggregatedBottleneck(nnx.Module):
     """Form (a), figure 3(a): C paths of 1x1 -> 3x3 -> 1x1, summed, then one BN."""
 
-    def __init__(self, b: BlockSpec, rngs: nnx.Rngs) -> None:
-        self.paths = nnx.List([Path(b, True, rngs) for _ in range(b.cardinality)])
-        self.bn3 = Norm(b.out_channels, rngs=rngs)
-        self.downsample = downsample(b, rngs)
+    def __init__(self, b: BlockSpec, rngs: nnx.Rngs, **dtypes) -> None:
+        self.paths = nnx.List([Path(b, True, rngs, **dtypes) for _ in range(b.cardinality)])
+        self.bn3 = Norm(b.out_channels, rngs=rngs, **dtypes)
+        self.downsample = downsample(b, rngs, **dtypes)
 
     def __call__(self, x):
         out = sum(path(x) for path in self.paths)
@@ -184,30 +214,42 @@ class ResNet(nnx.Module):
     """Stem, stages ``layer1..layerN``, global average pool, linear head; NHWC in, logits out.
 
     ``conv_impl`` says how form (c)'s grouped convs are computed ("auto", "native",
-    "taps", "patches"; see ``resnext_spec.grouped``): the same function and the same
-    parameters whichever is chosen.
+    "patches"; see ``resnext_spec.grouped``): the same function and the same
+    parameters whichever is chosen. ``dtype`` is the compute dtype (None: the
+    input's, as in Flax) and ``param_dtype`` the parameters'; ``jnp.bfloat16`` /
+    ``jnp.float32`` is mixed precision, with BN statistics kept in float32.
+    Float64 needs JAX's x64 mode (``jax.enable_x64``).
     """
 
     def __init__(
-        self, config: ArchConfig, form: str = "c", *, conv_impl: str = "auto", rngs: nnx.Rngs | None = None
+        self,
+        config: ArchConfig,
+        form: str = "c",
+        *,
+        conv_impl: str = "auto",
+        dtype: jnp.dtype | None = None,
+        param_dtype: jnp.dtype = jnp.float32,
+        rngs: nnx.Rngs | None = None,
     ) -> None:
         check_form_for(config, form)
         check_conv_impl(conv_impl)
         rngs = rngs if rngs is not None else nnx.Rngs(0)
+        dtypes = dict(dtype=dtype, param_dtype=param_dtype)
         self.config = config
         self.form = form
         p = plan(config)
         s = p.stem
-        self.conv1 = Conv(s.in_channels, s.out_channels, s.kernel, s.stride, rngs)
-        self.bn1 = Norm(s.out_channels, rngs=rngs)
+        self.conv1 = Conv(s.in_channels, s.out_channels, s.kernel, s.stride, rngs, **dtypes)
+        self.bn1 = Norm(s.out_channels, rngs=rngs, **dtypes)
         self.max_pool = s.max_pool
         block = BasicBlock if config.block == "basic" else BLOCKS[form]
         if block is Bottleneck:
             block = partial(Bottleneck, conv_impl=conv_impl)
+        block = partial(block, **dtypes)
         self.num_stages = len(p.stages)
         for i, stage in enumerate(p.stages):
             setattr(self, f"layer{i + 1}", nnx.List([block(b, rngs) for b in stage]))
-        self.fc = nnx.Linear(p.head.in_features, p.head.num_classes, rngs=rngs)
+        self.fc = nnx.Linear(p.head.in_features, p.head.num_classes, rngs=rngs, **dtypes)
 
     def __call__(self, x):
         x = relu(self.bn1(self.conv1(x)))
@@ -228,12 +270,14 @@ def create_model(
     num_classes: int | None = None,
     in_channels: int | None = None,
     conv_impl: str = "auto",
+    dtype: jnp.dtype | None = None,
+    param_dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs | None = None,
 ) -> ResNet:
     """A model from a preset name or an ``ArchConfig``, in block form ``form``.
 
     ``rngs`` seeds the (random) initial weights; the default is ``nnx.Rngs(0)``.
-    ``conv_impl`` picks how grouped convs are computed (see :class:`ResNet`).
+    ``conv_impl``, ``dtype`` and ``param_dtype`` as in :class:`ResNet`.
     """
     cfg = resolve_config(name, config, num_classes=num_classes, in_channels=in_channels)
-    return ResNet(cfg, form, conv_impl=conv_impl, rngs=rngs)
+    return ResNet(cfg, form, conv_impl=conv_impl, dtype=dtype, param_dtype=param_dtype, rngs=rngs)

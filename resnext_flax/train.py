@@ -2,23 +2,16 @@
 
 ``sgd(...)`` is the paper's recipe (SGD, momentum 0.9, weight decay 1e-4) with
 the decay added to the gradient before momentum, as torch.optim.SGD does, so a
-Flax run and a torch run take the same steps. ``forward_backward`` and
-``sgd_step`` return numpy results keyed by canonical names for the parity harness.
+Flax run and a torch run take the same steps.
 """
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
-from resnext_spec import PassResult, is_running_stat
-from resnext_spec.layout import FROM_CHANNELS_LAST
-
 from .model import ResNet
-from .weights import weight_table
 
 
 def sgd(lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4) -> optax.GradientTransformation:
@@ -73,67 +66,3 @@ apply_gradients = nnx.jit(_apply_gradients)
 
 def make_optimizer(model: ResNet, **hp: float) -> nnx.Optimizer:
     return nnx.Optimizer(model, sgd(**hp), wrt=nnx.Param)
-
-
-def _numpy(a) -> np.ndarray:
-    return np.asarray(a, dtype=np.float64)
-
-
-def model_state(model: ResNet) -> dict[str, np.ndarray]:
-    """Every canonical tensor (parameters and running statistics), torch layout, float64."""
-    return {name: FROM_CHANNELS_LAST[t](_numpy(var[...])) for name, var, t in weight_table(model)}
-
-
-def _set_mode(model: ResNet, train: bool) -> None:
-    model.train() if train else model.eval()
-
-
-def _pass_result(model: ResNet, loss, logits, grads: nnx.State) -> PassResult:
-    # The gradient state mirrors the model, so the weight table read on it finds each gradient.
-    grad_model = nnx.merge(nnx.graphdef(model), grads, nnx.state(model, nnx.Not(nnx.Param)))
-    named = {
-        name: FROM_CHANNELS_LAST[t](_numpy(var[...]))
-        for name, var, t in weight_table(grad_model)
-        if not is_running_stat(name)
-    }
-    return PassResult(_numpy(logits), float(loss), named, model_state(model))
-
-
-def forward_backward(
-    model: ResNet, x: np.ndarray, labels: np.ndarray, train: bool, jit: bool = True
-) -> PassResult:
-    """Logits, mean cross-entropy and its gradients w.r.t. every canonical parameter (NHWC input).
-
-    ``jit=False`` runs op by op. Same arithmetic, and far quicker for a single pass
-    of the explicit-path forms: XLA took 877 s to compile form (a) of
-    resnext50_32x4d's gradient pass (512 paths) on 2 CPU cores; eager took 27 s.
-    """
-    _set_mode(model, train)
-    step = loss_and_grads if jit else _loss_and_grads
-    loss, logits, grads = step(model, jnp.asarray(x), jnp.asarray(labels))
-    return _pass_result(model, loss, logits, grads)
-
-
-def sgd_step(
-    model: ResNet,
-    x: np.ndarray,
-    labels: np.ndarray,
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    weight_decay: float = 1e-4,
-    jit: bool = True,
-) -> tuple[PassResult, dict[str, np.ndarray]]:
-    """One training-mode step of :func:`sgd` from fresh optimizer state.
-
-    Returns the training-mode pass it took the gradients from, and the state after
-    the step. The same computation as :func:`train_step`, split into the
-    gradient pass and the optimizer update so that the pass can be inspected;
-    ``jit`` as in :func:`forward_backward`.
-    """
-    _set_mode(model, True)
-    optimizer = make_optimizer(model, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    step, update = (loss_and_grads, apply_gradients) if jit else (_loss_and_grads, _apply_gradients)
-    loss, logits, grads = step(model, jnp.asarray(x), jnp.asarray(labels))
-    result = _pass_result(model, loss, logits, grads)
-    update(optimizer, model, grads)
-    return result, model_state(model)

@@ -79,9 +79,13 @@ class GroupedConv2D(layers.Conv2D):
             return super().convolution_op(inputs, kernel)
         if self.lowering == "patches":
             return patches_conv(inputs, kernel, self.groups, self.strides[0])
-        if keras.backend.backend() == "tensorflow" and _tf_has_grouped_kernel(inputs.dtype):
-            # keras.ops.conv wraps grouped convs in an XLA function; TensorFlow's own kernel
-            # matches torch (tests/test_grouped_conv.py) and is 40x faster to differentiate.
+        if keras.backend.backend() == "tensorflow":
+            # keras.ops.conv wraps a grouped conv in an XLA function it makes anew on every
+            # call (a retracing warning each time, 40x slower gradients). TensorFlow's own
+            # kernel matches torch (tests/test_grouped_conv.py); where it has none (float64),
+            # the patches lowering computes the same function in plain ops.
+            if not _tf_has_grouped_kernel(inputs.dtype):
+                return patches_conv(inputs, kernel, self.groups, self.strides[0])
             import tensorflow as tf
 
             return tf.nn.convolution(inputs, kernel, self.strides, "VALID", dilations=self.dilation_rate)

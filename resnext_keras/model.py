@@ -10,6 +10,9 @@ and the moving variance updated with the unbiased batch variance.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -30,12 +33,20 @@ class BatchNorm(layers.BatchNormalization):
     Keras updates ``moving_variance`` with the biased batch variance; torch with the
     unbiased one, ``var * n / (n - 1)``. Normalisation itself uses the biased variance
     in both. Mean and variance are computed in two passes (mean, then mean squared
-    deviation) as torch does, not as E[x^2] - E[x]^2.
+    deviation) as torch does, not as E[x^2] - E[x]^2, in float32 at least under any
+    dtype policy; one value per channel is an error, as in torch (its unbiased
+    variance is 0/0, which Keras would write into the moving variance as NaN).
     """
 
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or mask is not None or self.renorm:
             return super().call(inputs, training=training, mask=mask)
+        n_static = math.prod(inputs.shape[:-1]) if None not in inputs.shape[:-1] else None
+        if n_static is not None and n_static < 2:
+            raise ValueError(
+                f"BatchNorm {self.name!r} in training mode needs more than 1 value per channel, got "
+                f"input shape {tuple(inputs.shape)} (batch x height x width = {n_static})"
+            )
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
         axes = self._reduction_axes
         mean = ops.mean(x, axis=axes)
@@ -156,10 +167,19 @@ class ResNet(keras.Model):
 
     ``conv_impl`` says how form (c)'s grouped convs are computed ("auto", "native",
     "patches"; see ``resnext_spec.grouped``): the same function and the same weights
-    whichever is chosen.
+    whichever is chosen. ``dtype`` is a Keras dtype policy for every layer
+    ("float64", "mixed_bfloat16", ...; None: the global policy); BN statistics
+    stay float32 at least under any of them. Float64 on JAX needs its x64 mode.
     """
 
-    def __init__(self, config: ArchConfig, form: str = "c", conv_impl: str = "auto", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: ArchConfig,
+        form: str = "c",
+        conv_impl: str = "auto",
+        dtype: str | keras.DTypePolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
         check_form_for(config, form)
         check_conv_impl(conv_impl)
         if keras.backend.backend() == "torch":
@@ -171,34 +191,51 @@ class ResNet(keras.Model):
                 "use KERAS_BACKEND=tensorflow or jax, or resnext_torch for torch"
             )
         p = plan(config)
-        inputs = keras.Input((None, None, config.in_channels), name="images")
-        x = stem(inputs, p.stem)
-        for b in p.blocks:
-            x = residual(x, b, form, conv_impl)
-        x = layers.GlobalAveragePooling2D(name="avgpool")(x)
-        logits = layers.Dense(p.head.num_classes, name="fc")(x)
+        with dtype_policy(dtype) as policy:
+            inputs = keras.Input((None, None, config.in_channels), name="images", dtype=policy.compute_dtype)
+            x = stem(inputs, p.stem)
+            for b in p.blocks:
+                x = residual(x, b, form, conv_impl)
+            x = layers.GlobalAveragePooling2D(name="avgpool")(x)
+            logits = layers.Dense(p.head.num_classes, name="fc")(x)
         kwargs.setdefault("name", f"resnet_{form}")
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.config = config
         self.form = form
         self.conv_impl = conv_impl
+        self.layer_dtype_policy = policy  # the Functional model keeps float32 as its own policy
 
     def get_config(self) -> dict[str, Any]:
-        return {
+        # Keras's own keys (name, trainable, dtype) from the base Layer, then the constructor's.
+        base = keras.layers.Layer.get_config(self)
+        return base | {
+            "dtype": keras.dtype_policies.serialize(self.layer_dtype_policy),
             "config": self.config.to_dict(),
             "form": self.form,
             "conv_impl": self.conv_impl,
-            "name": self.name,
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ResNet:
-        return cls(
-            ArchConfig.from_dict(config["config"]),
-            config["form"],
-            config.get("conv_impl", "auto"),
-            name=config.get("name"),
-        )
+        config = dict(config)
+        arch = ArchConfig.from_dict(config.pop("config"))
+        return cls(arch, config.pop("form"), config.pop("conv_impl", "auto"), **config)
+
+
+@contextmanager
+def dtype_policy(dtype: str | dict | keras.DTypePolicy | None) -> Iterator[keras.DTypePolicy]:
+    """The global Keras dtype policy set to ``dtype`` while layers are made, then restored.
+
+    Every layer takes the global policy when it is created, so one setting reaches
+    all of them (the Functional model's own ``dtype`` does not propagate to them).
+    """
+    old = keras.config.dtype_policy()
+    if dtype is not None:
+        keras.config.set_dtype_policy(keras.dtype_policies.get(dtype))  # a name, a policy or its config
+    try:
+        yield keras.config.dtype_policy()
+    finally:
+        keras.config.set_dtype_policy(old)
 
 
 def create_model(
@@ -209,10 +246,11 @@ def create_model(
     num_classes: int | None = None,
     in_channels: int | None = None,
     conv_impl: str = "auto",
+    dtype: str | keras.DTypePolicy | None = None,
 ) -> ResNet:
     """A model from a preset name or an ``ArchConfig``, in block form ``form``.
 
-    ``conv_impl`` picks how grouped convs are computed (see :class:`ResNet`).
+    ``conv_impl`` and ``dtype`` as in :class:`ResNet`.
     """
     cfg = resolve_config(name, config, num_classes=num_classes, in_channels=in_channels)
-    return ResNet(cfg, form, conv_impl)
+    return ResNet(cfg, form, conv_impl, dtype)

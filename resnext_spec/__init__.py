@@ -8,19 +8,14 @@ from .config import FORMS, ArchConfig, check_form, check_form_for, get_config, l
 from .counting import count_flops, count_params
 from .forms import to_form
 from .layout import BlockSpec, LayerSpec, Plan, canonical_shapes, is_running_stat, layers, plan
-from .results import PassResult
-from .tolerances import K_FLOOR, TOL, floor_bound, l2_error, rel_error, worst_error
 from .weights import WeightsMismatchError, check_weights, init_weights, parameter_names, random_weights
 
 __all__ = [
     "FORMS",
-    "K_FLOOR",
-    "TOL",
     "ArchConfig",
     "BlockSpec",
     "CheckpointError",
     "LayerSpec",
-    "PassResult",
     "Plan",
     "WeightsMismatchError",
     "atomic_write",
@@ -30,11 +25,9 @@ __all__ = [
     "check_weights",
     "count_flops",
     "count_params",
-    "floor_bound",
     "init_weights",
     "get_config",
     "is_running_stat",
-    "l2_error",
     "layers",
     "list_presets",
     "load_checkpoint",
@@ -42,9 +35,7 @@ __all__ = [
     "parameter_names",
     "plan",
     "random_weights",
-    "rel_error",
     "resolve_config",
     "save_checkpoint",
     "to_form",
-    "worst_error",
 ]

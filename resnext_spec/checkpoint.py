@@ -76,7 +76,8 @@ def save_checkpoint(
     it would load back into the model it claims to be.
     """
     check_form_for(config, form)
-    arrays = check_weights(weights, config, form)
+    # The canonical format is float32, whatever precision the weights were computed in.
+    arrays = {k: v.astype(np.float32, copy=False) for k, v in check_weights(weights, config, form).items()}
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,

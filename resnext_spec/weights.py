@@ -81,6 +81,9 @@ def check_weights(
 ) -> dict[str, np.ndarray]:
     """Validate ``weights`` against (config, form) and return them as float32 numpy arrays.
 
+    Float64 arrays stay float64, so float64 runs (the parity harness's float64
+    precision, its float64-rounding perturbations) load exactly what they computed.
+
     ``num_batches_tracked`` entries are dropped. With ``strict=False`` missing names
     are allowed (the caller loads only what is there); unexpected names, wrong
     shapes and non-float dtypes are always errors. Raises one
@@ -100,7 +103,7 @@ def check_weights(
         elif tuple(arr.shape) != expected[name]:
             mismatched.append((name, expected[name], tuple(arr.shape)))
         else:
-            arrays[name] = arr.astype(np.float32, copy=False)
+            arrays[name] = arr if arr.dtype == np.float64 else arr.astype(np.float32, copy=False)
     if missing or unexpected or mismatched or bad_dtype:
         raise WeightsMismatchError(missing, unexpected, mismatched, bad_dtype, context)
     return {k: arrays[k] for k in expected if k in arrays}

@@ -40,7 +40,8 @@ def import_weights(model: ResNet, weights: Mapping[str, object], strict: bool = 
     with torch.no_grad():
         for name, value in arrays.items():
             target = state[name]
-            target.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(target.dtype))
+            # torch.tensor copies: from_numpy would share (and warn about) read-only arrays.
+            target.copy_(torch.tensor(value, dtype=target.dtype))
 
 
 def count_params(model: torch.nn.Module) -> int:

@@ -1,6 +1,6 @@
 """Facts the tests compare against, and small shared builders.
 
-PARAM_COUNTS is DESIGN.md's table: torchvision's published parameter counts for
+PARAM_COUNTS: torchvision's published parameter counts (its model docs) for
 its models and the counts of the paper's CIFAR models. It is independent of the
 code under test.
 """

@@ -2,7 +2,7 @@
 
 Eval logits to 1e-5 relative. Eval-mode gradients, as one L2 vector, as close to
 float64 as torch fp32 itself is (1e-5 where fp32 allows it). Training-mode
-logits, gradients and running statistics within DESIGN.md's noise-floor bound.
+logits, gradients and running statistics within the harness's noise-floor bound (parity/tolerances.py).
 Every BN tensor randomised.
 """
 
@@ -13,7 +13,8 @@ from helpers import TINY, TINY_1X1, batch
 from parity_runs import cases, failures, rows
 
 import resnext_flax as rf
-from resnext_spec import TOL, random_weights, rel_error, to_form
+from parity.tolerances import TOL, rel_error
+from resnext_spec import random_weights, to_form
 
 CASES = cases(["torch", "flax"])
 

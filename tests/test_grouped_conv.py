@@ -13,7 +13,8 @@ import pytest
 import torch
 from helpers import TINY
 
-from resnext_spec import get_config, list_presets, random_weights, rel_error
+from parity.tolerances import rel_error
+from resnext_spec import get_config, list_presets, random_weights
 from resnext_spec.grouped import CONV_IMPLS, resolve_conv_impl
 
 PRESET_CARDINALITIES = sorted({get_config(n).cardinality for n in list_presets()} - {1})

@@ -12,8 +12,9 @@ import pytest
 from helpers import PARAM_COUNTS, TINY, TINY_1X1, TINY_BASIC, batch, broken_weights
 
 import resnext_keras as rk
-from resnext_keras.train import forward_backward
-from resnext_spec import WeightsMismatchError, canonical_shapes, get_config, random_weights, rel_error
+from parity.keras_runner import KerasRunner
+from parity.tolerances import rel_error
+from resnext_spec import WeightsMismatchError, canonical_shapes, get_config, random_weights
 
 pytestmark = pytest.mark.keras
 
@@ -132,7 +133,7 @@ def test_compile_and_fit_take_torch_sgd_first_step():
     nhwc = x.transpose(0, 2, 3, 1)
     probe = rk.create_model(config=TINY, form="c")
     rk.import_weights(probe, w)
-    grads = forward_backward(probe, nhwc, y, train=True).grads
+    grads = KerasRunner().forward_backward(probe, x, y, train=True).grads
 
     model = rk.create_model(config=TINY, form="c")
     rk.import_weights(model, w)

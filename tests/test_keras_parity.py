@@ -1,7 +1,7 @@
 """Keras computes the same function as torch, in every form: the harness's rows for Keras.
 
 Eval logits to 1e-5 relative; training-mode logits and running statistics after
-one training pass within DESIGN.md's noise-floor bound; every BN tensor randomised.
+one training pass within the harness's noise-floor bound (parity/tolerances.py); every BN tensor randomised.
 """
 
 import keras
@@ -11,7 +11,8 @@ from helpers import TINY, TINY_1X1, batch
 from parity_runs import cases, failures, rows
 
 import resnext_keras as rk
-from resnext_spec import TOL, random_weights, rel_error, to_form
+from parity.tolerances import TOL, rel_error
+from resnext_spec import random_weights, to_form
 
 pytestmark = pytest.mark.keras
 

@@ -15,7 +15,8 @@ import resnext_torch as rt
 from parity import port
 from parity.port import FORMATS, read
 from parity.port_cli import main
-from resnext_spec import TOL, get_config, random_weights, rel_error
+from parity.tolerances import TOL, rel_error
+from resnext_spec import get_config, random_weights
 
 SUFFIX = {"torch": ".pth", "safetensors": ".safetensors", "keras": ".weights.h5", "flax": ".msgpack"}
 assert set(SUFFIX) == set(FORMATS.values())

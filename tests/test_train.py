@@ -11,7 +11,8 @@ import torch
 from data_files import write_cifar
 from helpers import TINY as TINY5
 
-from resnext_spec import K_FLOOR, init_weights, l2_error, load_checkpoint, plan, rel_error
+from parity.tolerances import K_FLOOR, l2_error, rel_error
+from resnext_spec import init_weights, load_checkpoint, plan
 from train import Recipe, train
 from train.cli import main
 

@@ -4,7 +4,7 @@ Error of a tensor: ``max|y - y_ref| / max|y_ref|``. A set of tensors (the
 gradients of every parameter) is also compared in global L2:
 ``||y - y_ref||_2 / ||y_ref||_2`` over all of them together.
 
-The noise-floor rule (DESIGN.md): some quantities are ill-conditioned in fp32
+The noise-floor rule: some quantities are ill-conditioned in fp32
 (train-mode gradients move by ~2% when the input moves by 1e-7). For them the
 bound is ``max(TOL, K_FLOOR * floor)``, where ``floor`` is how far a correct
 fp32 computation lands from the float64 truth, measured in the same run.
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # Well-conditioned quantities (eval logits, eval-mode gradients) agree to ~3e-7
-# between fp32 and fp64 on resnext50_32x4d (DESIGN.md's table); 1e-5 leaves 30x
+# between fp32 and fp64 on resnext50_32x4d (README, "The parity harness"); 1e-5 leaves 30x
 # room for a different but correct summation order, and still catches every
 # planted fault (a wrong eps gives ~1e-4, a transposed kernel ~1).
 TOL = 1e-5
@@ -47,20 +47,27 @@ K_FLOOR = 10.0
 # Perturbed fp32 reference runs that join the plain one in measuring the floor.
 FLOOR_SAMPLES = 2
 
-# Relative size of those perturbations: 4 units of fp32 roundoff (see above).
-PERTURBATION = 2.0**-22
+# Relative size of those perturbations: 4 units of roundoff of the precision (see above).
+PERTURBATION = {"float32": 2.0**-22, "float64": 2.0**-51}
+
+# Float64 runs (--precision float64): well-conditioned quantities agree to ~1e-15;
+# TOL64 leaves 1000x room for summation order and stays 1000x under the 1e-9 the
+# float64 checks promise. The floor rule applies as in fp32, the floor measured
+# with float64-rounding perturbations of a float64 reference.
+TOL64 = 1e-12
 
 # Bitwise: export -> import -> export must reproduce every byte.
 EXACT = 0.0
 
 
-def perturb(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``a`` moved by fp32 rounding size (PERTURBATION, relative, Gaussian), as float32.
+def perturb(a: np.ndarray, rng: np.random.Generator, dtype: str = "float32") -> np.ndarray:
+    """``a`` moved by a few units of ``dtype``'s rounding (PERTURBATION, relative, Gaussian), as ``dtype``.
 
-    The floor samples: runs on inputs and weights moved this way are correct fp32
-    computations too, and how far they land from float64 is the floor.
+    The floor samples: runs on inputs and weights moved this way are correct
+    computations too, and how far they land from the truth is the floor.
     """
-    return (a * (1 + PERTURBATION * rng.standard_normal(a.shape))).astype(np.float32)
+    moved = np.asarray(a, np.float64) * (1 + PERTURBATION[dtype] * rng.standard_normal(np.shape(a)))
+    return moved.astype(dtype)
 
 
 def rel_error(y: np.ndarray, ref: np.ndarray) -> float:
