@@ -49,10 +49,11 @@ class Scaled:
         self.inner, self.tensor, self.factor = inner, tensor, factor
         self.framework, self.dtype = inner.framework, inner.dtype
 
-    def sgd_steps(self, model, x, labels, sgd):
-        first, state = self.inner.sgd_steps(model, x, labels, sgd)
-        first.grads[self.tensor] = first.grads[self.tensor] * self.factor
-        return first, state
+    def forward_backward(self, model, x, labels, train):
+        result = self.inner.forward_backward(model, x, labels, train)
+        if train:
+            result.grads[self.tensor] = result.grads[self.tensor] * self.factor
+        return result
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
