@@ -102,11 +102,10 @@ def print_summary(result: ParityResult) -> None:
             f"error {r.error:.3e}{where} > bound {r.bound:.1e} {r.detail}".rstrip()
         )
     n, bad = len(result.results), len(result.failures)
+    ratios = ", ".join(f"{c} {_ratio(result, c)}" for c in CHECKS if result.worst(c))
     print(
-        f"{n - bad} passed, {bad} failed in {result.meta.get('wall_time_s', 0):.1f} s "
-        f"(worst error over bound per check: "
-        + ", ".join(f"{c} {_ratio(result, c)}" for c in CHECKS if result.worst(c))
-        + ")"
+        f"{n - bad} passed, {bad} failed in {result.meta.get('wall_time_s', 0):.1f} s"
+        + (f" (worst error over bound per check: {ratios})" if ratios else "")
     )
     tf32 = result.worst("tf32")
     if tf32:

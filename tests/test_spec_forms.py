@@ -29,7 +29,7 @@ def test_every_preset_round_trips_bitwise_through_every_form(name):
 
 
 def test_path_owns_its_slice_of_the_grouped_weights():
-    # Hand check of the slicing rule (resnext_spec/forms.py) on one block: path p gets rows p*w..(p+1)*w-1 of conv1
+    # Hand check of resnext_spec/forms.py on one block: path p gets rows p*w..(p+1)*w-1 of conv1
     # and conv2 (conv2 group p), the same BN channels, and in form (a) those columns of conv3.
     w = random_weights(TINY, "c", seed=0)
     a = to_form(w, TINY, "c", "a")
