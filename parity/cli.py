@@ -6,6 +6,7 @@ Exit codes: 0 all checks passed, 1 some check failed, 2 bad arguments.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -104,6 +105,7 @@ def _auto_device() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # no TensorFlow C++ INFO lines (CPU flags, oneDNN)
     try:
         args = parser().parse_args(argv)
     except SystemExit as e:  # argparse has printed its message (or --help); keep the exit code

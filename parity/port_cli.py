@@ -9,6 +9,7 @@ Formats by suffix: .pth/.pt (torch state_dict or a checkpoint holding one),
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from resnext_spec import FORMS, CheckpointError
@@ -34,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # no TensorFlow C++ INFO lines (CPU flags, oneDNN)
     try:
         args = parser().parse_args(argv)
     except SystemExit as e:

@@ -27,6 +27,10 @@ def _cell(rows: list[CheckResult]) -> tuple[str, bool]:
         return (worst.detail.split(" ")[0] if ok else worst.detail), ok
     if worst.check == REFERENCE_CHECK:
         return "ODD ONE OUT", ok
+    judged = [r for r in rows if not r.chaotic]
+    if not judged:
+        return "chaotic", ok
+    worst = max(judged, key=lambda r: (r.error / r.bound) if r.bound else r.error)
     text = f"{worst.error:.1e}"
     if worst.check in INFO_CHECKS:
         return text, ok
@@ -127,6 +131,8 @@ def print_summary(result: ParityResult) -> None:
 
 def _ratio(result: ParityResult, check: str) -> str:
     w = result.worst(check)
+    if w is not None and w.chaotic:
+        return "chaotic"
     if w is None or not w.bound:
         return "exact" if w and w.passed else "FAIL"
     return f"{w.error:.1e}/{w.bound:.0e}"
@@ -202,11 +208,14 @@ PLOT_FLOOR = 1e-4
 
 
 def plot_points(result: ParityResult) -> list[tuple[str, str, str, float]]:
-    """(check, framework, form, error/bound) of every numeric row, clipped at PLOT_FLOOR."""
+    """(check, framework, form, error/bound) of every judged numeric row, clipped at PLOT_FLOOR.
+
+    Chaotic rows (no correct digit at this precision) have no meaningful ratio and are left out.
+    """
     return [
         (r.check, r.framework, r.form, max(r.error / r.bound, PLOT_FLOOR))
         for r in result.results
-        if r.check in NUMERIC_CHECKS and r.bound and math.isfinite(r.bound)
+        if r.check in NUMERIC_CHECKS and r.bound and math.isfinite(r.bound) and not r.chaotic
     ]
 
 

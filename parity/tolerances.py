@@ -56,6 +56,15 @@ PERTURBATION = {"float32": 2.0**-22, "float64": 2.0**-51}
 # with float64-rounding perturbations of a float64 reference.
 TOL64 = 1e-12
 
+# Where the reference itself is this far from the truth (worst tensor, relative), the
+# precision has no correct digit to compare: the bound would be 10x that, over 100%,
+# passing anything, and the error is a draw from the same chaos. Measured: after three
+# SGD steps at lr 0.1, resnext50_32x4d at 32 px (layer4 normalises 4 values per channel)
+# had a running-variance floor of 5.1 (510%) in fp32, one build's error 52 against a
+# bound of 51 and another's 34 (1.8 at lr 0.01). Such quantities are reported as chaotic,
+# not judged; in float64 the same ones sit near 1e-11 and are judged.
+CHAOTIC_FLOOR = 0.1
+
 # Bitwise: export -> import -> export must reproduce every byte.
 EXACT = 0.0
 
@@ -125,8 +134,13 @@ class Comparison:
     l2_fp64: float | None = None  # global L2 error against float64: how close to the exact value
 
     @property
+    def chaotic(self) -> bool:
+        """The reference has no correct digit here (floor > CHAOTIC_FLOOR): shown, not judged."""
+        return self.floor > CHAOTIC_FLOOR
+
+    @property
     def passed(self) -> bool:
-        return self.error <= self.bound and self.l2 <= self.l2_bound
+        return self.chaotic or (self.error <= self.bound and self.l2 <= self.l2_bound)
 
 
 def compare(
@@ -142,7 +156,8 @@ def compare(
     Without ``ref64`` the bound is ``tol`` alone. With it, the floor is the largest
     error against ``ref64`` of ``ref32`` and of every entry of ``floor_samples``
     (the fp32 reference run on inputs perturbed at fp32 rounding size), and each
-    bound is ``max(tol, K_FLOOR * floor)``, per tensor and in L2 separately.
+    bound is ``max(tol, K_FLOOR * floor)``, per tensor and in L2 separately; a
+    floor over CHAOTIC_FLOOR makes the comparison informational (``chaotic``).
     """
     error, tensor = worst_error(ys, ref32)
     l2 = l2_error(ys, ref32)

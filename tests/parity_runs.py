@@ -17,11 +17,20 @@ from helpers import TINY, TINY_1X1
 from parity import CHECKS, ParityResult, run_parity
 from parity.runners import FRAMEWORKS
 
-# preset -> input size, small enough to keep CI under 45 minutes on 2 cores now that the sgd
-# check takes three steps: CIFAR models at 16 (layer3 at 4x4; their structure, the point of
-# these runs, does not depend on the size), resnext50_32x4d at 32, the least its 7x7 stem and
-# max-pool allow (8x8 for layer1, 1x1 for layer4).
-FULL_MODELS = {"resnext29_8x64d": 16, "resnext26_32x4d": 16, "resnext50_32x4d": 32}
+# preset -> what its shared full run covers, kept small enough for CI (under 45 minutes on 2
+# cores) now that the sgd check takes three steps:
+# - CIFAR models at 16 px (layer3 at 4x4): their structure, the point of these runs, does not
+#   depend on the size;
+# - resnext26_32x4d in form (c) only: it is there for the fast grouped-conv lowering at 32
+#   groups (forms a/b at 32 paths are resnext50_32x4d's, and cost 580 s here);
+# - resnext50_32x4d at 32 px, the least its 7x7 stem and max-pool allow (1x1 for layer4), without
+#   the sgd check: three fp32 steps there are chaotic (running-variance floor 5.1, shown and not
+#   judged; parity.tolerances.CHAOTIC_FLOOR), so they cost 400 s and prove nothing.
+FULL_MODELS = {
+    "resnext29_8x64d": dict(image_size=16),
+    "resnext26_32x4d": dict(image_size=16, forms=("c",)),
+    "resnext50_32x4d": dict(image_size=32, checks=tuple(c for c in CHECKS if c != "sgd")),
+}
 
 
 def frameworks() -> tuple[str, ...]:
@@ -31,7 +40,7 @@ def frameworks() -> tuple[str, ...]:
 
 @functools.cache
 def full_run(name: str) -> ParityResult:
-    return run_parity([name], frameworks=frameworks(), image_size=FULL_MODELS[name], batch=4)
+    return run_parity([name], frameworks=frameworks(), batch=4, **FULL_MODELS[name])
 
 
 def tiny_run(frameworks, name, config, size, checks=CHECKS) -> ParityResult:

@@ -76,8 +76,18 @@ def test_a_failing_check_exits_1_and_names_it(monkeypatch, capsys):
         (["--checks", "evl"], "unknown check"),
         (["--batch", "1"], "--batch must be >= 2"),
         (["--device", "tpu"], "invalid choice"),
+        (["--precision", "float16"], "invalid choice"),
+        (["--checks", "trajectory", "--precision", "float64"], "trajectory check runs on CPU in float32"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_float64_and_bf16_runs_name_their_precision(capsys):
+    assert main([*QUICK, "--frameworks", "torch", "--quiet", "--precision", "float64"]) == 0
+    out = capsys.readouterr().out
+    assert "float64" in out and "eval 0.0e+00/1e-12" in out  # torch (c) against itself, float64 bound
+    assert main([*QUICK, "--frameworks", "torch", "--quiet", "--precision", "bf16"]) == 0
+    assert "bfloat16 (shown, not judged), torch: eval logits" in capsys.readouterr().out

@@ -36,13 +36,15 @@ def test_full_check_list_passes_for_every_build(name):
     result = full_run(name)
     failed = [(r.framework, r.form, r.check, r.quantity, r.tensor, r.error, r.bound) for r in result.failures]
     assert not failed
+    asked = FULL_MODELS[name]
+    forms, wanted = asked.get("forms", ("a", "b", "c")), set(asked.get("checks", CHECKS))
     builds = {(r.framework, r.form) for r in result.results if r.check == "eval"}
-    assert builds == {(fw, f) for fw in frameworks() for f in "abc"}
-    for fw, form in builds:  # every check reported for every build
+    assert builds == {(fw, f) for fw in frameworks() for f in forms}
+    for fw, form in builds:  # every check asked for reported for every build
         checks = {r.check for r in result.results if r.framework == fw and r.form == form}
-        assert checks == set(CHECKS) - {"copy"}, (fw, form)
+        assert checks == wanted - {"copy"}, (fw, form)
     copies = {(r.framework, r.form) for r in result.results if r.check == "copy"}
-    assert len(copies) == 3 * len(frameworks()) * (len(frameworks()) - 1)  # every direction, every form
+    assert len(copies) == len(forms) * len(frameworks()) * (len(frameworks()) - 1)  # every direction
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +197,11 @@ def test_tf32_row_is_shown_and_never_fails():
     assert row.passed and row.framework == "torch" and row.form == "c"
 
 
+def test_one_preset_name_as_a_string_is_one_model():
+    result = run_parity("resnet18", frameworks=["torch"], forms=["c"], checks=["counts"])
+    assert result.meta["models"] == ["resnet18"] and result.passed
+
+
 def test_bad_arguments_are_value_errors():
     with pytest.raises(ValueError, match="did you mean 'resnext50_32x4d'"):
         run_parity(["resnext50_32x4"])
@@ -204,3 +211,7 @@ def test_bad_arguments_are_value_errors():
         run_parity(["resnet18"], frameworks=["jax"])
     with pytest.raises(ValueError, match="form"):
         run_parity(["resnet18"], forms=["d"])
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        run_parity(["resnet18"], precision="half")
+    with pytest.raises(ValueError, match="batch must be >= 2"):
+        run_parity(["resnet18"], batch=1)

@@ -57,6 +57,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # no TensorFlow C++ INFO lines (CPU flags, oneDNN)
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
 
     def fail(message: str) -> int:
