@@ -69,6 +69,7 @@ class Scaled:
         return getattr(self.inner, name)
 
 
+@pytest.mark.first_backend_only  # no Keras build: once is enough
 @pytest.mark.parametrize("fw", ["flax", "torch"])
 def test_a_gradient_off_by_1e4_passes_fp32_and_is_caught_and_named_in_float64(monkeypatch, fw):
     tensor = "layer2.0.conv2.weight"
@@ -88,6 +89,7 @@ def test_a_gradient_off_by_1e4_passes_fp32_and_is_caught_and_named_in_float64(mo
     assert caught.error == pytest.approx(1e-4, rel=1e-3)
 
 
+@pytest.mark.first_backend_only
 def test_a_flax_model_fault_is_caught_in_the_flax_build_only(monkeypatch):
     import resnext_flax.model as flax_model
 
@@ -141,6 +143,7 @@ def one_value_per_channel():
     return np.random.default_rng(0).standard_normal((1, 1, 1, 3)).astype(np.float32)
 
 
+@pytest.mark.first_backend_only
 def test_torch_refuses_one_value_per_channel_in_training():
     import torch
 
@@ -164,6 +167,7 @@ def test_keras_refuses_one_value_per_channel_in_training_and_keeps_its_statistic
     assert np.array_equal(before, after) and np.all(np.isfinite(after))
 
 
+@pytest.mark.first_backend_only
 def test_flax_refuses_one_value_per_channel_in_training():
     import resnext_flax
 
@@ -173,6 +177,7 @@ def test_flax_refuses_one_value_per_channel_in_training():
         model(one_value_per_channel())
 
 
+@pytest.mark.first_backend_only
 def test_flax_bn_statistics_stay_float32_under_bfloat16_compute():
     # Values near 100 in bfloat16: statistics computed in bfloat16 itself are off by 5.5e-2 of the
     # output (measured, below); in float32 only the output's own bfloat16 rounding (2e-3) remains.
