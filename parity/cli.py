@@ -14,7 +14,7 @@ from resnext_spec import FORMS, list_presets
 from resnext_spec.grouped import CONV_IMPLS
 
 from .harness import CHECKS, DEFAULT_MODELS, OPTIONAL_CHECKS, Settings, run_parity
-from .runners import FRAMEWORKS, available_frameworks
+from .runners import FRAMEWORKS, UnsupportedPrecision, available_frameworks
 
 
 def _list(value: str, allowed: list[str] | tuple[str, ...], what: str) -> list[str]:
@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
             conv_impl=args.conv_impl,
             progress=progress,
         )
+    except UnsupportedPrecision as e:
+        print(f"resnext-parity: {e}", file=sys.stderr)
+        return 2
     except ImportError as e:
         print(
             f"resnext-parity: {e}; install the extras for the frameworks you ask for "

@@ -484,7 +484,7 @@ class Harness:
         if len(failing) * 2 <= len(builds) or not set(failing) <= set(kept):
             return
         others = [b for b in failing if b[0] != "torch"]
-        if not others:
+        if len({fw for fw, _ in failing}) < 2:  # one framework failing alone is that framework's fault
             return
         anchor = min(others, key=lambda b: (b[1] != "c", b[0]))  # keras (c) or flax (c) first
         verdicts = {}

@@ -68,6 +68,10 @@ class Runner(Protocol):
     ) -> tuple[PassResult, dict[str, np.ndarray]]: ...
 
 
+class UnsupportedPrecision(ValueError):
+    """A framework/backend that cannot compute a precision faithfully: refused before any work."""
+
+
 def check_dtype(dtype: str) -> str:
     if dtype not in DTYPES:
         raise ValueError(f"unknown precision {dtype!r}; choose from {list(DTYPES)}")
