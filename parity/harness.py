@@ -479,25 +479,24 @@ class Harness:
         "eight builds failed" would point at the wrong code. Their rows are then
         re-judged against that build, and one failing row names the reference.
         """
-        failing = {(r.framework, r.form) for r in rows if not r.passed and r.check in CHECKS}
-        builds = {(r.framework, r.form) for r in rows if r.check in {c for c, _ in QUANTITIES}}
-        if len(failing) * 2 <= len(builds) or not set(failing) <= set(kept):
-            return
-        others = [b for b in failing if b[0] != "torch"]
-        if len({fw for fw, _ in failing}) < 2:  # one framework failing alone is that framework's fault
-            return
-        anchor = min(others, key=lambda b: (b[1] != "c", b[0]))  # keras (c) or flax (c) first
-        verdicts = {}
-        for b in failing:
-            verdicts[b] = all(
-                self.judge(pick, kept[b], refs, against=kept[anchor]).passed
-                for (check, _q), pick in QUANTITIES.items()
-                if self.needs(check)
-            )
-        if not all(verdicts.values()):
+        numeric = {check for check, _ in QUANTITIES}
+        if any(not r.passed and r.check not in numeric for r in rows):
+            return  # a weights or count fault: the numbers are not the question
+        failing = {(r.framework, r.form) for r in rows if not r.passed}
+        builds = {(r.framework, r.form) for r in rows if r.check in numeric}
+        if len(failing) * 2 <= len(builds) or len({fw for fw, _ in failing}) < 2:
+            return  # a minority, or one framework failing alone: that framework's fault
+        anchor = min((b for b in failing if b[0] != "torch"), key=lambda b: (b[1] != "c", b[0]))
+        agrees = all(
+            self.judge(pick, kept[b], refs, against=kept[anchor]).passed
+            for b in failing
+            for (check, _), pick in QUANTITIES.items()
+            if self.needs(check)
+        )
+        if not agrees:
             return
         for r in rows:
-            if (r.framework, r.form) in failing and not r.passed and r.check in {c for c, _ in QUANTITIES}:
+            if not r.passed:
                 r.passed = True
                 r.detail = f"agrees with {anchor[0]} ({anchor[1]}); the reference is the odd one out"
         agree = ", ".join(f"{fw} ({f})" for fw, f in sorted(failing))
