@@ -19,13 +19,12 @@ NUMERIC_CHECKS = [c for c in CHECKS + OPTIONAL_CHECKS if c not in ("counts", "ro
 
 def _cell(rows: list[CheckResult]) -> tuple[str, bool]:
     """The worst quantity of a check for one build, as 'error (floor)' or 'exact'."""
-    worst = max(rows, key=lambda r: (r.error / r.bound) if r.bound else r.error)
-    ok = all(r.passed for r in rows)
-    if worst.check in ("roundtrip", "copy"):
+    check, ok = rows[0].check, all(r.passed for r in rows)  # one check, one build
+    if check in ("roundtrip", "copy"):
         return ("bitwise" if ok else "DIFFERS"), ok
-    if worst.check == "counts":
-        return (worst.detail.split(" ")[0] if ok else worst.detail), ok
-    if worst.check == REFERENCE_CHECK:
+    if check == "counts":  # a single row
+        return (rows[0].detail.split(" ")[0] if ok else rows[0].detail), ok
+    if check == REFERENCE_CHECK:
         return "ODD ONE OUT", ok
     judged = [r for r in rows if not r.chaotic]
     if not judged:
