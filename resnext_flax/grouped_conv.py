@@ -11,10 +11,31 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from resnext_spec.grouped import conv_output_size, resolve_conv_impl
+from resnext_spec.grouped import PATCHES_BUDGET, conv_output_size, patches_chunks, resolve_conv_impl
 
 
-def patches_conv(x: jax.Array, w: jax.Array, groups: int, stride: int, padding: int) -> jax.Array:
+def patches_conv(
+    x: jax.Array, w: jax.Array, groups: int, stride: int, padding: int, budget: int = PATCHES_BUDGET
+) -> jax.Array:
+    """Grouped conv of NHWC ``x`` with HWIO ``w`` by patches, in chunks of the batch.
+
+    A chunk holds at most ``budget`` bytes of patches and is rematerialised: its
+    patches are made again in the backward pass rather than kept, so memory stays
+    near the native conv's (``resnext_spec.grouped``).
+    """
+    n, h, wd, c = x.shape
+    k = w.shape[0]
+    out_pixels = conv_output_size(h, k, stride, padding) * conv_output_size(wd, k, stride, padding)
+    chunks, size = patches_chunks(n, out_pixels * k * k * c * x.dtype.itemsize, budget)
+    if chunks == 1:
+        return _patches_conv(x, w, groups, stride, padding)
+    xs = jnp.pad(x, ((0, chunks * size - n), (0, 0), (0, 0), (0, 0))).reshape(chunks, size, h, wd, c)
+    one_chunk = jax.checkpoint(lambda xc: _patches_conv(xc, w, groups, stride, padding))
+    out = jax.lax.map(one_chunk, xs)
+    return out.reshape(chunks * size, *out.shape[2:])[:n]
+
+
+def _patches_conv(x: jax.Array, w: jax.Array, groups: int, stride: int, padding: int) -> jax.Array:
     """Grouped conv of NHWC ``x`` with HWIO ``w``: im2col per group, one matmul batched over groups.
 
     Window (i, j) of the zero-padded input is the input that kernel tap (i, j) reads

@@ -14,7 +14,13 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-from resnext_spec.grouped import check_conv_impl, conv_output_size, resolve_conv_impl
+from resnext_spec.grouped import (
+    PATCHES_BUDGET,
+    check_conv_impl,
+    conv_output_size,
+    patches_chunks,
+    resolve_conv_impl,
+)
 
 
 def _engine() -> tuple[str, str]:
@@ -37,7 +43,28 @@ def _tf_has_grouped_kernel(dtype) -> bool:
     return str(dtype).endswith("float32") and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
 
 
-def patches_conv(x, w, groups: int, stride: int):
+def patches_conv(x, w, groups: int, stride: int, budget: int = PATCHES_BUDGET):
+    """Grouped 'valid' conv of NHWC ``x`` with HWIO ``w`` by patches, in chunks of the batch.
+
+    A chunk holds at most ``budget`` bytes of patches and is rematerialised
+    (``keras.remat``): its patches are made again in the backward pass rather than
+    kept, so memory stays near the native conv's (``resnext_spec.grouped``).
+    """
+    n, h, wd, c = x.shape
+    if None in (n, h, wd):  # traced with an unknown batch or size: nothing to measure the chunks by
+        return _patches_conv(x, w, groups, stride)
+    k = w.shape[0]
+    out_pixels = conv_output_size(h, k, stride, 0) * conv_output_size(wd, k, stride, 0)
+    bits = int("".join(ch for ch in keras.backend.standardize_dtype(x.dtype) if ch.isdigit()))
+    chunks, size = patches_chunks(n, out_pixels * k * k * c * bits // 8, budget)
+    if chunks == 1:
+        return _patches_conv(x, w, groups, stride)
+    xs = ops.reshape(ops.pad(x, ((0, chunks * size - n), (0, 0), (0, 0), (0, 0))), (chunks, size, h, wd, c))
+    out = ops.map(keras.remat(lambda xc: _patches_conv(xc, w, groups, stride)), xs)
+    return ops.reshape(out, (chunks * size, *out.shape[2:]))[:n]
+
+
+def _patches_conv(x, w, groups: int, stride: int):
     """Grouped 'valid' conv of NHWC ``x`` with HWIO ``w``: im2col per group, one batched matmul.
 
     Window (i, j) of the (already padded) input is what kernel tap (i, j) reads for

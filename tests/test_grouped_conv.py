@@ -25,6 +25,23 @@ CASES = [(c, 2, 7, 5, s) for c in PRESET_CARDINALITIES for s in (1, 2)] + [
     (32, 4, 1, 3, 2),
 ]
 BOUND = {np.float32: 1e-5, np.float64: 1e-12}
+# A batch of 5 whose patches budget holds 2 images: 3 chunks of 2, the last one padded.
+CHUNKED = dict(groups=4, gi=8, h=9, w=6, batch=5)
+
+
+def two_image_budget(groups: int, gi: int, h: int, w: int, stride: int, dtype) -> int:
+    """Bytes of patches of two images: the budget that cuts a batch into chunks of 2."""
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    return 2 * ho * wo * 9 * groups * gi * np.dtype(dtype).itemsize
+
+
+def test_patches_chunks_cover_the_batch_in_equal_chunks_within_the_budget():
+    from resnext_spec.grouped import patches_chunks
+
+    assert patches_chunks(16, 10, budget=1000) == (1, 16)  # all of it fits: one chunk
+    assert patches_chunks(5, 10, budget=20) == (3, 2)  # 2 per chunk, 6 >= 5
+    assert patches_chunks(128, 18 * 2**20, budget=128 * 2**20) == (19, 7)  # 7 fit; 19 * 7 = 133
+    assert patches_chunks(3, 10**12, budget=1) == (3, 1)  # never less than one image
 
 
 def torch_truth(x_nhwc: np.ndarray, w_hwio: np.ndarray, dy_nhwc: np.ndarray, groups: int, stride: int):
@@ -40,13 +57,13 @@ def torch_truth(x_nhwc: np.ndarray, w_hwio: np.ndarray, dy_nhwc: np.ndarray, gro
     )
 
 
-def case_arrays(groups: int, gi: int, h: int, w: int, stride: int, dtype):
+def case_arrays(groups: int, gi: int, h: int, w: int, stride: int, dtype, batch: int = 2):
     rng = np.random.default_rng(groups * 100 + gi + h + stride)
     c = groups * gi
-    x = rng.standard_normal((2, h, w, c)).astype(dtype)
+    x = rng.standard_normal((batch, h, w, c)).astype(dtype)
     k = rng.standard_normal((3, 3, gi, c)).astype(dtype)
     ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
-    dy = rng.standard_normal((2, ho, wo, c)).astype(dtype)
+    dy = rng.standard_normal((batch, ho, wo, c)).astype(dtype)
     return x, k, dy
 
 
@@ -81,6 +98,21 @@ class TestFlax:
             dx, dk = vjp(jax.numpy.asarray(dy))
             assert y.dtype == dtype
             assert_matches((y, dx, dk), truth, dtype, f"flax patches C={groups} stride {stride}")
+
+    @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+    @pytest.mark.parametrize("stride", [1, 2])
+    def test_patches_in_chunks_of_the_batch_equal_torch_grouped_conv(self, stride, dtype):
+        import jax
+
+        from resnext_flax.grouped_conv import patches_conv
+
+        groups, gi, h, w, batch = CHUNKED.values()
+        x, k, dy = case_arrays(groups, gi, h, w, stride, dtype, batch)
+        truth = torch_truth(x, k, dy, groups, stride)
+        budget = two_image_budget(groups, gi, h, w, stride, dtype)
+        with jax.enable_x64(dtype == np.float64):
+            y, vjp = jax.vjp(lambda a, b: patches_conv(a, b, groups, stride, 1, budget), x, k)
+            assert_matches((y, *vjp(jax.numpy.asarray(dy))), truth, dtype, f"flax chunked stride {stride}")
 
     @pytest.mark.parametrize("impl", CONV_IMPLS)
     def test_model_output_does_not_depend_on_the_lowering(self, impl):
@@ -133,6 +165,38 @@ class TestKeras:
             y, dx, dk = _keras_value_and_grads(keras, layer, xp, dy)
         dx = dx[:, 1:-1, 1:-1, :]  # gradient w.r.t. the unpadded input
         assert_matches((y, dx, dk), truth, dtype, f"keras {impl} C={groups} stride {stride}")
+
+    @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+    @pytest.mark.parametrize("stride", [1, 2])
+    def test_patches_in_chunks_of_the_batch_equal_torch_grouped_conv(self, stride, dtype, monkeypatch):
+        import functools
+
+        import keras
+
+        from resnext_keras import grouped_conv
+
+        groups, gi, h, w, batch = CHUNKED.values()
+        budget = two_image_budget(groups, gi, h, w, stride, dtype)
+        monkeypatch.setattr(
+            grouped_conv, "patches_conv", functools.partial(grouped_conv.patches_conv, budget=budget)
+        )
+        x, k, dy = case_arrays(groups, gi, h, w, stride, dtype, batch)
+        truth = torch_truth(x, k, dy, groups, stride)
+        with _x64(keras, dtype):
+            layer = grouped_conv.GroupedConv2D(
+                groups * gi,
+                3,
+                strides=stride,
+                groups=groups,
+                use_bias=False,
+                conv_impl="patches",
+                dtype=np.dtype(dtype).name,
+            )
+            xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+            layer.build(xp.shape)
+            layer.kernel.assign(k)
+            y, dx, dk = _keras_value_and_grads(keras, layer, xp, dy)
+        assert_matches((y, dx[:, 1:-1, 1:-1, :], dk), truth, dtype, f"keras chunked stride {stride}")
 
     def test_weights_file_loads_whatever_the_lowering(self, tmp_path):
         import resnext_keras as rk
