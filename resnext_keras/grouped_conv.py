@@ -8,7 +8,6 @@ channels of one group, the same name in ``.weights.h5``) whose convolution follo
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import keras
@@ -30,17 +29,11 @@ def _engine() -> tuple[str, str]:
         import jax
 
         return "xla", jax.default_backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return backend, "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
     return backend, "cpu"
-
-
-def _tf_has_grouped_kernel(dtype) -> bool:
-    """Whether TensorFlow's CPU kernels can differentiate a grouped conv in ``dtype``.
-
-    Only oneDNN's float32 conv can (on by default on x86); the others fail with
-    "Gradients for grouped convolutions are not supported on CPU" (seen in float64),
-    which is why Keras compiles them with XLA instead.
-    """
-    return str(dtype).endswith("float32") and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
 
 
 def patches_conv(x, w, groups: int, stride: int, budget: int = PATCHES_BUDGET):
@@ -51,7 +44,10 @@ def patches_conv(x, w, groups: int, stride: int, budget: int = PATCHES_BUDGET):
     kept, so memory stays near the native conv's (``resnext_spec.grouped``).
     """
     n, h, wd, c = x.shape
-    if None in (n, h, wd):  # traced with an unknown batch or size: nothing to measure the chunks by
+    # Not chunked: traced with an unknown batch or size (nothing to measure chunks by), and on
+    # TensorFlow, where keras.remat inside a map fails in a compiled train step (a captured
+    # variable) and patches run only where TensorFlow has no grouped kernel (float64).
+    if None in (n, h, wd) or keras.backend.backend() == "tensorflow":
         return _patches_conv(x, w, groups, stride)
     k = w.shape[0]
     out_pixels = conv_output_size(h, k, stride, 0) * conv_output_size(wd, k, stride, 0)
@@ -96,26 +92,15 @@ class GroupedConv2D(layers.Conv2D):
         super().__init__(*args, **kwargs)
         self.conv_impl = check_conv_impl(conv_impl)
         self.lowering = resolve_conv_impl(conv_impl, self.groups, *_engine())
-        if self.lowering == "native" and keras.backend.backend() == "tensorflow":
-            # XLA would run this conv 40x slower (resnext_spec.grouped): with one layer
-            # that does not support jit, Keras's jit_compile="auto" leaves the model out of XLA.
+        if self.lowering == "patches" and keras.backend.backend() == "tensorflow":
+            # The patches' many small ops run faster in TensorFlow's graph than compiled by XLA
+            # (resnext_spec.grouped): with one layer that does not support jit, Keras's
+            # jit_compile="auto" leaves the model out of XLA.
             self.supports_jit = False
 
     def convolution_op(self, inputs, kernel):
-        if self.padding != "valid":
-            return super().convolution_op(inputs, kernel)
-        if self.lowering == "patches":
+        if self.padding == "valid" and self.lowering == "patches":
             return patches_conv(inputs, kernel, self.groups, self.strides[0])
-        if keras.backend.backend() == "tensorflow":
-            # keras.ops.conv wraps a grouped conv in an XLA function it makes anew on every
-            # call (a retracing warning each time, 40x slower gradients). TensorFlow's own
-            # kernel matches torch (tests/test_grouped_conv.py); where it has none (float64),
-            # the patches lowering computes the same function in plain ops.
-            if not _tf_has_grouped_kernel(inputs.dtype):
-                return patches_conv(inputs, kernel, self.groups, self.strides[0])
-            import tensorflow as tf
-
-            return tf.nn.convolution(inputs, kernel, self.strides, "VALID", dilations=self.dilation_rate)
         return super().convolution_op(inputs, kernel)
 
     def get_config(self) -> dict[str, Any]:

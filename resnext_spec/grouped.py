@@ -5,23 +5,27 @@ all. For one 3x3 layer of resnext50_32x4d (batch 8, 56x56, 128 channels, 32 grou
 2 CPU cores, JAX 0.10) the native grouped conv took 105 ms forward and 6.2 s for its
 kernel gradient, against 28 ms / 181 ms for a dense 128-channel conv. Keras's
 TensorFlow backend sends every grouped conv through XLA too (``keras.ops.conv``
-compiles it with ``jit_compile=True``), so it had the same cost; TensorFlow's own
-kernel (oneDNN), called directly, took 30 ms for forward and both gradients.
+compiles it with ``jit_compile=True``, anew on every call), because TensorFlow has no
+CPU gradient for grouped convolutions ("Gradients for grouped convolutions are not
+supported on CPU", TensorFlow 2.21, float32 and float64 alike).
 
-- ``"native"``: the backend's grouped convolution: ``feature_group_count`` in JAX
-  (cuDNN on GPU); ``tf.nn.convolution`` on Keras's TensorFlow backend, called
-  directly, and the layer marked ``supports_jit = False`` so that Keras's
-  ``jit_compile="auto"`` keeps the model out of XLA.
+- ``"native"``: the backend's own grouped convolution: ``feature_group_count`` in JAX
+  (cuDNN on GPU), ``keras.ops.conv`` on Keras's TensorFlow backend (XLA on CPU).
 - ``"patches"``: im2col per group (the k*k shifted windows side by side) and one
   batched matrix product over the groups, differentiated by plain autodiff. The same
   layer: 72 ms forward, 90 ms kernel gradient; 7 ms / 7 ms at 7x7 with 1024 channels.
-- ``"auto"``: ``"patches"`` for XLA on CPU (Flax, Keras on JAX); ``"native"`` on GPU
-  and on Keras's TensorFlow backend.
+  On Keras's TensorFlow backend the layer is marked ``supports_jit = False``, so that
+  ``jit_compile="auto"`` keeps the model out of XLA: TensorFlow's graph runs the
+  patches' small ops faster than XLA does.
+- ``"auto"``: ``"patches"`` on CPU (Flax, Keras on JAX and on TensorFlow); ``"native"``
+  on GPU.
 
 Whole networks (batch 8, 224 px, train step / inference, img/s, 2 cores):
 resnext50_32x4d in Flax 1.78 / 9.6 with patches (0.17 / 9.0 native), ResNet-50 2.49 /
-18.5; Keras on TensorFlow 4.80 / 24.5 native without XLA (2.28 / 11.3 patches under
-XLA), ResNet-50 6.06 / 30.4.
+18.5; Keras on TensorFlow 4.80 / 24.5 with patches outside XLA (2.28 / 11.3 under XLA),
+ResNet-50 6.06 / 30.4. (That Keras-TF row was first written down as TensorFlow's own
+kernel; the code that was to pick it never matched a ``tf.DType``, so every Keras-TF
+grouped conv ran as patches outside XLA, which is what ``"auto"`` now chooses by name.)
 
 Also measured and not kept: the k*k taps as fused broadcast multiply-adds with a
 custom gradient (7 ms forward for the layer above alone, but slower inside the
@@ -65,7 +69,7 @@ def resolve_conv_impl(impl: str, groups: int, engine: str = "xla", platform: str
         return "native"
     if impl != "auto":
         return impl
-    return "patches" if engine == "xla" and platform == "cpu" else "native"
+    return "patches" if platform == "cpu" else "native"
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
