@@ -44,10 +44,7 @@ def patches_conv(x, w, groups: int, stride: int, budget: int = PATCHES_BUDGET):
     kept, so memory stays near the native conv's (``resnext_spec.grouped``).
     """
     n, h, wd, c = x.shape
-    # Not chunked: traced with an unknown batch or size (nothing to measure chunks by), and on
-    # TensorFlow, where keras.remat inside a map fails in a compiled train step (a captured
-    # variable) and patches run only where TensorFlow has no grouped kernel (float64).
-    if None in (n, h, wd) or keras.backend.backend() == "tensorflow":
+    if None in (n, h, wd):  # traced with an unknown batch or size: nothing to measure chunks by
         return _patches_conv(x, w, groups, stride)
     k = w.shape[0]
     out_pixels = conv_output_size(h, k, stride, 0) * conv_output_size(wd, k, stride, 0)
@@ -55,8 +52,16 @@ def patches_conv(x, w, groups: int, stride: int, budget: int = PATCHES_BUDGET):
     chunks, size = patches_chunks(n, out_pixels * k * k * c * bits // 8, budget)
     if chunks == 1:
         return _patches_conv(x, w, groups, stride)
+    # The kernel is captured, not passed: TensorFlow's remat then returns its gradient once, for the
+    # variable (passed as an argument too, a Keras variable was counted twice).
+    one_chunk = keras.remat(lambda xc: _patches_conv(xc, w, groups, stride))
+    if keras.backend.backend() == "tensorflow":
+        # A loop in Python: TensorFlow's rematerialisation fails inside a map's while loop in a
+        # compiled train step (the kernel's variable captured by the loop's gradient).
+        return ops.concatenate([one_chunk(x[i : i + size]) for i in range(0, n, size)], axis=0)
+    # Elsewhere a map: XLA compiles one chunk's computation once, whatever the batch.
     xs = ops.reshape(ops.pad(x, ((0, chunks * size - n), (0, 0), (0, 0), (0, 0))), (chunks, size, h, wd, c))
-    out = ops.map(keras.remat(lambda xc: _patches_conv(xc, w, groups, stride)), xs)
+    out = ops.map(one_chunk, xs)
     return ops.reshape(out, (chunks * size, *out.shape[2:]))[:n]
 
 

@@ -75,18 +75,35 @@ def assert_matches(got, truth, dtype, what):
 
 
 @pytest.mark.keras
-def test_keras_form_c_trains_in_a_compiled_step_and_tensorflow_keeps_it_out_of_xla():
-    """TensorFlow has no CPU gradient for grouped convs: "auto" must train there, outside XLA."""
+def test_keras_compiled_train_step_is_the_same_with_the_batch_in_chunks(monkeypatch):
+    """A compiled train step (TensorFlow has no CPU gradient for grouped convs, so "auto" must
+    train there, outside XLA) takes the same step whole and in rematerialised chunks."""
+    import functools
+
     import keras
 
     import resnext_keras as rk
+    from resnext_keras import grouped_conv
 
-    model = rk.create_model(config=TINY)
-    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    x = np.random.default_rng(0).standard_normal((4, 16, 16, 3)).astype(np.float32)
-    loss = model.train_on_batch(x, np.arange(4, dtype=np.int32) % TINY.num_classes)
-    assert np.isfinite(loss)
-    assert model.jit_compile is (keras.backend.backend() != "tensorflow")
+    w = random_weights(TINY, "c", seed=5)
+    x = np.random.default_rng(0).standard_normal((5, 16, 16, 3)).astype(np.float32)
+    y = np.arange(5, dtype=np.int32) % TINY.num_classes
+    stepped = []
+    for budget in (None, 1):  # budget 1 byte: every image a chunk of its own
+        if budget:
+            chunked = functools.partial(grouped_conv.patches_conv, budget=budget)
+            monkeypatch.setattr(grouped_conv, "patches_conv", chunked)
+        model = rk.create_model(config=TINY, conv_impl="patches")
+        rk.import_weights(model, w)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(True)
+        )
+        model.train_on_batch(x, y)
+        assert model.jit_compile is (keras.backend.backend() != "tensorflow")
+        stepped.append(rk.export_weights(model))
+    moved = {n: rel_error(stepped[1][n], stepped[0][n]) for n in w if "conv2" in n}
+    assert max(moved.values()) < 1e-5, moved
+    assert all(not np.allclose(stepped[0][n], w[n]) for n in moved)  # the grouped kernels did move
 
 
 def test_auto_is_patches_on_cpu_and_native_on_gpu():
@@ -191,8 +208,6 @@ class TestKeras:
 
         from resnext_keras import grouped_conv
 
-        if keras.backend.backend() == "tensorflow":
-            pytest.skip("patches are chunked on JAX only (resnext_keras.grouped_conv.patches_conv)")
         groups, gi, h, w, batch = CHUNKED.values()
         budget = two_image_budget(groups, gi, h, w, stride, dtype)
         monkeypatch.setattr(
