@@ -78,12 +78,16 @@ class FlaxRunner:
         return np.asarray(a, dtype=np.float64)
 
     def logits(self, model, x) -> np.ndarray:
-        # One forward pass: compiling it costs more than it saves unless jit is "always"
-        # (resnet152 at 32 px: 4.4 s to compile and run, 2.6 s eager).
+        # One forward pass. Eagerly, JAX compiles each new op on its own: for plain convs that
+        # costs less than compiling the whole network (resnet152 at 32 px, batch 2: 6.2 s eager,
+        # 8.5 s jit), for the patches lowering's many small ops far more (resnext50_32x4d 8.9 s
+        # eager, 2.3 s jit; resnext101_64x4d 9.1 / 5.2), so "auto" compiles grouped form (c).
+        grouped = model.form == "c" and model.config.cardinality > 1
         with self.jax.default_device(self.device):
             model.eval()
             nhwc = self._input(x)
-            out = self.train.forward(model, nhwc) if self.jit == "always" else model(nhwc)
+            jit = self.jit == "always" or (self.jit == "auto" and grouped)
+            out = self.train.forward(model, nhwc) if jit else model(nhwc)
             return self._numpy(out)
 
     def state(self, model) -> dict[str, np.ndarray]:
