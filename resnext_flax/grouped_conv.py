@@ -24,9 +24,7 @@ def patches_conv(
     near the native conv's (``resnext_spec.grouped``).
     """
     n, h, wd, c = x.shape
-    k = w.shape[0]
-    out_pixels = conv_output_size(h, k, stride, padding) * conv_output_size(wd, k, stride, padding)
-    chunks, size = patches_chunks(n, out_pixels * k * k * c * x.dtype.itemsize, budget)
+    chunks, size = patches_chunks(x.shape, w.shape[0], stride, padding, x.dtype.itemsize, budget)
     if chunks == 1:
         return _patches_conv(x, w, groups, stride, padding)
     xs = jnp.pad(x, ((0, chunks * size - n), (0, 0), (0, 0), (0, 0))).reshape(chunks, size, h, wd, c)

@@ -46,10 +46,8 @@ def patches_conv(x, w, groups: int, stride: int, budget: int = PATCHES_BUDGET):
     n, h, wd, c = x.shape
     if None in (n, h, wd):  # traced with an unknown batch or size: nothing to measure chunks by
         return _patches_conv(x, w, groups, stride)
-    k = w.shape[0]
-    out_pixels = conv_output_size(h, k, stride, 0) * conv_output_size(wd, k, stride, 0)
-    bits = int("".join(ch for ch in keras.backend.standardize_dtype(x.dtype) if ch.isdigit()))
-    chunks, size = patches_chunks(n, out_pixels * k * k * c * bits // 8, budget)
+    bits = int("".join(ch for ch in keras.backend.standardize_dtype(x.dtype) if ch.isdigit()))  # float64: 64
+    chunks, size = patches_chunks(x.shape, w.shape[0], stride, 0, bits // 8, budget)
     if chunks == 1:
         return _patches_conv(x, w, groups, stride)
     # The kernel is captured, not passed: TensorFlow's remat then returns its gradient once, for the

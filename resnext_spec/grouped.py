@@ -77,12 +77,21 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def patches_chunks(batch: int, patch_bytes_per_image: int, budget: int = PATCHES_BUDGET) -> tuple[int, int]:
-    """(chunks, images per chunk) so that one chunk's patches stay within ``budget`` bytes.
+def patches_chunks(
+    x_shape: tuple[int, int, int, int],
+    kernel: int,
+    stride: int,
+    padding: int,
+    itemsize: int,
+    budget: int = PATCHES_BUDGET,
+) -> tuple[int, int]:
+    """(chunks, images per chunk): one chunk's patches of NHWC ``x_shape`` within ``budget`` bytes.
 
     Chunks are equal (the loop over them is compiled once); ``chunks * size`` may pass
-    ``batch`` by less than one chunk, and the caller pads the batch with zero images.
+    the batch by less than one chunk, and the caller pads the batch with zero images.
     """
-    per_chunk = max(1, budget // max(1, patch_bytes_per_image))
+    batch, h, w, c = x_shape
+    pixels = conv_output_size(h, kernel, stride, padding) * conv_output_size(w, kernel, stride, padding)
+    per_chunk = max(1, budget // max(1, pixels * kernel * kernel * c * itemsize))
     chunks = -(-batch // per_chunk)
     return chunks, -(-batch // chunks)

@@ -38,10 +38,14 @@ def two_image_budget(groups: int, gi: int, h: int, w: int, stride: int, dtype) -
 def test_patches_chunks_cover_the_batch_in_equal_chunks_within_the_budget():
     from resnext_spec.grouped import patches_chunks
 
-    assert patches_chunks(16, 10, budget=1000) == (1, 16)  # all of it fits: one chunk
-    assert patches_chunks(5, 10, budget=20) == (3, 2)  # 2 per chunk, 6 >= 5
-    assert patches_chunks(128, 18 * 2**20, budget=128 * 2**20) == (19, 7)  # 7 fit; 19 * 7 = 133
-    assert patches_chunks(3, 10**12, budget=1) == (3, 1)  # never less than one image
+    # One image's patches: 4x3 output pixels (stride 2, padding 1) x 3x3 taps x 8 channels x 4 bytes.
+    one = 4 * 3 * 9 * 8 * 4
+    assert patches_chunks((16, 7, 5, 8), 3, 2, 1, 4, budget=16 * one) == (1, 16)  # all fits: one chunk
+    assert patches_chunks((5, 7, 5, 8), 3, 2, 1, 4, budget=2 * one + 1) == (3, 2)  # 2 per chunk, 6 >= 5
+    assert patches_chunks((5, 7, 5, 8), 3, 2, 1, 8, budget=2 * one + 1) == (5, 1)  # float64: twice the bytes
+    # resnext29_8x64d's first stage at batch 128: 32x32 pixels x 9 x 512 channels = 18 MiB an image.
+    assert patches_chunks((128, 32, 32, 512), 3, 1, 1, 4) == (19, 7)  # 7 fit in 128 MiB; 19 * 7 = 133
+    assert patches_chunks((3, 7, 5, 8), 3, 2, 1, 4, budget=1) == (3, 1)  # never less than one image
 
 
 def torch_truth(x_nhwc: np.ndarray, w_hwio: np.ndarray, dy_nhwc: np.ndarray, groups: int, stride: int):
