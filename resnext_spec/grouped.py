@@ -41,7 +41,7 @@ them). Unchunked, a resnext29_8x64d training step at batch 16 (32 px) needed 2.9
 of XLA temporaries against 1.64 GiB native, and batch 128 did not fit in 24 GB. So a
 batch whose patches would pass ``PATCHES_BUDGET`` is cut into equal chunks, run one
 after another with the patches recomputed in the backward pass (rematerialised):
-1.95 GiB at batch 16, 14.2 GiB at batch 128 (native 12.3), at the same speed within
+2.08 GiB at batch 16, 14.3 GiB at batch 128 (native 12.3), at the same speed within
 this machine's noise (16 s a step at batch 16).
 """
 
