@@ -153,6 +153,8 @@ def run_bench(
 def label(spec: Spec | dict[str, Any]) -> str:
     s = spec if isinstance(spec, dict) else asdict(spec)
     name = s["framework"] + (f"-{s['backend']}" if s["backend"] else "")
+    if s.get("conv_impl", "auto") != "auto" and s["framework"] != "torch":
+        name += f" [{s['conv_impl']}]"  # a lowering asked for by name, not the one auto picks
     return name + (" (peer)" if s["impl"] == "peer" else "")
 
 

@@ -10,7 +10,7 @@ from helpers import TINY
 
 from bench import markdown_table, plot, read_json, run_bench, write_json
 from bench.cli import main
-from bench.run import grid, ratios
+from bench.run import grid, label, ratios
 from resnext_spec import get_config
 
 
@@ -89,6 +89,14 @@ def test_ratios_compare_with_the_peer_and_with_resnet50_of_the_same_framework_an
     assert got[0] == {"vs_peer": 0.75}
     assert got[2] == {"vs_resnet50": 0.75}
     assert got[3] == {} and got[4] == {}
+
+
+def test_rows_name_a_grouped_conv_lowering_asked_for_by_name():
+    """A --conv-impl patches row must not read like the default one in the same table."""
+    spec = {"framework": "flax", "backend": None, "impl": "ours", "conv_impl": "patches"}
+    assert label(spec) == "flax [patches]"
+    assert label({**spec, "conv_impl": "auto"}) == "flax"
+    assert label({**spec, "framework": "torch"}) == "torch"  # torch has one grouped conv: no lowering
 
 
 @pytest.mark.parametrize(
