@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import PARAM_COUNTS, TINY, TINY_1X1, TINY_BASIC, batch, broken_weights
+from helpers import PARAM_COUNTS, TINY, TINY_1X1, TINY_BASIC, batch, broken_weights, layout_cases
 
 import resnext_flax as rf
 from parity.flax_runner import FlaxRunner
@@ -18,10 +18,8 @@ from resnext_spec import (
     to_form,
 )
 
-CASES = [(n, f) for n in PARAM_COUNTS for f in "abc" if get_config(n).block == "bottleneck" or f == "c"]
 
-
-@pytest.mark.parametrize("name, form", CASES)
+@pytest.mark.parametrize("name, form", layout_cases())
 def test_every_preset_has_published_count_and_canonical_layout(name, form):
     model = rf.create_model(name, form=form)
     assert rf.count_params(model) == PARAM_COUNTS[name]

@@ -9,7 +9,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from helpers import PARAM_COUNTS, TINY, TINY_1X1, TINY_BASIC, batch, broken_weights
+from helpers import PARAM_COUNTS, TINY, TINY_1X1, TINY_BASIC, batch, broken_weights, layout_cases
 
 import resnext_keras as rk
 from parity.keras_runner import KerasRunner
@@ -19,22 +19,10 @@ from resnext_spec import WeightsMismatchError, canonical_shapes, get_config, ran
 pytestmark = pytest.mark.keras
 
 # Layer creation is the same code on every backend, so the explicit-path builds are checked on
-# the first backend only; form (c) on both. Explicit paths are built up to resnext50_32x4d's 512:
-# the ResNeXt-101s repeat the same block code 1,056-2,112 times and took 57-132 s each to build
-# here (2 cores, CI); their (a)/(b) counts are proved in Flax (test_flax_model) and by the spec.
-MAX_PATHS = 512
-
-
-def _paths(name: str) -> int:
-    config = get_config(name)
-    return sum(config.layers) * config.cardinality
-
-
+# the first backend only; form (c) on both.
 CASES = [
     (n, f) if f == "c" else pytest.param(n, f, marks=pytest.mark.first_backend_only)
-    for n in PARAM_COUNTS
-    for f in "abc"
-    if f == "c" or (get_config(n).block == "bottleneck" and _paths(n) <= MAX_PATHS)
+    for n, f in layout_cases()
 ]
 
 
