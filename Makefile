@@ -28,6 +28,8 @@ test: lint
 	$(PYTEST)
 	# Keras fixes its backend per process: the Keras tests again, on JAX (torch is the reference).
 	RESNEXT_TEST_FRAMEWORKS=keras KERAS_BACKEND=jax $(PYTEST) -m 'keras and not first_backend_only'
+	# And on torch, all but the real-preset runs (those run on TensorFlow and JAX), for CI's time.
+	RESNEXT_TEST_FRAMEWORKS=keras KERAS_BACKEND=torch $(PYTEST) -m 'keras and not first_backend_only and not slow'
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache *.egg-info

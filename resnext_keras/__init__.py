@@ -1,6 +1,6 @@
 """ResNet / ResNeXt in Keras 3 (TensorFlow, JAX or torch backend), forms (a), (b) and (c)."""
 
-from .model import BatchNorm, ResNet, create_model
+from .model import BatchNorm, ResNet, create_model, layer_name
 from .train import TorchSGD
 from .weights import (
     count_params,
@@ -20,6 +20,7 @@ __all__ = [
     "create_model",
     "export_weights",
     "import_weights",
+    "layer_name",
     "load",
     "load_weights_file",
     "save",

@@ -1,9 +1,10 @@
 """ResNet / ResNeXt in Keras 3, in the paper's three block forms.
 
 A functional ``keras.Model`` built from ``resnext_spec.plan``: NHWC input,
-logits out. Every weight-bearing layer is named by its canonical name
-(``layer2.0.paths.3.conv1``), so ``model.summary()`` shows the structure and
-the weight map is a plain lookup. Numerics follow torch: explicit zero padding
+logits out. Every weight-bearing layer is named by its canonical name with "_"
+for "." (``layer2_0_paths_3_conv1`` for ``layer2.0.paths.3.conv1``; see
+``layer_name``), so ``model.summary()`` shows the structure and the weight map is
+a plain lookup. Numerics follow torch: explicit zero padding
 then ``"valid"`` (never ``"same"`` with stride 2), BN eps 1e-5 and momentum 0.9,
 and the moving variance updated with the unbiased batch variance.
 """
@@ -73,6 +74,17 @@ class BatchNorm(layers.BatchNormalization):
 norm = partial(BatchNorm, epsilon=1e-5, momentum=0.9)
 
 
+def layer_name(canonical: str) -> str:
+    """The Keras layer name of a canonical module name: ``layer1.0.conv2`` -> ``layer1_0_conv2``.
+
+    Keras's torch backend keeps each layer's variables in a torch ``ParameterDict`` keyed
+    by the variable's path, and torch refuses "." in those keys. Canonical layer names
+    hold no "_", so the map is one-to-one. Keras ``.weights.h5`` files key layers by
+    class and order (``layers/conv2d_7``), not by name, so the files did not change with it.
+    """
+    return canonical.replace(".", "_")
+
+
 def conv(x, filters: int, kernel: int, stride: int, name: str, groups: int = 1, conv_impl: str = "auto"):
     """Bias-free conv with torch's symmetric zero padding, then 'valid'.
 
@@ -80,18 +92,24 @@ def conv(x, filters: int, kernel: int, stride: int, name: str, groups: int = 1, 
     """
     pad = kernel // 2
     if pad:
-        x = layers.ZeroPadding2D(pad, name=f"{name}.pad")(x)
+        x = layers.ZeroPadding2D(pad, name=layer_name(f"{name}.pad"))(x)
     if groups > 1:
         return GroupedConv2D(
-            filters, kernel, strides=stride, use_bias=False, groups=groups, conv_impl=conv_impl, name=name
+            filters,
+            kernel,
+            strides=stride,
+            use_bias=False,
+            groups=groups,
+            conv_impl=conv_impl,
+            name=layer_name(name),
         )(x)
-    return layers.Conv2D(filters, kernel, strides=stride, use_bias=False, name=name)(x)
+    return layers.Conv2D(filters, kernel, strides=stride, use_bias=False, name=layer_name(name))(x)
 
 
 def conv_bn(x, filters: int, kernel: int, stride: int, name: str, bn: str, relu: bool, **conv_kw: Any):
     x = conv(x, filters, kernel, stride, name, **conv_kw)
-    x = norm(name=bn)(x)
-    return layers.ReLU(name=f"{bn}.relu")(x) if relu else x
+    x = norm(name=layer_name(bn))(x)
+    return layers.ReLU(name=layer_name(f"{bn}.relu"))(x) if relu else x
 
 
 def stem(x, s: StemSpec):
@@ -99,7 +117,7 @@ def stem(x, s: StemSpec):
     if s.max_pool:
         # torch pads its max-pool with -inf; zero padding is the same here only because
         # the ReLU before it makes every value >= 0.
-        x = layers.ZeroPadding2D(1, name="maxpool.pad")(x)
+        x = layers.ZeroPadding2D(1, name=layer_name("maxpool.pad"))(x)
         x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)
     return x
 
@@ -108,7 +126,7 @@ def shortcut(x, b: BlockSpec):
     if not b.projection:
         return x
     y = conv(x, b.out_channels, 1, b.stride, f"{b.name}.downsample.0")
-    return norm(name=f"{b.name}.downsample.1")(y)
+    return norm(name=layer_name(f"{b.name}.downsample.1"))(y)
 
 
 def path(x, b: BlockSpec, p: int, with_conv3: bool):
@@ -136,15 +154,15 @@ def grouped_block(x, b: BlockSpec, conv_impl: str = "auto"):
 def early_concat_block(x, b: BlockSpec):
     """Form (b): C paths of 1x1, 3x3; concatenate; one shared 1x1."""
     paths = [path(x, b, p, with_conv3=False) for p in range(b.cardinality)]
-    y = layers.Concatenate(axis=-1, name=f"{b.name}.concat")(paths)
+    y = layers.Concatenate(axis=-1, name=layer_name(f"{b.name}.concat"))(paths)
     return conv_bn(y, b.out_channels, 1, 1, f"{b.name}.conv3", f"{b.name}.bn3", relu=False)
 
 
 def aggregated_block(x, b: BlockSpec):
     """Form (a): C paths of 1x1, 3x3, 1x1; sum; one BN."""
     paths = [path(x, b, p, with_conv3=True) for p in range(b.cardinality)]
-    y = layers.Add(name=f"{b.name}.sum")(paths) if len(paths) > 1 else paths[0]
-    return norm(name=f"{b.name}.bn3")(y)
+    y = layers.Add(name=layer_name(f"{b.name}.sum"))(paths) if len(paths) > 1 else paths[0]
+    return norm(name=layer_name(f"{b.name}.bn3"))(y)
 
 
 BLOCKS = {"a": aggregated_block, "b": early_concat_block, "c": grouped_block}
@@ -157,8 +175,8 @@ def residual(x, b: BlockSpec, form: str, conv_impl: str):
         y = grouped_block(x, b, conv_impl)
     else:
         y = BLOCKS[form](x, b)
-    y = layers.Add(name=f"{b.name}.add")([y, shortcut(x, b)])
-    return layers.ReLU(name=f"{b.name}.relu")(y)
+    y = layers.Add(name=layer_name(f"{b.name}.add"))([y, shortcut(x, b)])
+    return layers.ReLU(name=layer_name(f"{b.name}.relu"))(y)
 
 
 @keras.saving.register_keras_serializable(package="resnext_keras")
@@ -182,14 +200,6 @@ class ResNet(keras.Model):
     ) -> None:
         check_form_for(config, form)
         check_conv_impl(conv_impl)
-        if keras.backend.backend() == "torch":
-            # Measured with Keras 3.15 / torch 2.13: the torch backend keeps variables in a
-            # torch ParameterDict keyed by layer name, and torch refuses names with ".".
-            raise RuntimeError(
-                "resnext_keras names its layers by canonical dotted names (layer1.0.conv2), which "
-                "Keras's torch backend cannot hold (torch parameter names may not contain '.'); "
-                "use KERAS_BACKEND=tensorflow or jax, or resnext_torch for torch"
-            )
         p = plan(config)
         with dtype_policy(dtype) as policy:
             inputs = keras.Input((None, None, config.in_channels), name="images", dtype=policy.compute_dtype)
@@ -207,6 +217,8 @@ class ResNet(keras.Model):
 
     def get_config(self) -> dict[str, Any]:
         # Keras's own keys (name, trainable, dtype) from the base Layer, then the constructor's.
+        # Not super(): Functional's get_config serialises every layer of the graph (thousands in
+        # form (a)), which from_config never reads: the constructor's arguments rebuild it all.
         base = keras.layers.Layer.get_config(self)
         return base | {
             "dtype": keras.dtype_policies.serialize(self.layer_dtype_policy),

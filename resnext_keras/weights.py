@@ -25,7 +25,7 @@ from resnext_spec import (
 )
 from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST, tensor_table
 
-from .model import ResNet, create_model
+from .model import ResNet, create_model, layer_name
 
 # (layer kind, canonical tensor) -> the Keras variable's attribute.
 VARIABLES = {
@@ -43,7 +43,7 @@ def weight_table(model: ResNet) -> list[tuple[str, keras.Variable, str]]:
     """(canonical name, Keras variable, transform) for every canonical tensor, in canonical order."""
     by_name = {layer.name: layer for layer in model.layers}
     return [
-        (name, getattr(by_name[layer], VARIABLES[kind, tensor]), transform)
+        (name, getattr(by_name[layer_name(layer)], VARIABLES[kind, tensor]), transform)
         for name, layer, kind, tensor, transform in tensor_table(model.config, model.form)
     ]
 

@@ -172,7 +172,13 @@ def test_same_padding_on_a_stride_2_conv_is_caught(monkeypatch):
     def conv(x, filters, kernel, stride, name, groups=1, conv_impl="auto"):
         if stride == 2 and kernel == 3:
             return keras_model.layers.Conv2D(
-                filters, kernel, strides=stride, padding="same", use_bias=False, groups=groups, name=name
+                filters,
+                kernel,
+                strides=stride,
+                padding="same",
+                use_bias=False,
+                groups=groups,
+                name=keras_model.layer_name(name),
             )(x)
         return original(x, filters, kernel, stride, name, groups, conv_impl)
 
