@@ -125,6 +125,10 @@ PRESETS: dict[str, ArchConfig] = {
     "resnet152": ArchConfig(layers=(3, 8, 36, 3), **_IMAGENET),
     "wide_resnet50_2": ArchConfig(layers=(3, 4, 6, 3), base_width=128, **_IMAGENET),
     "resnext50_32x4d": ArchConfig(layers=(3, 4, 6, 3), cardinality=32, base_width=4, **_IMAGENET),
+    # The paper's Table 2: ResNeXt-50 at the complexity of ResNet-50 (1x64d) as C grows.
+    "resnext50_2x40d": ArchConfig(layers=(3, 4, 6, 3), cardinality=2, base_width=40, **_IMAGENET),
+    "resnext50_4x24d": ArchConfig(layers=(3, 4, 6, 3), cardinality=4, base_width=24, **_IMAGENET),
+    "resnext50_8x14d": ArchConfig(layers=(3, 4, 6, 3), cardinality=8, base_width=14, **_IMAGENET),
     "resnext101_32x4d": ArchConfig(layers=(3, 4, 23, 3), cardinality=32, base_width=4, **_IMAGENET),
     "resnext101_32x8d": ArchConfig(layers=(3, 4, 23, 3), cardinality=32, base_width=8, **_IMAGENET),
     "resnext101_64x4d": ArchConfig(layers=(3, 4, 23, 3), cardinality=64, base_width=4, **_IMAGENET),

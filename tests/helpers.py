@@ -31,6 +31,29 @@ PARAM_COUNTS = {
     "resnext26_32x4d": 13_353_290,
 }
 
+# The paper's Table 2 (ResNeXt-50 at ResNet-50's complexity): its presets have no published
+# count; tests/test_counts.py holds them to the paper's ~70k parameters per conv2-stage block
+# and to a count written out by hand.
+TABLE2_PRESETS = ("resnext50_2x40d", "resnext50_4x24d", "resnext50_8x14d")
+
+
+def resnext50_params_by_hand(c: int, d: int) -> int:
+    """Every tensor of an ImageNet ResNeXt-50 (C x d, stride on the 3x3), written out: conv weights,
+    BN weight + bias, the projection shortcut of each stage's first block, the 1000-way head."""
+    total = 3 * 64 * 7 * 7 + 2 * 64  # stem conv + BN
+    in_ch = 64
+    for stage, blocks in enumerate((3, 4, 6, 3)):
+        width, out = c * d * 2**stage, 256 * 2**stage
+        for i in range(blocks):
+            total += in_ch * width + 2 * width  # conv1 1x1 + bn1
+            total += 9 * width * width // c + 2 * width  # grouped 3x3 + bn2
+            total += width * out + 2 * out  # conv3 1x1 + bn3
+            if i == 0:
+                total += in_ch * out + 2 * out  # projection conv + BN
+            in_ch = out
+    return total + 2048 * 1000 + 1000
+
+
 # Keras and Flax build explicit paths one layer object at a time: form (a)/(b) builds are checked
 # up to resnext50_32x4d's 512 paths. The ResNeXt-101s repeat the same block code 1,056-2,112
 # times and took 57-132 s (Keras) and up to 55 s (Flax) to build on CI's 2 cores; their (a)/(b)

@@ -3,13 +3,13 @@
 import dataclasses
 
 import pytest
-from helpers import PARAM_COUNTS
+from helpers import PARAM_COUNTS, TABLE2_PRESETS
 
 from resnext_spec import ArchConfig, get_config, list_presets, resolve_config
 
 
 def test_every_design_preset_is_registered():
-    assert set(list_presets()) == set(PARAM_COUNTS)
+    assert set(list_presets()) == set(PARAM_COUNTS) | set(TABLE2_PRESETS)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import PARAM_COUNTS, TINY
+from helpers import PARAM_COUNTS, TABLE2_PRESETS, TINY, resnext50_params_by_hand
 
 from resnext_spec import canonical_shapes, count_flops, count_params, get_config, is_running_stat
 
@@ -40,3 +40,21 @@ def test_flops_of_a_tiny_net_by_hand():
     b20 = 16 * 16 * 256 * 32 + 8 * 8 * (9 * 8 * 32 + 32 * 512 + 256 * 512)
     b21 = 8 * 8 * (512 * 32 + 9 * 8 * 32 + 32 * 512)
     assert count_flops(TINY, image_size=16) == stem + s1 + b20 + b21 + 512 * 5
+
+
+@pytest.mark.parametrize("name", TABLE2_PRESETS)
+def test_table2_presets_keep_the_papers_block_complexity(name):
+    config = get_config(name)
+    c, d = config.cardinality, config.base_width
+    # Table 2: the conv2-stage template (256 -> C x d -> 3x3 groups -> 256) holds ~70k parameters,
+    # the 1x64d ResNet block 69,632; the integer widths keep each within 3% of it.
+    template = c * (256 * d + 9 * d * d + d * 256)
+    assert abs(template / 69_632 - 1) < 0.03
+    assert count_params(config) == resnext50_params_by_hand(c, d)
+    assert abs(count_flops(config) / 1e9 - 4.1) < 0.2  # "roughly preserved" at ResNet-50's 4.1 GFLOPs
+
+
+def test_hand_count_agrees_with_the_published_resnext50_counts():
+    """The hand count above is itself checked against torchvision's published figures."""
+    assert resnext50_params_by_hand(32, 4) == PARAM_COUNTS["resnext50_32x4d"]
+    assert resnext50_params_by_hand(1, 64) == PARAM_COUNTS["resnet50"]

@@ -10,7 +10,7 @@ from functools import partial
 
 import numpy as np
 import pytest
-from helpers import TINY
+from helpers import TABLE2_PRESETS, TINY
 from parity_runs import FULL_MODELS, frameworks, full_run, full_run_group, shared
 
 import parity.harness
@@ -47,18 +47,23 @@ def test_full_check_list_passes_for_every_build(name):
     assert len(copies) == len(forms) * len(frameworks()) * (len(frameworks()) - 1)  # every direction
 
 
+# The paper's Table 2 variants differ from resnext50_32x4d in C and d alone, and every C of theirs
+# (2, 4, 8) runs in the resnext26 presets: left out of the zoo for CI's time (about 25 s each).
+ZOO = [n for n in list_presets() if n not in TABLE2_PRESETS]
+
+
 @pytest.fixture(scope="module")
 def zoo():
-    """Every preset, form (c), in every framework: counts and eval logits at 32x32, batch 2."""
+    """Every design preset, form (c), in every framework: counts and eval logits at 32x32, batch 2."""
     return run_parity(
-        "all", forms=["c"], frameworks=frameworks(), checks=["counts", "eval"], image_size=32, batch=2
+        ZOO, forms=["c"], frameworks=frameworks(), checks=["counts", "eval"], image_size=32, batch=2
     )
 
 
 @pytest.mark.slow
 @pytest.mark.first_backend_only
 @shared("zoo")
-@pytest.mark.parametrize("name", list_presets())
+@pytest.mark.parametrize("name", ZOO)
 def test_every_preset_form_c_counts_and_eval_logits_agree(zoo, name):
     rows = [r for r in zoo.results if r.model == name]
     assert {r.framework for r in rows} == set(frameworks())

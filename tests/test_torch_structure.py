@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import PARAM_COUNTS, TINY_BASIC
+from helpers import PARAM_COUNTS, TABLE2_PRESETS, TINY_BASIC, resnext50_params_by_hand
 from torch.utils.flop_counter import FlopCounterMode
 
 import resnext_torch as rt
@@ -31,6 +31,18 @@ def test_state_dict_is_the_canonical_layout(name, form):
 @pytest.mark.parametrize("name, form", CASES)
 def test_count_params_equals_published_count(name, form):
     assert rt.count_params(build_on_meta(name, form)) == PARAM_COUNTS[name]
+
+
+@pytest.mark.parametrize("name", TABLE2_PRESETS)
+@pytest.mark.parametrize("form", "abc")
+def test_table2_presets_build_in_every_form_with_the_canonical_layout(name, form):
+    model = build_on_meta(name, form)
+    config = get_config(name)
+    state = {
+        k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")
+    }
+    assert state == canonical_shapes(config, form)
+    assert rt.count_params(model) == resnext50_params_by_hand(config.cardinality, config.base_width)
 
 
 # Keys and shapes as they stand in torchvision's published resnet50 / resnext50_32x4d weights.
