@@ -25,6 +25,11 @@ _PATH_LAYERS = {
 _KIND = {"conv1": "conv", "conv2": "conv", "conv3": "conv", "bn1": "bn", "bn2": "bn"}
 
 
+def path_layers(form: str) -> tuple[tuple[str, int], ...]:
+    """(layer of form (c), axis of its weight cut per path) for the paths of form ``form`` ("a"/"b")."""
+    return _PATH_LAYERS[form]
+
+
 def _path_entries(block_name: str, form: str):
     """(form-c name, path name template, axis) for every per-path tensor of a block."""
     for layer, axis in _PATH_LAYERS[form]:

@@ -1,0 +1,108 @@
+"""`resnext-explain`: one block's forms (a), (b), (c) agree stage by stage, in every framework.
+
+The lesson is only worth showing if it can fail: a path permuted in the (a) weights must
+show up as a large error and exit 1.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import PARAM_COUNTS, TABLE2_PRESETS
+
+import explain.lesson as lesson_module
+from explain import explain
+from explain.cli import main
+from resnext_spec import get_config, list_presets, to_form
+
+BOTTLENECKS = [n for n in list_presets() if get_config(n).block == "bottleneck"]
+
+
+@pytest.mark.parametrize("name", BOTTLENECKS)
+def test_every_bottleneck_preset_agrees_path_by_path_in_torch(name):
+    got = explain(name, "layer1.0", image_size=32)
+    c = get_config(name).cardinality
+    for stage in got.stages:
+        assert stage["error"] < 1e-5, stage
+        if "per_path" in stage:
+            assert len(stage["per_path"]) == c and max(stage["per_path"]) < 1e-5
+    assert len(set(got.params.values()) | {got.spec["spec_params"]}) == 1
+    assert [row["path"] for row in got.split] == list(range(c))
+
+
+@pytest.mark.parametrize("framework", ["keras", "flax"])
+def test_keras_and_flax_agree_stage_by_stage(framework):
+    got = explain("resnext26_8x16d", "layer2.0", framework=framework)
+    assert got.worst < 1e-5, got.stages
+    assert got.params["a"] == got.params["b"] == got.params["c"] == got.spec["spec_params"]
+
+
+def test_a_later_block_is_built_as_its_twin_with_the_same_shapes():
+    got = explain("resnext101_32x4d", "layer3.17", image_size=64)
+    assert got.built_as == "layer3.1" and got.notes
+    # layer3.17: 1024 channels in and out, C=32 paths of width 16, no projection, at 4x4 (64 px / 16).
+    assert got.spec | {"spec_params": 0} == {
+        "in_channels": 1024,
+        "out_channels": 1024,
+        "cardinality": 32,
+        "path_width": 16,
+        "width": 512,
+        "stride": 1,
+        "projection": False,
+        "spec_params": 0,
+    }
+    assert got.input_shape == (1, 4, 4, 1024)
+    assert got.worst < 1e-5
+
+
+def test_block_parameter_count_by_hand():
+    # resnext50_32x4d layer1.0: 64 -> 128 (1x1) -> grouped 3x3 (32 groups) -> 256, projection 64 -> 256.
+    convs = 64 * 128 + 9 * 128 * 128 // 32 + 128 * 256 + 64 * 256
+    bns = 2 * (128 + 128 + 256 + 256)
+    assert explain("resnext50_32x4d", "layer1.0", image_size=32).spec["spec_params"] == convs + bns
+
+
+def test_a_permuted_path_is_caught_and_exits_1(monkeypatch, capsys):
+    def permuted(weights, config, src, dst, **kw):
+        out = to_form(weights, config, src, dst, **kw)
+        if dst == "a":  # paths 0 and 1 of the first block swap their conv3 columns
+            k0, k1 = "layer1.0.paths.0.conv3.weight", "layer1.0.paths.1.conv3.weight"
+            out[k0], out[k1] = out[k1], out[k0]
+        return out
+
+    monkeypatch.setattr(lesson_module, "to_form", permuted)
+    assert main(["resnext26_8x16d", "--block", "layer1.0"]) == 1
+    assert "NOT the same function" in capsys.readouterr().out
+
+
+def test_cli_prints_the_split_and_the_stages_and_writes_json(tmp_path, capsys):
+    path = tmp_path / "lesson.json"
+    assert main(["resnext26_4x32d", "--block", "layer2.0", "--path", "2", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "split into 4 paths" in out and "group 2 = [128:192]" in out and "the same function" in out
+    data = json.loads(path.read_text())
+    assert data["block"] == "layer2.0" and len(data["split"]) == 4 and data["worst_error"] < 1e-5
+    # Stage 2 of a 4x32d net: planes 128, path width 128 * 32 / 64 = 64, so path 3 owns 192:256.
+    assert data["split"][3]["conv3_in_a"]["columns"] == [192, 256]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["resnet18", "--block", "layer1.0"], "basic block"),
+        (["resnext50_32x4d", "--block", "layer9.0"], "no block 'layer9.0'"),
+        (["resnext50_32x4d", "--path", "32"], "paths 0..31"),
+        (["resnet51"], "unknown preset"),
+        (["resnext50_32x4d", "--batch", "0"], "batch >= 1"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_table2_presets_and_published_presets_are_all_explained():
+    assert set(BOTTLENECKS) == {n for n in PARAM_COUNTS if get_config(n).block == "bottleneck"} | set(
+        TABLE2_PRESETS
+    )
+    assert np.isfinite(explain("resnext50_8x14d", "layer4.0", image_size=64).worst)
