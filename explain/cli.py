@@ -118,7 +118,10 @@ def render(lesson: Lesson, extra_path: int | None, console: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as e:  # argparse's own errors and --help, as a return code
+        return int(e.code or 0)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     try:
         lesson = explain(
