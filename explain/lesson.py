@@ -18,6 +18,7 @@ written here, in numpy, because they are what the lesson is about.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,17 +59,7 @@ def stand_in(config: ArchConfig, b: BlockSpec) -> tuple[ArchConfig, str]:
     whole ResNeXt-101 in three forms.
     """
     stage, index = (int(part) for part in b.name[len("layer") :].split("."))
-    mini = ArchConfig(
-        block=config.block,
-        layers=(1,) * (stage - 1) + (min(index, 1) + 1,),
-        cardinality=config.cardinality,
-        base_width=config.base_width,
-        stem=config.stem,
-        stem_width=config.stem_width,
-        stride_on=config.stride_on,
-        num_classes=config.num_classes,
-        in_channels=config.in_channels,
-    )
+    mini = dataclasses.replace(config, layers=(1,) * (stage - 1) + (min(index, 1) + 1,))
     return mini, f"layer{stage}.{min(index, 1)}"
 
 
