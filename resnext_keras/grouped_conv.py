@@ -41,26 +41,55 @@ def patches_conv(x, w, groups: int, stride: int, budget: int = PATCHES_BUDGET):
 
     A chunk holds at most ``budget`` bytes of patches and is rematerialised
     (``keras.remat``): its patches are made again in the backward pass rather than
-    kept, so memory stays near the native conv's (``resnext_spec.grouped``).
+    kept, so memory stays near the native conv's (``resnext_spec.grouped``). On
+    TensorFlow the forward value is TensorFlow's own kernel (see ``_tf_patches_conv``).
     """
     n, h, wd, c = x.shape
     if None in (n, h, wd):  # traced with an unknown batch or size: nothing to measure chunks by
+        if keras.backend.backend() == "tensorflow":
+            return _tf_patches_conv(x, w, groups, stride, 1, n)
         return _patches_conv(x, w, groups, stride)
     bits = int("".join(ch for ch in keras.backend.standardize_dtype(x.dtype) if ch.isdigit()))  # float64: 64
     chunks, size = patches_chunks(x.shape, w.shape[0], stride, 0, bits // 8, budget)
+    if keras.backend.backend() == "tensorflow":
+        return _tf_patches_conv(x, w, groups, stride, chunks, size)
     if chunks == 1:
         return _patches_conv(x, w, groups, stride)
-    # The kernel is captured, not passed: TensorFlow's remat then returns its gradient once, for the
-    # variable (passed as an argument too, a Keras variable was counted twice).
+    # JAX and torch: each chunk rematerialised, in a map (XLA compiles one chunk once, whatever the batch).
     one_chunk = keras.remat(lambda xc: _patches_conv(xc, w, groups, stride))
-    if keras.backend.backend() == "tensorflow":
-        # A loop in Python: TensorFlow's rematerialisation fails inside a map's while loop in a
-        # compiled train step (the kernel's variable captured by the loop's gradient).
-        return ops.concatenate([one_chunk(x[i : i + size]) for i in range(0, n, size)], axis=0)
-    # Elsewhere a map: XLA compiles one chunk's computation once, whatever the batch.
     xs = ops.reshape(ops.pad(x, ((0, chunks * size - n), (0, 0), (0, 0), (0, 0))), (chunks, size, h, wd, c))
     out = ops.map(one_chunk, xs)
     return ops.reshape(out, (chunks * size, *out.shape[2:]))[:n]
+
+
+def _tf_patches_conv(x, w, groups: int, stride: int, chunks: int, size: int):
+    """On TensorFlow: its own grouped conv forward, with the patches lowering's gradient.
+
+    TensorFlow computes a grouped conv on CPU (oneDNN) but has no CPU gradient for it;
+    this takes its forward value and, in the backward pass, differentiates the patches
+    lowering instead, ``size`` images at a time (recomputed from ``x`` and ``w``: the
+    same function, so the same gradient up to the order of additions, and the patches
+    of one chunk alive at a time).
+    """
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def conv(x, w):
+        def grad(dy):
+            dx, dw = [], None
+            for i in range(0, x.shape[0], size) if chunks > 1 else [0]:
+                xc, dyc = (x[i : i + size], dy[i : i + size]) if chunks > 1 else (x, dy)
+                with tf.GradientTape() as tape:
+                    tape.watch([xc, w])
+                    y = _patches_conv(xc, w, groups, stride)
+                gx, gw = tape.gradient(y, [xc, w], output_gradients=dyc)
+                dx.append(gx)
+                dw = gw if dw is None else dw + gw
+            return tf.concat(dx, axis=0), dw
+
+        return tf.nn.conv2d(x, w, stride, "VALID"), grad
+
+    return conv(x, tf.convert_to_tensor(w))
 
 
 def _patches_conv(x, w, groups: int, stride: int):
