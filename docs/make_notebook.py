@@ -34,8 +34,19 @@ from resnext_spec.layout import plan
 # A small ResNeXt: CIFAR stem, one stage of one block, C = 4 paths of width d = 8.
 config = ArchConfig(layers=(1,), cardinality=4, base_width=8, stem="cifar", num_classes=10)
 block = plan(config).blocks[0]
-print(block.name, "in", block.in_channels, "-> width", block.width, "=", block.cardinality, "x",
-      block.path_width, "-> out", block.out_channels)""",
+print(
+    block.name,
+    "in",
+    block.in_channels,
+    "-> width",
+    block.width,
+    "=",
+    block.cardinality,
+    "x",
+    block.path_width,
+    "-> out",
+    block.out_channels,
+)""",
     ),
     (
         "markdown",
@@ -51,10 +62,14 @@ conv2 (group p of the grouped conv), those BN channels, and in (a) the same *col
 c, a = w["c"], w["a"]
 p, d = 2, block.path_width
 for layer in ("conv1", "conv3"):
-    print(f"(c) {layer}", c[f"layer1.0.{layer}.weight"].shape,
-          f"  (a) path 2 {layer}", a[f"layer1.0.paths.2.{layer}.weight"].shape)
-assert np.array_equal(a["layer1.0.paths.2.conv1.weight"], c["layer1.0.conv1.weight"][p * d:(p + 1) * d])
-assert np.array_equal(a["layer1.0.paths.2.conv3.weight"], c["layer1.0.conv3.weight"][:, p * d:(p + 1) * d])
+    print(
+        f"(c) {layer}",
+        c[f"layer1.0.{layer}.weight"].shape,
+        f"  (a) path 2 {layer}",
+        a[f"layer1.0.paths.2.{layer}.weight"].shape,
+    )
+assert np.array_equal(a["layer1.0.paths.2.conv1.weight"], c["layer1.0.conv1.weight"][p * d : (p + 1) * d])
+assert np.array_equal(a["layer1.0.paths.2.conv3.weight"], c["layer1.0.conv3.weight"][:, p * d : (p + 1) * d])
 print("path 2 owns rows/columns", p * d, "to", (p + 1) * d)""",
     ),
     (
@@ -69,10 +84,13 @@ channels `p*d:(p+1)*d` and writes the same channels. Here it is in plain torch."
         """x = torch.randn(2, block.width, 8, 8)
 k = torch.from_numpy(c["layer1.0.conv2.weight"])  # (W, d, 3, 3): W output channels, d inputs per group
 grouped = torch.nn.functional.conv2d(x, k, padding=1, groups=block.cardinality)
-per_path = torch.cat([
-    torch.nn.functional.conv2d(x[:, q * d:(q + 1) * d], k[q * d:(q + 1) * d], padding=1)
-    for q in range(block.cardinality)
-], dim=1)
+per_path = torch.cat(
+    [
+        torch.nn.functional.conv2d(x[:, q * d : (q + 1) * d], k[q * d : (q + 1) * d], padding=1)
+        for q in range(block.cardinality)
+    ],
+    dim=1,
+)
 print("grouped vs C separate convs, max |difference|:", (grouped - per_path).abs().max().item())""",
     ),
     (
@@ -88,7 +106,7 @@ its column blocks times the parts: `W3 [h_1; ...; h_C] = sum_p W3[:, p] h_p`. Th
 w3 = torch.from_numpy(c["layer1.0.conv3.weight"])  # (out, W, 1, 1)
 concat_then_1x1 = torch.nn.functional.conv2d(h, w3)
 sum_of_1x1s = sum(
-    torch.nn.functional.conv2d(h[:, q * d:(q + 1) * d], w3[:, q * d:(q + 1) * d])
+    torch.nn.functional.conv2d(h[:, q * d : (q + 1) * d], w3[:, q * d : (q + 1) * d])
     for q in range(block.cardinality)
 )
 err = ((concat_then_1x1 - sum_of_1x1s).abs().max() / concat_then_1x1.abs().max()).item()
