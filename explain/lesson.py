@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from parity.tolerances import rel_error
 from resnext_spec import ArchConfig, canonical_shapes, is_running_stat, random_weights, to_form
 from resnext_spec.config import resolve_config
 from resnext_spec.forms import path_layers
@@ -123,10 +124,9 @@ class FlaxBuild:
         self.exported = rf.export_weights(self.model)
 
     def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
-        module: Any = self.model
-        for part in name.split("."):
-            module = module[int(part)] if part.isdigit() else getattr(module, part)
-        return np.asarray(module(x))
+        from resnext_flax.weights import submodule
+
+        return np.asarray(submodule(self.model, name)(x))
 
 
 BUILDS = {"torch": TorchBuild, "keras": KerasBuild, "flax": FlaxBuild}
@@ -137,11 +137,6 @@ BUILDS = {"torch": TorchBuild, "keras": KerasBuild, "flax": FlaxBuild}
 
 def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0)
-
-
-def error(got: np.ndarray, want: np.ndarray) -> float:
-    """max|got - want| / max|want|: 0 when equal, ~1e-7 when float32 adds in another order."""
-    return float(np.max(np.abs(got.astype(np.float64) - want)) / max(np.max(np.abs(want)), 1e-30))
 
 
 @dataclass
@@ -264,12 +259,14 @@ def explain(
     stages: list[dict[str, Any]] = []
 
     def stage(step: str, what: str, got: np.ndarray, want: np.ndarray) -> None:
-        stages.append({"step": step, "compared": what, "shape": list(got.shape), "error": error(got, want)})
+        stages.append(
+            {"step": step, "compared": what, "shape": list(got.shape), "error": rel_error(got, want)}
+        )
 
     def per_path(step: str, what: str, which: int, want: np.ndarray) -> None:
         """Path p's tensor (0: after conv1, 1: after conv2) in (b) and (a) vs channels p of (c)'s."""
         errs = [
-            max(error(paths[p][which], want[..., b.path_slice(p)]) for paths in (paths_b, paths_a))
+            max(rel_error(paths[p][which], want[..., b.path_slice(p)]) for paths in (paths_b, paths_a))
             for p in range(b.cardinality)
         ]
         shape = [batch, *want.shape[1:3], b.path_width]

@@ -42,7 +42,8 @@ VARIABLES = {
 }
 
 
-def _module(model: nnx.Module, dotted: str) -> nnx.Module:
+def submodule(model: nnx.Module, dotted: str) -> nnx.Module:
+    """The module at a canonical path (``layer2.0.paths.3.conv1``): module paths are canonical names."""
     node = model
     for part in dotted.split("."):
         node = node[int(part)] if part.isdigit() else getattr(node, part)
@@ -52,7 +53,7 @@ def _module(model: nnx.Module, dotted: str) -> nnx.Module:
 def weight_table(model: ResNet) -> list[tuple[str, nnx.Variable, str]]:
     """(canonical name, Flax variable, transform) for every canonical tensor, in canonical order."""
     return [
-        (name, getattr(_module(model, layer), VARIABLES[kind, tensor]), transform)
+        (name, getattr(submodule(model, layer), VARIABLES[kind, tensor]), transform)
         for name, layer, kind, tensor, transform in tensor_table(model.config, model.form)
     ]
 
