@@ -46,11 +46,10 @@ def patches_conv(x, w, groups: int, stride: int, budget: int = PATCHES_BUDGET):
     """
     n, h, wd, c = x.shape
     if None in (n, h, wd):  # traced with an unknown batch or size: nothing to measure chunks by
-        if keras.backend.backend() == "tensorflow":
-            return _tf_patches_conv(x, w, groups, stride, 1, n)
-        return _patches_conv(x, w, groups, stride)
-    bits = int("".join(ch for ch in keras.backend.standardize_dtype(x.dtype) if ch.isdigit()))  # float64: 64
-    chunks, size = patches_chunks(x.shape, w.shape[0], stride, 0, bits // 8, budget)
+        chunks, size = 1, n
+    else:
+        bits = int("".join(ch for ch in keras.backend.standardize_dtype(x.dtype) if ch.isdigit()))  # f64: 64
+        chunks, size = patches_chunks(x.shape, w.shape[0], stride, 0, bits // 8, budget)
     if keras.backend.backend() == "tensorflow":
         return _tf_patches_conv(x, w, groups, stride, chunks, size)
     if chunks == 1:
