@@ -41,6 +41,12 @@ class Pipeline:
     a random offset and flipped left-right with probability 1/2; the last partial batch
     is dropped (a batch of one would break train-mode BatchNorm). Evaluation batches are
     in file order, centre-cropped, and keep the last partial batch.
+
+    ``shard=(rank, world)`` is data-parallel training: ``batch_size`` is the global
+    batch, and this worker gets its rows ``rank * b : (rank + 1) * b`` (``b =
+    batch_size / world``) of each global batch, augmented exactly as the one-worker
+    run augments them. The workers together see the one-worker run's batches, in its
+    order, whatever their number, so a run may resume on another number of workers.
     """
 
     def __init__(
@@ -54,12 +60,23 @@ class Pipeline:
         crop: int,
         pad: int = 0,
         seed: int = 0,
+        shard: tuple[int, int] = (0, 1),
     ):
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         if train and len(split) < batch_size:
             raise ValueError(f"a training split of {len(split)} images cannot fill one batch of {batch_size}")
+        rank, world = shard
+        if not (world >= 1 and 0 <= rank < world):
+            raise ValueError(f"shard (rank {rank}, world {world}): rank must be in [0, world)")
+        if world > 1 and (not train or batch_size % world):
+            raise ValueError(
+                f"a global batch of {batch_size} does not split evenly over {world} workers"
+                if train
+                else "evaluation batches are not sharded: every worker evaluates the whole split"
+            )
         self.split, self.batch_size, self.train, self.seed = split, batch_size, train, seed
+        self.rank, self.world = rank, world
         self.pad, self.crop = (pad if train else 0), crop
         self.mean = np.asarray(mean, np.float32).reshape(1, 1, 1, 3)
         self.std = np.asarray(std, np.float32).reshape(1, 1, 1, 3)
@@ -93,6 +110,9 @@ class Pipeline:
                     )
                 order, offsets, flips = self._draws(epoch, size)
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            if self.world > 1:
+                per = self.batch_size // self.world
+                idx = idx[self.rank * per : (self.rank + 1) * per]
             yield self._augment(self.split.images(idx), offsets[idx], flips[idx]), self.split.labels[idx]
 
     def _augment(self, images: np.ndarray, offsets: np.ndarray, flips: np.ndarray) -> np.ndarray:

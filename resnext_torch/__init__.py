@@ -1,5 +1,6 @@
 """ResNet / ResNeXt in PyTorch, forms (a), (b) and (c), with canonical weight I/O."""
 
+from .distributed import GlobalBatchNorm2d, convert_sync_batchnorm
 from .model import AggregatedBottleneck, BasicBlock, Bottleneck, EarlyConcatBottleneck, ResNet, create_model
 from .weights import count_params, export_weights, gradients, import_weights, load, save, save_state_dict
 
@@ -8,7 +9,9 @@ __all__ = [
     "BasicBlock",
     "Bottleneck",
     "EarlyConcatBottleneck",
+    "GlobalBatchNorm2d",
     "ResNet",
+    "convert_sync_batchnorm",
     "count_params",
     "create_model",
     "export_weights",

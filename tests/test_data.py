@@ -120,6 +120,24 @@ def test_same_seed_same_batches_and_each_image_once_per_epoch():
     np.testing.assert_array_equal(tail[0][0], a[1][0])
 
 
+def test_data_parallel_shards_put_together_are_the_one_worker_batches():
+    split = _split(n=13)
+    make = lambda shard: Pipeline(  # noqa: E731
+        split, 4, train=True, mean=[0] * 3, std=[1] * 3, crop=4, pad=1, seed=5, shard=shard
+    )
+    whole = list(make((0, 1)).epoch(1))
+    for world in (2, 4):
+        parts = [list(make((rank, world)).epoch(1)) for rank in range(world)]
+        assert all(len(p) == len(whole) == 3 for p in parts)
+        for b, (x, y) in enumerate(whole):
+            np.testing.assert_array_equal(np.concatenate([p[b][0] for p in parts]), x)
+            np.testing.assert_array_equal(np.concatenate([p[b][1] for p in parts]), y)
+    with pytest.raises(ValueError, match="does not split evenly over 3 workers"):
+        make((0, 3))
+    with pytest.raises(ValueError, match="rank must be in"):
+        make((2, 2))
+
+
 def test_training_augmentation_is_pad_crop_flip_of_the_original():
     split = _split(n=4, size=4)
     pipe = Pipeline(split, 4, train=True, mean=[0] * 3, std=[1] * 3, crop=4, pad=2, seed=3)

@@ -39,8 +39,8 @@ def test_keras_stock_sgd_is_caught(monkeypatch):
     import train.engines as engines
 
     class StockSGD(engines.KerasEngine):
-        def __init__(self, config, form, weights, recipe, conv_impl="auto"):
-            super().__init__(config, form, weights, recipe, conv_impl)
+        def __init__(self, config, form, weights, recipe, conv_impl="auto", devices=None):
+            super().__init__(config, form, weights, recipe, conv_impl, devices)
             self.optimizer = keras.optimizers.SGD(
                 recipe.lr, recipe.momentum, weight_decay=recipe.weight_decay
             )

@@ -5,6 +5,11 @@ checkpoint/ (the framework's own files, the canonical model.safetensors any buil
 loads, state.json). --resume continues from the checkpoint and ends where an
 uninterrupted run ends; Ctrl-C writes a checkpoint first.
 Exit codes: 0 done, 2 bad arguments or data, 130 interrupted (checkpoint written).
+
+Data-parallel: `torchrun --nproc-per-node N resnext-train --framework torch ...`
+(DistributedDataParallel; --sync-bn for BN over the global batch), or `--devices
+N|all` for Flax and Keras on JAX (a device mesh; BN over the global batch). The
+batch size is the global batch; rank 0 writes every output.
 """
 
 from __future__ import annotations
@@ -52,6 +57,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--keras-backend", choices=("tensorflow", "jax", "torch"), default=None)
     p.add_argument("--conv-impl", choices=CONV_IMPLS, default="auto", help="grouped convs in Keras and Flax")
     p.add_argument("--image-size", type=int, default=224, help="crop size for image-folder datasets")
+    p.add_argument(
+        "--devices", default=None, help="Flax / Keras-JAX: split each batch over N devices, or 'all'"
+    )
+    p.add_argument("--sync-bn", action="store_true", help="torch under torchrun: BN over the global batch")
+    p.add_argument(
+        "--stop-after", type=int, default=None, metavar="EPOCH", help="end after this epoch; --resume goes on"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -78,9 +90,16 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"Keras is already loaded on another backend; cannot switch to {args.keras_backend}")
         os.environ["KERAS_BACKEND"] = args.keras_backend
 
+    devices = args.devices
+    if devices is not None and devices != "all":
+        if not devices.isdigit() or int(devices) < 1:
+            return fail(f"--devices takes a count >= 1 or 'all', got {devices!r}")
+        devices = int(devices)
+
     from resnext_data import DataError
 
     from .loop import TrainError, train
+    from .parallel import init_process_group
     from .recipe import Recipe
 
     try:
@@ -98,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(e))
     out = args.out or os.path.join("runs", f"{args.model or 'custom'}-{args.framework}-{args.form}")
     try:
+        rank = init_process_group(args.framework)
+    except (RuntimeError, ValueError) as e:
+        return fail(f"cannot join the other processes: {e}")
+    try:
         metrics = train(
             args.framework,
             args.data,
@@ -110,12 +133,25 @@ def main(argv: list[str] | None = None) -> int:
             conv_impl=args.conv_impl,
             image_size=args.image_size,
             progress=not args.quiet and sys.stderr.isatty(),
+            devices=devices,
+            sync_bn=args.sync_bn,
+            stop_after=args.stop_after,
         )
     except (DataError, TrainError, ValueError) as e:
         return fail(str(e))
     except KeyboardInterrupt:
-        print(f"resnext-train: interrupted; checkpoint written in {out}; --resume continues", file=sys.stderr)
+        if rank == 0:
+            print(
+                f"resnext-train: interrupted; checkpoint written in {out}; --resume continues",
+                file=sys.stderr,
+            )
         return 130
+    finally:
+        from .parallel import leave_process_group
+
+        leave_process_group()
+    if rank != 0:
+        return 0
     last = metrics[-1]
     print(
         f"epoch {last['epoch']}: train loss {last['train_loss']:.4f} acc {last['train_acc']:.4f}, "

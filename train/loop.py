@@ -6,6 +6,10 @@ line of metrics, the curves, and a checkpoint. A checkpoint is a folder written
 beside the old one and swapped in by renames, holding the framework's own files
 (model and optimizer), the canonical ``model.safetensors`` any build can load, and
 ``state.json`` (where in training it was taken, and the metrics so far).
+
+Data-parallel runs (torchrun processes, or ``devices`` for Keras and Flax) see the
+same global batches as one process; the process of rank 0 alone writes the outputs,
+and a checkpoint resumes on any number of workers.
 """
 
 from __future__ import annotations
@@ -166,6 +170,9 @@ def train(
     progress: bool = True,
     on_step: Callable[[int, int], None] | None = None,
     weights: dict[str, np.ndarray] | None = None,
+    devices: int | str | None = None,
+    sync_bn: bool = False,
+    stop_after: int | None = None,
 ) -> list[dict]:
     """Train one build with the recipe; returns the metrics of every epoch (also in metrics.jsonl).
 
@@ -175,6 +182,13 @@ def train(
     checkpoint of the exact position is written before the interrupt goes on.
     ``weights`` (canonical, of ``form``) replaces the recipe's initialisation: to
     fine-tune a ported checkpoint, or to start a run from slightly moved weights.
+
+    Data parallelism: launched by torchrun (a ``torch.distributed`` process group is
+    initialised), torch trains with DistributedDataParallel, each process on its shard
+    of every global batch (``recipe.batch_size``), ``sync_bn`` normalising over the
+    global batch; ``devices`` (a count or ``"all"``) splits each batch over devices in
+    Flax and in Keras on JAX. ``stop_after`` ends this call after that epoch (counted
+    from 1) with its checkpoint; ``resume`` goes on from there, on any number of workers.
     """
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
@@ -216,12 +230,23 @@ def train(
             raise TrainError(f"{out}: --resume with other settings than the run there ({', '.join(differ)})")
     elif found is not None:
         raise TrainError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
-    os.makedirs(out, exist_ok=True)
-    _write_json(os.path.join(out, "config.json"), run)
-
+    if stop_after is not None and not 1 <= stop_after:
+        raise TrainError(f"stop after epoch {stop_after}: epochs count from 1")
     if weights is None:
         weights = init_weights(config, form, recipe.seed, recipe.zero_init_residual)
-    engine = make_engine(framework, config, form, weights, recipe, conv_impl)
+    device = "cpu"
+    if framework == "torch":
+        import torch
+
+        device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    engine = make_engine(
+        framework, config, form, weights, recipe, conv_impl, devices=devices, sync_bn=sync_bn, device=device
+    )
+    main = engine.rank == 0  # writes every output; the others train their shards
+    run |= {"processes": engine.world, "mesh_devices": engine.mesh_devices, "sync_bn": sync_bn}
+    if main:
+        os.makedirs(out, exist_ok=True)
+        _write_json(os.path.join(out, "config.json"), run)
     train_pipe = Pipeline(
         dataset.train,
         recipe.batch_size,
@@ -231,6 +256,7 @@ def train(
         crop=dataset.crop,
         pad=dataset.pad,
         seed=recipe.seed,
+        shard=(engine.rank, engine.world),
     )
     test_pipe = Pipeline(dataset.test, recipe.batch_size, train=False, mean=mean, std=std, crop=dataset.crop)
     state = {"epoch": 0, "step": 0, "sums": [0.0, 0, 0, 0.0], "metrics": []}
@@ -239,7 +265,7 @@ def train(
             state = json.load(f)
         engine.restore(found)
     metrics = state["metrics"]
-    bar = _Progress(progress)
+    bar = _Progress(progress and main)
     try:
         for epoch in range(state["epoch"], recipe.epochs):
             lr = recipe.lr_at(epoch)
@@ -254,21 +280,19 @@ def train(
                 try:
                     loss, ok = engine.train_step(x, y, lr)
                     train_s += time.perf_counter() - t
-                    loss_sum, correct, seen, step = (
-                        loss_sum + loss * len(y),
-                        correct + ok,
-                        seen + len(y),
-                        step + 1,
-                    )
+                    n = train_pipe.batch_size  # the global batch: loss and ok are the engine's, over it
+                    loss_sum, correct, seen, step = loss_sum + loss * n, correct + ok, seen + n, step + 1
                     bar.update(
                         f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} {seen / train_s:.1f} img/s"
                     )
                     if on_step is not None:
                         on_step(epoch, step)
                 except KeyboardInterrupt:
-                    where = {"epoch": epoch, "step": step, "sums": [loss_sum, correct, seen, train_s]}
-                    _save_checkpoint(out, engine, config, form, where | {"metrics": metrics})
+                    if main:
+                        where = {"epoch": epoch, "step": step, "sums": [loss_sum, correct, seen, train_s]}
+                        _save_checkpoint(out, engine, config, form, where | {"metrics": metrics})
                     raise
+            # Every worker evaluates the whole test split: no uneven shards, and it is small beside training.
             test_loss, test_ok = 0.0, 0
             for x, y in test_pipe.epoch(0):
                 batch_loss, ok = eval_metrics(engine.predict(x), y)
@@ -287,11 +311,14 @@ def train(
                 }
             )
             state = {"epoch": epoch + 1, "step": 0, "sums": [0.0, 0, 0, 0.0], "metrics": metrics}
-            _save_checkpoint(out, engine, config, form, state)
-            _write_metrics(out, metrics)
-            plot_curves(
-                metrics, os.path.join(out, "curves.png"), f"{model or 'config'} ({form}), {framework}"
-            )
+            if main:
+                _save_checkpoint(out, engine, config, form, state)
+                _write_metrics(out, metrics)
+                plot_curves(
+                    metrics, os.path.join(out, "curves.png"), f"{model or 'config'} ({form}), {framework}"
+                )
+            if stop_after is not None and epoch + 1 >= stop_after:
+                break
     finally:
         bar.stop()
     return metrics

@@ -1,0 +1,237 @@
+"""Data-parallel training on each framework's own engine steps like one worker with the whole batch.
+
+torch: two gloo processes under torchrun (DistributedDataParallel); Flax: a mesh of two
+host devices; Keras: ``keras.distribution.DataParallel`` on two host devices (JAX).
+Each is held to one torch process's step under the harness's noise-floor rule (the
+floor: how far that fp32 step lands from the same step in float64). Without --sync-bn,
+torch's two processes take the step that per-shard BN statistics predict.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from data_files import write_cifar
+from helpers import TINY as TINY5
+
+from parity.tolerances import TOL, compare, rel_error
+from resnext_data import Pipeline, channel_stats, load_dataset
+from resnext_spec import init_weights, is_running_stat, load_checkpoint
+from train import Recipe, train
+from train.cli import main
+from train.engines import TorchEngine
+
+pytestmark = pytest.mark.xdist_group("data_parallel")  # one worker makes the shared runs once
+
+TINY = dataclasses.replace(TINY5, num_classes=10)
+# Eight training images, a global batch of eight: an epoch is one step. The rate drops /10 for epoch 2.
+RECIPE = Recipe(epochs=2, batch_size=8, lr=0.1, milestones=(0.5,), seed=1)
+CLI_RECIPE = ["--epochs", "2", "--batch-size", "8", "--lr", "0.1", "--milestones", "0.5", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dp")
+    write_cifar(str(root / "data"), "cifar10-bin", n_train=8, n_test=8, learnable=True)
+    (root / "tiny.json").write_text(json.dumps(TINY.to_dict()))
+    return root
+
+
+def cli(setup, framework: str, out: str, *extra: str, launcher=(), env=None) -> subprocess.CompletedProcess:
+    """``resnext-train`` in its own process(es), with the recipe above."""
+    args = [*launcher, "--framework", framework, "--config", str(setup / "tiny.json")]
+    args += ["--data", str(setup / "data"), "--out", out, "-q", *CLI_RECIPE, *extra]
+    done = subprocess.run(
+        args, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def torchrun(setup, out: str, *extra: str) -> subprocess.CompletedProcess:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    return cli(setup, "torch", out, *extra, launcher=[*launcher, "-m", "train"])
+
+
+def batches(setup) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The global batches of the two epochs, as resnext-train draws them (one an epoch)."""
+    data = load_dataset(str(setup / "data"))
+    mean, std = channel_stats(data.train)
+    pipe = Pipeline(
+        data.train, 8, train=True, mean=mean, std=std, crop=data.crop, pad=data.pad, seed=RECIPE.seed
+    )
+    return [next(pipe.epoch(e)) for e in range(RECIPE.epochs)]
+
+
+@pytest.fixture(scope="module")
+def reference(setup):
+    """One torch process with the whole batch, fp32 and float64: {epochs: (fp32, fp64, (loss, correct))}."""
+    out = {}
+    engines = [
+        TorchEngine(TINY, "c", init_weights(TINY, "c", RECIPE.seed), RECIPE, float64=f64) for f64 in (0, 1)
+    ]
+    for epoch, (x, y) in enumerate(batches(setup)):
+        loss = [e.train_step(x, y, RECIPE.lr_at(epoch)) for e in engines][0]
+        w32, w64 = (e.weights() for e in engines)
+        out[epoch + 1] = (w32, {k: v.astype(np.float64) for k, v in w64.items()}, loss)
+    return out
+
+
+def stepped(folder: str) -> tuple[dict, list[dict]]:
+    weights = load_checkpoint(os.path.join(folder, "checkpoint", "model.safetensors"))[0]
+    with open(os.path.join(folder, "metrics.jsonl")) as f:
+        return weights, [json.loads(line) for line in f]
+
+
+def assert_steps_like(weights: dict, metrics: list[dict], reference, epochs: int) -> None:
+    w32, w64, (loss, correct) = reference[epochs]
+    result = compare(weights, w32, w64)
+    assert result.passed and not result.chaotic, result
+    assert rel_error(metrics[-1]["train_loss"], loss) <= TOL
+    assert metrics[-1]["train_acc"] * RECIPE.batch_size == correct
+
+
+@pytest.fixture(scope="module")
+def synced(setup):
+    """Two gloo processes with --sync-bn, stopped after the first epoch (one step)."""
+    out = str(setup / "torch-sync")
+    torchrun(setup, out, "--sync-bn", "--stop-after", "1")
+    return out
+
+
+def test_torch_two_processes_with_sync_bn_step_like_one_process_with_the_whole_batch(synced, reference):
+    weights, metrics = stepped(synced)
+    assert_steps_like(weights, metrics, reference, epochs=1)
+    with open(os.path.join(synced, "config.json")) as f:
+        assert json.load(f)["processes"] == 2
+
+
+def test_two_processes_write_one_set_of_outputs_and_resume_on_one(setup, synced, reference, tmp_path):
+    assert sorted(os.listdir(synced)) == ["checkpoint", "config.json", "curves.png", "metrics.jsonl"]
+    assert sorted(os.listdir(os.path.join(synced, "checkpoint"))) == [
+        "model.safetensors",
+        "state.json",
+        "torch.pt",
+    ]
+    assert len(stepped(synced)[1]) == 1  # one line: only rank 0 wrote
+    folder = str(tmp_path / "resumed")
+    shutil.copytree(synced, folder)
+    metrics = train(
+        "torch", str(setup / "data"), config=TINY, recipe=RECIPE, out=folder, resume=True, progress=False
+    )
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    weights, written = stepped(folder)
+    assert written == metrics
+    assert_steps_like(weights, metrics, reference, epochs=2)
+
+
+def per_shard_step(x: np.ndarray, y: np.ndarray, dtype: torch.dtype) -> dict[str, np.ndarray]:
+    """What DDP without SyncBN computes: each half normalised by its own statistics, the gradients
+    averaged, and rank 0's running statistics (its buffers are the ones broadcast and saved)."""
+    from resnext_torch import create_model, export_weights, import_weights
+
+    model = create_model(config=TINY, form="c")
+    import_weights(model, init_weights(TINY, "c", RECIPE.seed))
+    model.to(dtype).train()
+    sgd = torch.optim.SGD(
+        model.parameters(), lr=RECIPE.lr_at(0), momentum=RECIPE.momentum, weight_decay=RECIPE.weight_decay
+    )
+    losses, rank0_stats = [], None
+    for half in (slice(0, 4), slice(4, 8)):
+        xs = torch.from_numpy(np.ascontiguousarray(x[half].transpose(0, 3, 1, 2))).to(dtype)
+        losses.append(torch.nn.functional.cross_entropy(model(xs), torch.from_numpy(y[half])))
+        if rank0_stats is None:
+            rank0_stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    (sum(losses) / 2).backward()
+    sgd.step()
+    model.load_state_dict(rank0_stats, strict=False)
+    return {k: v.astype(np.float64) for k, v in export_weights(model.double()).items()}
+
+
+def test_torch_without_sync_bn_each_process_normalises_by_its_own_shard(setup, reference):
+    out = str(setup / "torch-per-shard")
+    torchrun(setup, out, "--stop-after", "1")
+    weights, _ = stepped(out)
+    x, y = batches(setup)[0]
+    predicted = compare(weights, per_shard_step(x, y, torch.float32), per_shard_step(x, y, torch.float64))
+    assert predicted.passed and not predicted.chaotic, predicted
+    # and that is not the whole-batch step: the difference is real, not noise
+    w32, w64, _ = reference[1]
+    whole = compare(weights, w32, w64)
+    assert not whole.passed
+    stats = [k for k in w32 if is_running_stat(k)]
+    assert (
+        rel_error(np.concatenate([weights[k] for k in stats]), np.concatenate([w32[k] for k in stats])) > 1e-2
+    )
+
+
+TWO_HOST_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+
+
+def test_flax_on_a_mesh_of_two_devices_steps_like_one_torch_process(setup, reference):
+    out = str(setup / "flax-2")
+    cli(
+        setup,
+        "flax",
+        out,
+        "--devices",
+        "2",
+        "--stop-after",
+        "1",
+        launcher=[sys.executable, "-m", "train"],
+        env=TWO_HOST_DEVICES,
+    )
+    with open(os.path.join(out, "config.json")) as f:
+        assert len(json.load(f)["mesh_devices"]) == 2
+    assert_steps_like(*stepped(out), reference, epochs=1)
+
+
+def test_keras_data_parallel_on_two_devices_steps_like_one_torch_process(setup, reference):
+    out = str(setup / "keras-2")
+    env = TWO_HOST_DEVICES | {"KERAS_BACKEND": "jax"}
+    cli(
+        setup,
+        "keras",
+        out,
+        "--devices",
+        "2",
+        "--stop-after",
+        "1",
+        launcher=[sys.executable, "-m", "train"],
+        env=env,
+    )
+    with open(os.path.join(out, "config.json")) as f:
+        run = json.load(f)
+    assert (run["keras_backend"], len(run["mesh_devices"])) == ("jax", 2)
+    assert_steps_like(*stepped(out), reference, epochs=1)
+
+
+@pytest.mark.parametrize(
+    ("framework", "flags", "message"),
+    [
+        ("torch", ["--devices", "2"], "torchrun --nproc-per-node"),
+        ("flax", ["--sync-bn"], "normalise over the global batch"),
+        ("flax", ["--devices", "3"], "sees 1 device"),
+        ("flax", ["--devices", "two"], "a count >= 1 or 'all'"),
+        ("keras", ["--devices", "2"], "runs on the JAX backend"),
+    ],
+)
+def test_parallel_settings_that_cannot_run_exit_2_and_write_nothing(
+    setup, tmp_path, capsys, framework, flags, message
+):
+    if framework == "keras":
+        import keras
+
+        if keras.backend.backend() == "jax":
+            pytest.skip("on JAX, Keras runs data-parallel (the subprocess test above)")
+    out = tmp_path / "run"
+    argv = ["--framework", framework, "--config", str(setup / "tiny.json"), "--data", str(setup / "data")]
+    assert main([*argv, "--out", str(out), "-q", *CLI_RECIPE, *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
