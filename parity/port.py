@@ -14,7 +14,6 @@ import os
 import pickle
 import re
 import time
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -194,8 +193,10 @@ def _torch_state_dict(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
             "weights_only=True only. Re-save just the state_dict: torch.save(model.state_dict(), path)"
             f" [{str(e).splitlines()[0]}]"
         ) from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise PortError(f"{path}: not a torch file, or truncated or corrupt ({e})") from e
+    except (
+        Exception
+    ) as e:  # torch.load raises many unrelated types for damaged bytes (KeyError, IndexError, ...)
+        raise PortError(f"{path}: not a torch file, or truncated or corrupt ({type(e).__name__}: {e})") from e
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), Mapping):
@@ -211,8 +212,13 @@ def _torch_state_dict(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     if all(k.startswith("module.") for k in state):
         notes.append("stripped the 'module.' prefix of DataParallel/DDP")
         state = {k[len("module.") :]: v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    narrow = sorted({str(v.dtype) for v in state.values() if v.dtype in (torch.bfloat16, torch.float16)})
+    if narrow:  # numpy has no bfloat16; float32 holds every bf16 and fp16 value exactly
+        notes.append(f"converted {' and '.join(narrow)} tensors to float32 (exact)")
     return {
-        k: v.detach().cpu().numpy() for k, v in state.items() if not k.endswith("num_batches_tracked")
+        k: (v.float() if v.dtype in (torch.bfloat16, torch.float16) else v).detach().cpu().numpy()
+        for k, v in state.items()
     }, notes
 
 

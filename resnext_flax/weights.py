@@ -25,7 +25,7 @@ from resnext_spec import (
     load_checkpoint_as,
     save_checkpoint,
 )
-from resnext_spec.checkpoint import atomic_write_bytes
+from resnext_spec.checkpoint import DIGEST_KEY, atomic_write_bytes, check_digest, tensor_digest
 from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST, tensor_table
 
 from .model import ResNet
@@ -115,12 +115,16 @@ def save_msgpack(model: ResNet, path: str | os.PathLike) -> None:
     """Write ``model``'s full state (parameters and BN statistics) as Flax msgpack, atomically."""
     state = jax.tree.map(np.asarray, nnx.state(model).to_pure_dict())
     header = {"format": MSGPACK_FORMAT, "version": MSGPACK_VERSION}
-    header |= {"config": model.config.to_json(), "form": model.form}
+    header |= {
+        "config": model.config.to_json(),
+        "form": model.form,
+        DIGEST_KEY: tensor_digest(export_weights(model)),
+    }
     atomic_write_bytes(path, serialization.msgpack_serialize({"resnext": header, "state": state}))
 
 
 def load_msgpack(path: str | os.PathLike) -> ResNet:
-    """Rebuild the model written by :func:`save_msgpack`, every value bit for bit.
+    """Rebuild the model written by :func:`save_msgpack`, every value bit for bit (checksum checked).
 
     A missing, truncated or foreign file, or a state that does not fit the model
     its own header describes, is a :class:`CheckpointError` naming the problem.
@@ -153,6 +157,11 @@ def load_msgpack(path: str | os.PathLike) -> ResNet:
     problems += [f"{k}: shape {got[k]}, model has {want[k]}" for k in want if k in got and got[k] != want[k]]
     if problems:
         raise CheckpointError(f"{path}: state does not fit {form!r} {config}: " + "; ".join(problems[:12]))
-    nnx.replace_by_pure_dict(state, tree["state"])
-    nnx.update(model, state)
+    try:
+        nnx.replace_by_pure_dict(state, tree["state"])
+        nnx.update(model, state)
+        weights = export_weights(model)
+    except (TypeError, ValueError) as e:  # values of another type under the right names and shapes
+        raise CheckpointError(f"{path}: state does not fit the model ({type(e).__name__}: {e})") from e
+    check_digest(weights, header.get(DIGEST_KEY), path)
     return model

@@ -23,6 +23,7 @@ from resnext_spec import (
     load_checkpoint_as,
     save_checkpoint,
 )
+from resnext_spec.checkpoint import DIGEST_KEY, check_digest, tensor_digest
 from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST, tensor_table
 
 from .model import ResNet, create_model, layer_name
@@ -113,13 +114,20 @@ def _save_h5(model: ResNet, tmp: str) -> None:
         with h5py.File(named, "a") as f:
             f.attrs[H5_CONFIG] = model.config.to_json()
             f.attrs[H5_FORM] = model.form
+            f.attrs[H5_DIGEST] = tensor_digest(export_weights(model))
         os.replace(named, tmp)
     finally:
         if os.path.exists(named):
             os.remove(named)
 
 
-H5_CONFIG, H5_FORM = "resnext_config", "resnext_form"
+H5_CONFIG, H5_FORM, H5_DIGEST = "resnext_config", "resnext_form", f"resnext_{DIGEST_KEY}"
+# What h5py and Keras raise for damaged HDF5 (e.g. RuntimeError "Object visitation failed").
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+
+
+def _damaged(path, e: Exception) -> CheckpointError:
+    return CheckpointError(f"{path}: not a readable Keras weights file, or damaged ({type(e).__name__}: {e})")
 
 
 def read_h5_header(path: str | os.PathLike) -> tuple[ArchConfig | None, str | None]:
@@ -131,22 +139,26 @@ def read_h5_header(path: str | os.PathLike) -> tuple[ArchConfig | None, str | No
             if "layers" not in f:
                 raise CheckpointError(f"{path}: an HDF5 file, but not a Keras .weights.h5 file (no 'layers')")
             config, form = f.attrs.get(H5_CONFIG), f.attrs.get(H5_FORM)
-    except OSError as e:
-        raise CheckpointError(f"{path}: not an HDF5 file, or truncated ({e})") from e
-    if config is None:
-        return None, None
-    return ArchConfig.from_json(str(config)), str(form)
+        if config is None:
+            return None, None
+        return ArchConfig.from_json(str(config)), str(form)
+    except CheckpointError:
+        raise
+    except H5_ERRORS as e:
+        raise _damaged(path, e) from e
 
 
 def load_weights_file(
     path: str | os.PathLike, config: ArchConfig | None = None, form: str | None = None
 ) -> ResNet:
-    """Build the model a ``.weights.h5`` file holds and load it.
+    """Build the model a ``.weights.h5`` file holds and load it (its checksum checked, if it has one).
 
     The config and form come from the file (see :func:`save_weights_atomic`) or,
     for a file without them, from the arguments. A file that does not fit is a
     :class:`CheckpointError`.
     """
+    import h5py
+
     stored_config, stored_form = read_h5_header(path)
     config, form = config or stored_config, form or stored_form or "c"
     if config is None:
@@ -157,7 +169,10 @@ def load_weights_file(
     with tempfile.TemporaryDirectory() as tmp:
         model.save_weights(os.path.join(tmp, "expected.weights.h5"))
         expected = _h5_shapes(os.path.join(tmp, "expected.weights.h5"))
-    got = _h5_shapes(path)
+    try:
+        got = _h5_shapes(path)
+    except H5_ERRORS as e:
+        raise _damaged(path, e) from e
     problems = [f"missing {k}" for k in expected if k not in got]
     problems += [f"unexpected {k}" for k in got if k not in expected]
     problems += [
@@ -169,7 +184,13 @@ def load_weights_file(
             + "; ".join(problems[:8])
             + ")"
         )
-    model.load_weights(path)
+    try:
+        model.load_weights(path)
+        with h5py.File(path, "r") as f:
+            stored = f.attrs.get(H5_DIGEST)
+    except H5_ERRORS as e:
+        raise _damaged(path, e) from e
+    check_digest(export_weights(model), stored, path)
     return model
 
 

@@ -7,6 +7,7 @@ half-written file and a failed write leaves any earlier file as it was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -27,6 +28,36 @@ FORMAT_VERSION = "1"
 
 class CheckpointError(ValueError):
     """A file that is not a readable checkpoint of this project (truncated, foreign, wrong version)."""
+
+
+# Metadata key of the checksum of a file's tensors (see tensor_digest); files without one still load.
+DIGEST_KEY = "tensors_sha256"
+
+
+def tensor_digest(weights: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of canonical weights: every name, shape and float32 value, in name order.
+
+    The project's own files (safetensors, Keras ``.weights.h5``, Flax ``.msgpack``)
+    record it at writing and check it at reading, so a flipped bit in tensor data is
+    an error instead of a quietly different model. It is computed from the canonical
+    tensors, not the file's bytes, so each format checks the same thing its own way.
+    """
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        a = np.ascontiguousarray(np.asarray(weights[name], np.float32))
+        h.update(f"{name}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def check_digest(weights: Mapping[str, np.ndarray], stored: object, path: str | os.PathLike) -> None:
+    """CheckpointError unless ``weights`` hash to ``stored`` (None: a file written without a checksum)."""
+    if stored is None:
+        return
+    if str(stored) != tensor_digest(weights):
+        raise CheckpointError(
+            f"{path}: the tensor data does not match the file's checksum ({DIGEST_KEY}): the file is damaged"
+        )
 
 
 def _umask() -> int:
@@ -83,6 +114,7 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "config": config.to_json(),
         "form": form,
+        DIGEST_KEY: tensor_digest(arrays),
     }
     data = st_save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=metadata)
     atomic_write_bytes(path, data)
@@ -116,7 +148,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Arc
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: bad config or form in the metadata: {e}") from e
     weights = read_safetensors(data, path)
-    return check_weights(weights, config, form, context=f" ({path})"), config, form
+    weights = check_weights(weights, config, form, context=f" ({path})")
+    check_digest(weights, metadata.get(DIGEST_KEY), path)
+    return weights, config, form
 
 
 def load_checkpoint_as(
@@ -145,7 +179,10 @@ def read_safetensors_metadata(data: bytes, path: str | os.PathLike) -> dict[str,
         raise CheckpointError(f"{path}: not a safetensors file (header is not JSON)") from e
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: not a safetensors file (header is not a JSON object)")
-    return header.get("__metadata__") or {}
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError(f"{path}: not a safetensors file (__metadata__ is not a map of strings)")
+    return metadata
 
 
 def read_safetensors(data: bytes, path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -153,5 +190,5 @@ def read_safetensors(data: bytes, path: str | os.PathLike) -> dict[str, np.ndarr
     read_safetensors_metadata(data, path)
     try:
         return dict(st_load(data))
-    except SafetensorError as e:
+    except (SafetensorError, ValueError, TypeError, OverflowError) as e:  # numpy refuses some forged shapes
         raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({e})") from e

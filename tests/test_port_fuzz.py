@@ -1,0 +1,150 @@
+"""Every weights reader is total: any bytes give weights or a clear error, never a traceback.
+
+Hypothesis damages real files of each format as a hostile user would (truncations,
+flipped bytes, forged safetensors headers, random bytes, text under a weights suffix)
+and calls the reader `resnext-port` uses; the only exceptions allowed out are
+``PortError`` and ``CheckpointError``, whose messages name the file. A flipped byte
+in the tensor data of the project's own files is caught by their checksum. The
+example budget is fixed (derandomised) in CI; FUZZ_EXAMPLES=N runs a longer search.
+"""
+
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+import torch
+from helpers import TINY
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import resnext_torch as rt
+from parity.port import PortError, port, read
+from parity.port_cli import main
+from resnext_spec import CheckpointError, random_weights
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    derandomize=EXAMPLES <= 25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+SUFFIX = {"torch": ".pth", "safetensors": ".safetensors", "keras": ".weights.h5", "flax": ".msgpack"}
+OURS = ("safetensors", "keras", "flax")  # the formats this project writes with a checksum
+
+
+@pytest.fixture(scope="module")
+def originals(tmp_path_factory):
+    """One good TINY file per format, as bytes."""
+    tmp = tmp_path_factory.mktemp("fuzz")
+    model = rt.create_model(config=TINY, form="c")
+    rt.import_weights(model, random_weights(TINY, "c", 0))
+    files = {"torch": tmp / "src.pth"}
+    torch.save(model.state_dict(), files["torch"])
+    for fmt in OURS:
+        files[fmt] = tmp / f"src{SUFFIX[fmt]}"
+        port(files["torch"], files[fmt])
+    return {fmt: path.read_bytes() for fmt, path in files.items()}
+
+
+def outcome(path) -> str:
+    """'read' or 'refused'; anything else escapes and fails the test."""
+    try:
+        read(path, model=None)
+    except (PortError, CheckpointError) as e:
+        assert str(path) in str(e) or path.name in str(e), f"the message does not name the file: {e}"
+        return "refused"
+    return "read"
+
+
+def damaged(fmt: str, data: bytes, tmp_path, name: str = "bad"):
+    path = tmp_path / f"{name}{SUFFIX[fmt]}"
+    path.write_bytes(data)
+    return path
+
+
+FORMATS = pytest.mark.parametrize("fmt", list(SUFFIX))
+
+
+@FORMATS
+@FUZZ
+@given(cut=st.floats(0, 1, exclude_max=True))
+def test_a_truncated_file_is_refused(originals, tmp_path, fmt, cut):
+    data = originals[fmt]
+    assert outcome(damaged(fmt, data[: int(len(data) * cut)], tmp_path)) == "refused"
+
+
+@FORMATS
+@FUZZ
+@given(
+    flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)), min_size=1, max_size=16)
+)
+def test_flipped_bytes_give_weights_or_a_clear_error(originals, tmp_path, fmt, flips):
+    data = bytearray(originals[fmt])
+    for where, xor in flips:
+        data[int(where * len(data))] ^= xor
+    outcome(damaged(fmt, bytes(data), tmp_path))
+
+
+@FORMATS
+@FUZZ
+@given(junk=st.binary(max_size=4096) | st.text(max_size=500).map(str.encode))
+def test_random_bytes_and_text_are_refused(tmp_path, fmt, junk):
+    assert outcome(damaged(fmt, junk, tmp_path)) == "refused"
+
+
+def _safetensors(header: dict, body: bytes) -> bytes:
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + body
+
+
+@FUZZ
+@given(
+    dtype=st.sampled_from(["F32", "F16", "BF16", "I64", "U8", "F64", "BOOL", "X9"]),
+    shape=st.lists(st.integers(0, 2**40), max_size=5),
+    offsets=st.tuples(st.integers(-5, 2**40), st.integers(-5, 2**40)),
+    metadata=st.none()
+    | st.dictionaries(st.text(max_size=8), st.text(max_size=8) | st.integers(), max_size=3),
+    body=st.binary(max_size=64),
+)
+def test_forged_safetensors_headers_are_refused_without_allocating(
+    tmp_path, dtype, shape, offsets, metadata, body
+):
+    header = {"conv1.weight": {"dtype": dtype, "shape": shape, "data_offsets": list(offsets)}}
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    outcome(damaged("safetensors", _safetensors(header, body), tmp_path))
+
+
+@pytest.mark.parametrize("fmt", OURS)
+def test_a_flipped_byte_in_the_tensor_data_of_our_files_is_caught(originals, tmp_path, fmt):
+    """The last tensor bytes of each file (not its header): the checksum names the damage."""
+    data = bytearray(originals[fmt])
+    good = read(damaged(fmt, bytes(data), tmp_path, "good")).weights
+    target = good["fc.bias"].astype(np.float32).tobytes()
+    at = bytes(data).rfind(target)
+    assert at > 0, "the head's bias is stored as raw float32 bytes"
+    data[at] ^= 0x01  # the lowest mantissa bit of one value: a quietly different model without a check
+    with pytest.raises((PortError, CheckpointError), match="checksum"):
+        read(damaged(fmt, bytes(data), tmp_path))
+
+
+def test_a_bf16_state_dict_ports_as_float32_exactly(tmp_path):
+    model = rt.create_model(config=TINY, form="c")
+    rt.import_weights(model, random_weights(TINY, "c", 0))
+    half = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save(half, tmp_path / "bf16.pth")
+    got = read(tmp_path / "bf16.pth")
+    assert any("bfloat16" in n for n in got.notes)
+    for k, v in half.items():
+        if k in got.weights:
+            np.testing.assert_array_equal(got.weights[k], v.float().numpy())
+
+
+def test_the_cli_exits_2_on_a_damaged_file_and_writes_nothing(originals, tmp_path, capsys):
+    src = damaged("keras", originals["keras"][: len(originals["keras"]) // 2], tmp_path)
+    assert main([str(src), str(tmp_path / "out.safetensors")]) == 2
+    assert "bad.weights.h5" in capsys.readouterr().err
+    assert not (tmp_path / "out.safetensors").exists()
