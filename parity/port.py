@@ -45,7 +45,8 @@ FORMATS = {
     ".pt": "torch",
     ".msgpack": "flax",
 }
-FRAMEWORK_OF = {"torch": "torch", "safetensors": "torch", "keras": "keras", "flax": "flax"}
+FRAMEWORK_OF = {"torch": "torch", "safetensors": "torch", "keras": "keras", "flax": "flax", "hf": "torch"}
+HF = "hf"  # a Hugging Face transformers model directory: a folder, or a new path with no suffix
 
 
 class PortError(ValueError):
@@ -60,6 +61,7 @@ class Weights:
     config: ArchConfig
     form: str
     notes: list[str] = field(default_factory=list)
+    stride_recorded: bool = True  # False: read off tensor shapes, which cannot show where the stride sits
 
 
 @dataclass
@@ -80,6 +82,8 @@ class PortResult:
 
 
 def format_of(path: str | os.PathLike) -> str:
+    if Path(path).is_dir() or (not Path(path).exists() and "." not in Path(path).name):
+        return HF
     name = Path(path).name
     for suffix, fmt in FORMATS.items():
         if name.endswith(suffix):
@@ -236,17 +240,55 @@ def _fit(weights: dict, config: ArchConfig, form: str, path) -> dict[str, np.nda
         raise PortError(str(e)) from e
 
 
+STRIDES = ("1x1", "3x3")
+
+
 def read(
     path: str | os.PathLike,
     model: str | None = None,
     form: str | None = None,
     num_classes: int | None = None,
+    stride_on: str | None = None,
 ) -> Weights:
-    """Canonical weights, config and form of the file at ``path`` (any supported format)."""
-    path = Path(path)
+    """Canonical weights, config and form of the file at ``path`` (any supported format).
+
+    Where the stride sits (ResNet v1: first 1x1; v1.5 / torchvision: 3x3) leaves no
+    trace in tensor shapes: it comes from the file's metadata when it has any (ours,
+    a Hugging Face config), from ``model``, from ``stride_on``, else 3x3 with a note.
+    """
+    if stride_on is not None and stride_on not in STRIDES:
+        raise PortError(f"--stride-on {stride_on!r}: choose 1x1 or 3x3")
+    w = _read(Path(path), model, form, num_classes)
+    if stride_on is not None and stride_on != w.config.stride_on:
+        if w.stride_recorded:
+            raise PortError(f"{path}: the file has the stride on the {w.config.stride_on}, not {stride_on}")
+        w.config = replace(w.config, stride_on=stride_on)
+    elif stride_on is None and not w.stride_recorded and w.config.block == "bottleneck":
+        w.notes.append(
+            f"the stride's place is not in the tensors: assumed on the {w.config.stride_on} "
+            "(torchvision, ResNet v1.5); pass --stride-on 1x1 for ResNet v1"
+        )
+    return w
+
+
+def _read(path: Path, model: str | None, form: str | None, num_classes: int | None) -> Weights:
     fmt = format_of(path)
+    if fmt == HF and path.is_dir():
+        from .hf import HFError, read_hf_dir
+
+        try:
+            weights, config, notes = read_hf_dir(path)
+        except (HFError, CheckpointError) as e:
+            raise PortError(str(e)) from e
+        _agree(
+            config,
+            replace(get_config(model), num_classes=num_classes or config.num_classes) if model else None,
+            path,
+        )
+        _agree_form("c", form, path)
+        return Weights(weights, config, "c", notes)
     if not path.is_file():
-        raise PortError(f"{path}: no such file")
+        raise PortError(f"{path}: no such file" + (" or folder" if fmt == HF else ""))
     asked = None
     if model is not None:
         asked = get_config(model)
@@ -287,7 +329,7 @@ def read(
             f"{path}: the file's head has {config.num_classes} classes, not --num-classes {num_classes}"
         )
     notes.append(f"inferred the architecture from the tensor shapes: {describe(config)}, form ({form})")
-    return Weights(_fit(raw, config, form, path), config, form, notes)
+    return Weights(_fit(raw, config, form, path), config, form, notes, stride_recorded=False)
 
 
 def _agree(stored: ArchConfig | None, asked: ArchConfig | None, path) -> ArchConfig | None:
@@ -320,7 +362,14 @@ def build(framework: str, config: ArchConfig, form: str, weights: dict[str, np.n
 def write(path: str | os.PathLike, w: Weights) -> None:
     """Write ``w`` to ``path`` in the format its suffix names, atomically."""
     fmt = format_of(path)
-    if fmt == "safetensors":
+    if fmt == HF:
+        from .hf import HFError, write_hf_dir
+
+        try:
+            write_hf_dir(path, convert_form(w.weights, w.config, w.form, "c"), w.config)
+        except HFError as e:
+            raise PortError(f"{path}: {e}") from e
+    elif fmt == "safetensors":
         save_checkpoint(path, w.weights, w.config, w.form)
     elif fmt == "torch":
         import resnext_torch
@@ -370,6 +419,7 @@ def port(
     form: str | None = None,
     to_form: str | None = None,
     num_classes: int | None = None,
+    stride_on: str | None = None,
     verify: bool = False,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
@@ -393,7 +443,7 @@ def port(
             if f is not None:
                 check_form(f)
         say(f"reading {src}")
-        source = read(src, model, form, num_classes)
+        source = read(src, model, form, num_classes, stride_on)
         target_form = to_form or source.form
         check_form_for(source.config, target_form)
     except (PortError, CheckpointError):

@@ -1,7 +1,8 @@
 """`resnext-port SRC DST`: weights from one framework's file into another's, any block form.
 
 Formats by suffix: .pth/.pt (torch state_dict or a checkpoint holding one),
-.safetensors, .weights.h5 (Keras), .msgpack (Flax). Exit codes: 0 ported
+.safetensors, .weights.h5 (Keras), .msgpack (Flax); a folder (or a new path with
+no suffix) is a Hugging Face transformers ResNet model directory. Exit codes: 0 ported
 (and verified, with --verify), 1 --verify found the logits apart, 2 bad input
 (nothing is written).
 """
@@ -29,6 +30,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--form", choices=FORMS, help="block form of SRC (default: from the file or its names)")
     p.add_argument("--to-form", choices=FORMS, help="block form to write (default: SRC's)")
     p.add_argument("--num-classes", type=int, help="classes of the head, with --model")
+    p.add_argument(
+        "--stride-on",
+        choices=("1x1", "3x3"),
+        help="where SRC's blocks stride (ResNet v1: 1x1; default: the file's metadata, else 3x3)",
+    )
     p.add_argument("--verify", action="store_true", help="compare logits of SRC and of DST as written")
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     return p
@@ -50,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             form=args.form,
             to_form=args.to_form,
             num_classes=args.num_classes,
+            stride_on=args.stride_on,
             verify=args.verify,
             force=args.force,
             progress=lambda msg: print(msg, file=sys.stderr, flush=True),

@@ -1,0 +1,98 @@
+"""Checkpoints of other libraries port with no flags, proved by logits against that library itself.
+
+Hugging Face ``transformers``: a ResNetForImageClassification with random weights and
+random BN statistics, saved by ``save_pretrained``, is read with no flags into torch,
+Keras and Flax builds (forms a and c); each build's logits equal transformers' own
+(1e-5, relative). Our ResNets written as a model directory load with
+``from_pretrained`` and give our logits. What transformers cannot hold is refused.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from parity.port import PortError, Weights, logits, port, read
+from parity.tolerances import TOL, rel_error
+from resnext_spec import ArchConfig, random_weights, save_checkpoint
+
+transformers = pytest.importorskip("transformers")
+
+# The smallest transformers ResNet our ArchConfig holds: bottleneck, stem 64, widths 256 and 512.
+HF_SMALL = dict(
+    depths=[1, 1], hidden_sizes=[256, 512], embedding_size=64, layer_type="bottleneck", num_labels=5
+)
+
+
+def hf_model(downsample_in_bottleneck: bool, seed: int = 0):
+    config = transformers.ResNetConfig(**HF_SMALL, downsample_in_bottleneck=downsample_in_bottleneck)
+    torch.manual_seed(seed)
+    model = transformers.ResNetForImageClassification(config).eval()
+    with torch.no_grad():  # BN statistics and affine parameters away from 0 and 1, so each one counts
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    return model
+
+
+def hf_logits(model, seed: int = 0) -> np.ndarray:
+    """transformers' logits of the batch ``parity.port.logits`` feeds our builds (2 images, 64 px)."""
+    x = np.random.default_rng(seed).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        return model(pixel_values=torch.from_numpy(x)).logits.double().numpy()
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["stride-3x3", "stride-1x1"])
+def hf_dir(request, tmp_path_factory):
+    model = hf_model(request.param)
+    folder = tmp_path_factory.mktemp("hf") / "resnet"
+    model.save_pretrained(folder)
+    return folder, hf_logits(model), request.param
+
+
+@pytest.mark.parametrize(
+    ("suffix", "framework"), [(".pth", "torch"), (".weights.h5", "keras"), (".msgpack", "flax")]
+)
+@pytest.mark.parametrize("form", ["c", "a"])
+def test_a_transformers_resnet_ports_with_no_flags_and_gives_its_logits(
+    hf_dir, tmp_path, suffix, framework, form
+):
+    folder, expected, v1 = hf_dir
+    result = port(folder, tmp_path / f"out{suffix}", to_form=form)
+    assert result.config.stride_on == ("1x1" if v1 else "3x3")  # read from downsample_in_bottleneck
+    assert any("Hugging Face" in n for n in result.notes)
+    # a .pth has no metadata: its stride placement is said, as a user of a v1 file would
+    got = logits(framework, read(tmp_path / f"out{suffix}", stride_on=result.config.stride_on))
+    assert rel_error(got, expected) <= TOL
+
+
+def test_our_resnet_written_as_a_model_directory_loads_with_from_pretrained(tmp_path):
+    config = ArchConfig(layers=(1, 1), num_classes=5, stride_on="1x1")
+    weights = random_weights(config, "c", 3)
+    save_checkpoint(tmp_path / "ours.safetensors", weights, config)
+    port(tmp_path / "ours.safetensors", tmp_path / "hf-out")
+    model = transformers.ResNetForImageClassification.from_pretrained(tmp_path / "hf-out").eval()
+    assert model.config.downsample_in_bottleneck is True
+    assert rel_error(hf_logits(model), logits("torch", Weights(weights, config, "c"))) <= TOL
+    assert rel_error(read(tmp_path / "hf-out").weights["fc.weight"], weights["fc.weight"]) == 0
+    with pytest.raises(PortError, match="has the stride on the 1x1, not 3x3"):
+        read(tmp_path / "hf-out", stride_on="3x3")  # the config says where; a contrary flag is an error
+    port(tmp_path / "ours.safetensors", tmp_path / "plain.pth")
+    assert any("pass --stride-on 1x1" in n for n in read(tmp_path / "plain.pth").notes)  # shapes cannot say
+
+
+def test_what_transformers_cannot_hold_is_refused_by_name(tmp_path):
+    resnext = ArchConfig(layers=(1, 1), cardinality=4, base_width=4, num_classes=5)
+    save_checkpoint(tmp_path / "x.safetensors", random_weights(resnext, "c", 0), resnext)
+    with pytest.raises(PortError, match="no grouped convolutions"):
+        port(tmp_path / "x.safetensors", tmp_path / "hf-x")
+    assert not (tmp_path / "hf-x").exists()
+    odd = transformers.ResNetConfig(**{**HF_SMALL, "hidden_sizes": [128, 256]})
+    transformers.ResNetForImageClassification(odd).save_pretrained(tmp_path / "odd")
+    with pytest.raises(PortError, match=r"hidden_sizes \[128, 256\]"):
+        read(tmp_path / "odd")
+    transformers.ResNetModel(transformers.ResNetConfig(**HF_SMALL)).save_pretrained(tmp_path / "backbone")
+    with pytest.raises(PortError, match="without the classifier head"):
+        read(tmp_path / "backbone")
