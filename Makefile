@@ -26,9 +26,10 @@ PYTEST := $(PY) -m pytest -n 2 --dist loadgroup --durations=15
 
 test: lint
 	$(PYTEST)
-	# Keras fixes its backend per process: the Keras tests again, on JAX (torch is the reference).
-	RESNEXT_TEST_FRAMEWORKS=keras KERAS_BACKEND=jax $(PYTEST) -m 'keras and not first_backend_only'
-	# And on torch, all but the real-preset runs (those run on TensorFlow and JAX), for CI's time.
+	# Keras fixes its backend per process: the Keras tests again on JAX and on torch (torch is the
+	# reference), all but the real-preset runs, for CI's time: those run on TensorFlow, and the
+	# tiny configs cover every block kind (grouped stride-2 blocks, ImageNet stem, stride on 1x1).
+	RESNEXT_TEST_FRAMEWORKS=keras KERAS_BACKEND=jax $(PYTEST) -m 'keras and not first_backend_only and not slow'
 	RESNEXT_TEST_FRAMEWORKS=keras KERAS_BACKEND=torch $(PYTEST) -m 'keras and not first_backend_only and not slow'
 
 clean:

@@ -174,40 +174,33 @@ def test_torch_without_sync_bn_each_process_normalises_by_its_own_shard(setup, r
 TWO_HOST_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 
 
-def test_flax_on_a_mesh_of_two_devices_steps_like_one_torch_process(setup, reference):
-    out = str(setup / "flax-2")
+def on_two_host_devices(setup, framework: str, **env: str) -> tuple[str, dict]:
+    """One step of ``framework`` split over two XLA host devices; the run folder and its config."""
+    out = str(setup / f"{framework}-2")
+    launcher = [sys.executable, "-m", "train"]
     cli(
         setup,
-        "flax",
+        framework,
         out,
         "--devices",
         "2",
         "--stop-after",
         "1",
-        launcher=[sys.executable, "-m", "train"],
-        env=TWO_HOST_DEVICES,
+        launcher=launcher,
+        env=TWO_HOST_DEVICES | env,
     )
     with open(os.path.join(out, "config.json")) as f:
-        assert len(json.load(f)["mesh_devices"]) == 2
+        return out, json.load(f)
+
+
+def test_flax_on_a_mesh_of_two_devices_steps_like_one_torch_process(setup, reference):
+    out, run = on_two_host_devices(setup, "flax")
+    assert len(run["mesh_devices"]) == 2
     assert_steps_like(*stepped(out), reference, epochs=1)
 
 
 def test_keras_data_parallel_on_two_devices_steps_like_one_torch_process(setup, reference):
-    out = str(setup / "keras-2")
-    env = TWO_HOST_DEVICES | {"KERAS_BACKEND": "jax"}
-    cli(
-        setup,
-        "keras",
-        out,
-        "--devices",
-        "2",
-        "--stop-after",
-        "1",
-        launcher=[sys.executable, "-m", "train"],
-        env=env,
-    )
-    with open(os.path.join(out, "config.json")) as f:
-        run = json.load(f)
+    out, run = on_two_host_devices(setup, "keras", KERAS_BACKEND="jax")
     assert (run["keras_backend"], len(run["mesh_devices"])) == ("jax", 2)
     assert_steps_like(*stepped(out), reference, epochs=1)
 

@@ -31,7 +31,9 @@ def test_every_keras_check_passes(result):
 
 def test_eval_logits_match_torch_to_1e5_in_every_form(result):
     forms = {r.form: r.error for r in rows(result, "keras", "eval", "logits")}
-    assert set(forms) == set(result.meta["forms"])  # all three; (a) and (c) in the resnext50 run
+    assert set(forms) == set(
+        result.meta["forms"]
+    )  # all three in the tiny runs; (a) and (c) in the real presets
     assert max(forms.values()) <= TOL, forms
 
 
