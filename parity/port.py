@@ -323,7 +323,10 @@ def _read(path: Path, model: str | None, form: str | None, num_classes: int | No
         form = form or infer_form(list(raw))
         check_form_for(asked, form)
         return Weights(_fit(raw, asked, form, path), asked, form, notes)
-    config, form = infer_config(raw, form)
+    try:
+        config, form = infer_config(raw, form)
+    except PortError as e:
+        raise PortError(f"{path}: {e}") from e
     if num_classes is not None and num_classes != config.num_classes:
         raise PortError(
             f"{path}: the file's head has {config.num_classes} classes, not --num-classes {num_classes}"
