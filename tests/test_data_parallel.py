@@ -38,7 +38,8 @@ CLI_RECIPE = ["--epochs", "2", "--batch-size", "8", "--lr", "0.1", "--milestones
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("dp")
-    write_cifar(str(root / "data"), "cifar10-bin", n_train=8, n_test=8, learnable=True)
+    # nine test images: the last evaluation batch of one is padded to split over two devices
+    write_cifar(str(root / "data"), "cifar10-bin", n_train=8, n_test=9, learnable=True)
     (root / "tiny.json").write_text(json.dumps(TINY.to_dict()))
     return root
 
@@ -193,16 +194,25 @@ def on_two_host_devices(setup, framework: str, **env: str) -> tuple[str, dict]:
         return out, json.load(f)
 
 
-def test_flax_on_a_mesh_of_two_devices_steps_like_one_torch_process(setup, reference):
+def assert_evaluates_like(out: str, synced: str) -> None:
+    """The padded, device-split evaluation scores the nine test images as torch's processes do."""
+    ours, theirs = stepped(out)[1][-1], stepped(synced)[1][-1]
+    assert ours["test_acc"] == theirs["test_acc"]
+    assert rel_error(ours["test_loss"], theirs["test_loss"]) <= 1e-3  # the weights agree to ~4e-4
+
+
+def test_flax_on_a_mesh_of_two_devices_steps_like_one_torch_process(setup, reference, synced):
     out, run = on_two_host_devices(setup, "flax")
     assert len(run["mesh_devices"]) == 2
     assert_steps_like(*stepped(out), reference, epochs=1)
+    assert_evaluates_like(out, synced)
 
 
-def test_keras_data_parallel_on_two_devices_steps_like_one_torch_process(setup, reference):
+def test_keras_data_parallel_on_two_devices_steps_like_one_torch_process(setup, reference, synced):
     out, run = on_two_host_devices(setup, "keras", KERAS_BACKEND="jax")
     assert (run["keras_backend"], len(run["mesh_devices"])) == ("jax", 2)
     assert_steps_like(*stepped(out), reference, epochs=1)
+    assert_evaluates_like(out, synced)
 
 
 @pytest.mark.parametrize(

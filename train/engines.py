@@ -52,7 +52,10 @@ class Engine(Protocol):
     def restore(self, folder: str) -> None: ...
 
 
-def pick_devices(devices: int | str | None, available: list, batch_size: int, flag_hint: str) -> list | None:
+CPU_DEVICES_HINT = "on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N before start gives N devices"
+
+
+def pick_devices(devices: int | str | None, available: list, batch_size: int) -> list | None:
     """The devices a Flax or Keras run shards its batch over (None: one device, no mesh).
 
     ``devices`` is a count or ``"all"``; the global batch must split evenly over them.
@@ -61,13 +64,12 @@ def pick_devices(devices: int | str | None, available: list, batch_size: int, fl
         return None
     n = len(available) if devices == "all" else int(devices)
     if n < 1 or n > len(available):
-        raise ValueError(f"--devices {devices}: this process sees {len(available)} device(s); {flag_hint}")
+        raise ValueError(
+            f"--devices {devices}: this process sees {len(available)} device(s); {CPU_DEVICES_HINT}"
+        )
     if batch_size % n:
         raise ValueError(f"a global batch of {batch_size} does not split evenly over {n} devices")
     return available[:n]
-
-
-CPU_DEVICES_HINT = "on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N before start gives N devices"
 
 
 def padded(x: np.ndarray, multiple: int) -> np.ndarray:
@@ -195,9 +197,7 @@ class KerasEngine:
                     f"{backend}: set KERAS_BACKEND=jax (or --keras-backend jax), or use --framework torch "
                     "with torchrun"
                 )
-            chosen = pick_devices(
-                devices, keras.distribution.list_devices(), recipe.batch_size, CPU_DEVICES_HINT
-            )
+            chosen = pick_devices(devices, keras.distribution.list_devices(), recipe.batch_size)
             distribution = keras.distribution.DataParallel(devices=chosen)
             self.n_devices, self._scope = len(chosen), distribution.scope
             self.mesh_devices = [str(d) for d in chosen]
@@ -274,7 +274,7 @@ class FlaxEngine:
         self.nnx, self._jax = nnx, jax
         self.rank, self.world = jax.process_index(), jax.process_count()
         available = jax.devices() if self.world > 1 else jax.local_devices()
-        chosen = pick_devices(devices, available, recipe.batch_size, CPU_DEVICES_HINT)
+        chosen = pick_devices(devices, available, recipe.batch_size)
         if self.world > 1 and (chosen is None or len(chosen) < len(available)):
             raise ValueError(f"across {self.world} processes, --devices all (each process feeds its shard)")
         self.model = create_model(config=config, form=form, conv_impl=conv_impl)
