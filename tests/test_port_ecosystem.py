@@ -96,3 +96,53 @@ def test_what_transformers_cannot_hold_is_refused_by_name(tmp_path):
     transformers.ResNetModel(transformers.ResNetConfig(**HF_SMALL)).save_pretrained(tmp_path / "backbone")
     with pytest.raises(PortError, match="without the classifier head"):
         read(tmp_path / "backbone")
+
+
+# keras.applications: ResNet50 v1 with conv biases and BN eps 1.001e-5, saved by save_weights.
+@pytest.fixture(scope="module")
+def keras_resnet50(tmp_path_factory):
+    keras = pytest.importorskip("keras")
+    model = keras.applications.ResNet50(
+        weights=None, classes=5, classifier_activation=None, input_shape=(64, 64, 3)
+    )
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # biases and BN statistics away from 0 and 1, so the folding counts
+        if isinstance(layer, keras.layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, g.shape),
+                    rng.uniform(-0.5, 0.5, b.shape),
+                    rng.uniform(-0.5, 0.5, m.shape),
+                    rng.uniform(0.5, 1.5, v.shape),
+                ]
+            )
+        elif isinstance(layer, keras.layers.Conv2D):
+            k, b = layer.get_weights()
+            layer.set_weights([k, rng.uniform(-0.5, 0.5, b.shape)])
+    path = tmp_path_factory.mktemp("kapps") / "resnet50.weights.h5"
+    model.save_weights(path)
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)  # as port.logits
+    return path, np.asarray(
+        keras.ops.convert_to_numpy(model(x.transpose(0, 2, 3, 1), training=False)), np.float64
+    )
+
+
+@pytest.mark.parametrize(
+    ("suffix", "framework", "form"),
+    [
+        (".pth", "torch", "c"),
+        (".safetensors", "torch", "a"),
+        (".weights.h5", "keras", "c"),
+        (".msgpack", "flax", "c"),
+    ],
+)
+def test_a_keras_applications_resnet50_ports_with_no_flags_and_gives_its_logits(
+    keras_resnet50, tmp_path, suffix, framework, form
+):
+    path, expected = keras_resnet50
+    result = port(path, tmp_path / f"out{suffix}", to_form=form)
+    assert result.config.stride_on == "1x1" and result.config.layers == (3, 4, 6, 3)
+    assert any("folded" in n and "momentum" in n for n in result.notes)  # what is exact and what is not
+    got = logits(framework, read(tmp_path / f"out{suffix}", stride_on="1x1"))
+    assert rel_error(got, expected) <= TOL

@@ -1,0 +1,95 @@
+"""``keras.applications`` ResNet50 / 101 / 152 weight files (Keras 3 ``.weights.h5``), read exactly.
+
+Those networks are ResNet v1 (the stride on each stage's first 1x1) whose convolutions
+carry a bias and whose BatchNorm has eps 1.001e-5. In inference both fold into our
+bias-free, eps-1e-5 layout without loss: a conv bias ``b`` before BN is the running
+mean moved by ``-b``, and the eps difference is the running variance moved by 1e-8.
+A Keras 3 weights file keys its layers by class and order, not by name, so the file
+is loaded into the ``keras.applications`` model of its depth (counted from its
+convolutions) and read back layer by layer, by the names that model gives them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import numpy as np
+
+from resnext_spec import ArchConfig, get_config
+
+KERAS_EPS = 1.001e-5
+OUR_EPS = 1e-5
+# convolutions in the file -> (keras.applications model, blocks per stage)
+DEPTHS = {
+    53: ("ResNet50", (3, 4, 6, 3)),
+    104: ("ResNet101", (3, 4, 23, 3)),
+    155: ("ResNet152", (3, 8, 36, 3)),
+}
+NOTE = (
+    "keras.applications {model} (ResNet v1: stride on the first 1x1). Each conv bias is folded "
+    "into the next BN's running mean and BN eps 1.001e-5 into its running variance: exact in "
+    "inference (up to float32 rounding). Not exact in training mode: batch statistics take eps "
+    "1e-5 here and running statistics move at momentum 0.1 (Keras: 0.01). Its softmax is left "
+    "out: the ported model gives logits. It expects keras.applications.resnet.preprocess_input "
+    "(BGR, ImageNet mean subtracted, no scaling)."
+)
+
+
+class KerasApplicationsError(ValueError):
+    """A Keras weights file that is not a keras.applications ResNet this project can hold."""
+
+
+def depth_and_classes(path: str | os.PathLike) -> tuple[str, tuple[int, ...], int] | None:
+    """(model name, blocks per stage, classes) when the file is shaped like a keras.applications ResNet."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        layers = f.get("layers")
+        if layers is None or "dense" not in layers:
+            return None
+        convs = sum(1 for n in layers if n == "conv2d" or n.startswith("conv2d_"))
+        kernel = layers["dense"].get("vars/0")
+        if convs not in DEPTHS or kernel is None or len(kernel.shape) != 2 or kernel.shape[0] != 2048:
+            return None
+        return (*DEPTHS[convs], int(kernel.shape[1]))
+
+
+def read_keras_applications(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], ArchConfig, list[str]]:
+    """Canonical weights (form c), config and notes of a keras.applications ResNet weights file."""
+    import keras
+
+    found = depth_and_classes(path)
+    if found is None:
+        raise KerasApplicationsError(f"{path}: not shaped like a keras.applications ResNet50/101/152")
+    name, layers, classes = found
+    model = getattr(keras.applications, name)(weights=None, classes=classes, classifier_activation=None)
+    model.load_weights(path)
+    config = replace(get_config("resnet50"), layers=layers, stride_on="1x1", num_classes=classes)
+
+    def conv_bn(keras_prefix: str, conv: str, bn: str) -> dict[str, np.ndarray]:
+        kernel, bias = model.get_layer(f"{keras_prefix}_conv").get_weights()
+        gamma, beta, mean, var = model.get_layer(f"{keras_prefix}_bn").get_weights()
+        return {
+            f"{conv}.weight": kernel.transpose(3, 2, 0, 1),
+            f"{bn}.weight": gamma,
+            f"{bn}.bias": beta,
+            f"{bn}.running_mean": mean - bias,
+            f"{bn}.running_var": var + np.float32(KERAS_EPS - OUR_EPS),
+        }
+
+    weights = conv_bn("conv1", "conv1", "bn1")
+    for s, blocks in enumerate(layers):
+        for j in range(blocks):
+            keras_block, ours = f"conv{s + 2}_block{j + 1}", f"layer{s + 1}.{j}"
+            for k in (1, 2, 3):
+                weights |= conv_bn(f"{keras_block}_{k}", f"{ours}.conv{k}", f"{ours}.bn{k}")
+            if j == 0:
+                weights |= conv_bn(f"{keras_block}_0", f"{ours}.downsample.0", f"{ours}.downsample.1")
+    kernel, bias = model.get_layer("predictions").get_weights()
+    weights |= {"fc.weight": kernel.T, "fc.bias": bias}
+    return (
+        {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()},
+        config,
+        [NOTE.format(model=name)],
+    )
