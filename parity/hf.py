@@ -151,7 +151,12 @@ def read_hf_dir(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], ArchCon
         raise HFError(f"{path}/config.json: not readable JSON ({e})") from e
     if not isinstance(hf, dict):
         raise HFError(f"{path}/config.json: not a JSON object")
-    config = config_from_hf(hf, path)
+    try:
+        config = config_from_hf(hf, path)
+    except HFError:
+        raise
+    except (TypeError, ValueError) as e:  # a field of the wrong type, or values ArchConfig refuses
+        raise HFError(f"{path}/config.json: not a ResNet config this project can read ({e})") from e
     notes = [
         f"a Hugging Face transformers ResNet; stride on the {config.stride_on} (downsample_in_bottleneck)"
     ]
