@@ -132,9 +132,8 @@ def keras_resnet50(tmp_path_factory):
     ("suffix", "framework", "form"),
     [
         (".pth", "torch", "c"),
-        (".safetensors", "torch", "a"),
         (".weights.h5", "keras", "c"),
-        (".msgpack", "flax", "c"),
+        (".msgpack", "flax", "a"),
     ],
 )
 def test_a_keras_applications_resnet50_ports_with_no_flags_and_gives_its_logits(
