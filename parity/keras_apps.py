@@ -36,10 +36,6 @@ NOTE = (
 )
 
 
-class KerasApplicationsError(ValueError):
-    """A Keras weights file that is not a keras.applications ResNet this project can hold."""
-
-
 def depth_and_classes(path: str | os.PathLike) -> tuple[str, tuple[int, ...], int] | None:
     """(model name, blocks per stage, classes) when the file is shaped like a keras.applications ResNet."""
     import h5py
@@ -55,13 +51,16 @@ def depth_and_classes(path: str | os.PathLike) -> tuple[str, tuple[int, ...], in
         return (*DEPTHS[convs], int(kernel.shape[1]))
 
 
-def read_keras_applications(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], ArchConfig, list[str]]:
-    """Canonical weights (form c), config and notes of a keras.applications ResNet weights file."""
+def read_keras_applications(
+    path: str | os.PathLike,
+) -> tuple[dict[str, np.ndarray], ArchConfig, list[str]] | None:
+    """Canonical weights (form c), config and notes of a keras.applications ResNet weights file;
+    None when the file is not shaped like one."""
     import keras
 
     found = depth_and_classes(path)
     if found is None:
-        raise KerasApplicationsError(f"{path}: not shaped like a keras.applications ResNet50/101/152")
+        return None
     name, layers, classes = found
     model = getattr(keras.applications, name)(weights=None, classes=classes, classifier_activation=None)
     model.load_weights(path)

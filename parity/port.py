@@ -298,19 +298,18 @@ def _read(path: Path, model: str | None, form: str | None, num_classes: int | No
 
         from_file, stored_form = resnext_keras.weights.read_h5_header(path)
         if from_file is None and asked is None:  # not ours: perhaps keras.applications'
-            from .keras_apps import depth_and_classes, read_keras_applications
+            from .keras_apps import read_keras_applications
 
             try:
-                if depth_and_classes(path) is not None:
-                    weights, config, notes = read_keras_applications(path)
-                    _agree_form("c", form, path)
-                    return Weights(weights, config, "c", notes)
+                found = read_keras_applications(path)
             except resnext_keras.weights.H5_ERRORS as e:
-                if isinstance(e, PortError):
-                    raise
                 raise PortError(
                     f"{path}: a damaged keras.applications weights file ({type(e).__name__}: {e})"
                 ) from e
+            if found is not None:
+                _agree_form("c", form, path)
+                weights, config, notes = found
+                return Weights(weights, config, "c", notes)
         config = _agree(from_file, asked, path)
         keras_model = resnext_keras.load_weights_file(path, config, form or stored_form)
         return Weights(resnext_keras.export_weights(keras_model), keras_model.config, keras_model.form)

@@ -141,7 +141,9 @@ class TorchEngine:
         correct = (logits.detach().argmax(1) == labels).sum()
         if self.world == 1:
             return float(loss.detach()), int(correct)
-        sums = torch.tensor([float(loss.detach()) * len(y), float(correct), len(y)], dtype=torch.float64)
+        sums = torch.tensor(  # on the model's device: nccl reduces CUDA tensors only
+            [float(loss.detach()) * len(y), float(correct), len(y)], dtype=torch.float64, device=self.device
+        )
         self.dist.all_reduce(sums)  # the global batch's mean loss and correct count, as one process sees
         return float(sums[0] / sums[2]), int(sums[1])
 
