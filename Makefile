@@ -12,6 +12,10 @@ setup: .venv/.installed
 	# torch pinned: 2.13.0 is the local CPU wheel; an unpinned torch pulls GBs of CUDA packages.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# timm, a test dependency, without its torchvision: no CPU torchvision exists for this torch
+	# (PyPI's links CUDA libraries and fails to import); timm's ResNet never calls it, and
+	# tests/helpers.py stands in for the names timm imports. Its other dependencies come with transformers.
+	$(PY) -m pip install -q --no-deps 'timm>=1.0.20'
 	touch $@
 
 demo: setup

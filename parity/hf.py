@@ -170,7 +170,7 @@ def read_hf_dir(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], ArchCon
     else:
         from .port import _torch_state_dict  # the guarded torch reader
 
-        raw, more = _torch_state_dict(found)
+        raw, more, _ = _torch_state_dict(found)
         notes += more
     if not any(k.startswith("classifier.") for k in raw):
         raise HFError(

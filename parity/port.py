@@ -35,6 +35,7 @@ from resnext_spec import (
 from resnext_spec import to_form as convert_form
 from resnext_spec.checkpoint import FORMAT_NAME, read_safetensors, read_safetensors_metadata
 
+from . import timm_resnet
 from .tolerances import TOL, rel_error
 
 # Suffix -> format. The framework that reads and writes each one natively.
@@ -42,6 +43,7 @@ FORMATS = {
     ".weights.h5": "keras",
     ".safetensors": "safetensors",
     ".pth": "torch",
+    ".pth.tar": "torch",  # timm's train.py checkpoints
     ".pt": "torch",
     ".msgpack": "flax",
 }
@@ -184,12 +186,16 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
 # ---- reading --------------------------------------------------------------------------------
 
 
-def _torch_state_dict(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+def _torch_state_dict(path: Path) -> tuple[dict[str, np.ndarray], list[str], str | None]:
+    """(tensors, notes, the architecture a training checkpoint names) of a torch file."""
+    import argparse
+
     import torch
 
     notes = []
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # timm's train.py keeps its argparse.Namespace in the checkpoint: data, not code
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise PortError(
             f"{path}: this pickle needs code to load (it holds more than tensors and plain containers), "
@@ -201,10 +207,16 @@ def _torch_state_dict(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
         Exception
     ) as e:  # torch.load raises many unrelated types for damaged bytes (KeyError, IndexError, ...)
         raise PortError(f"{path}: not a torch file, or truncated or corrupt ({type(e).__name__}: {e})") from e
+    arch = None
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), Mapping):
                 notes.append(f"took the state_dict under {key!r} of a training checkpoint")
+                if "state_dict_ema" in obj:
+                    notes.append("the checkpoint also holds an EMA state_dict ('state_dict_ema'), not read")
+                # timm's train.py names the model; without its args it writes the class name, 'resnet'
+                named = obj.get("arch")
+                arch = named if isinstance(named, str) and named != "resnet" else None
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -220,10 +232,14 @@ def _torch_state_dict(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     narrow = sorted({str(v.dtype) for v in state.values() if v.dtype in (torch.bfloat16, torch.float16)})
     if narrow:  # numpy has no bfloat16; float32 holds every bf16 and fp16 value exactly
         notes.append(f"converted {' and '.join(narrow)} tensors to float32 (exact)")
-    return {
-        k: (v.float() if v.dtype in (torch.bfloat16, torch.float16) else v).detach().cpu().numpy()
-        for k, v in state.items()
-    }, notes
+    return (
+        {
+            k: (v.float() if v.dtype in (torch.bfloat16, torch.float16) else v).detach().cpu().numpy()
+            for k, v in state.items()
+        },
+        notes,
+        arch,
+    )
 
 
 def _fit(weights: dict, config: ArchConfig, form: str, path) -> dict[str, np.ndarray]:
@@ -273,6 +289,21 @@ def read(
 
 def _read(path: Path, model: str | None, form: str | None, num_classes: int | None) -> Weights:
     fmt = format_of(path)
+    asked = None
+    if model is not None:
+        asked = get_config(model)
+        asked = replace(asked, num_classes=num_classes) if num_classes else asked
+    if fmt == HF and path.is_dir() and timm_resnet.is_timm_dir(path):
+        try:
+            found, arch, notes = timm_resnet.read_timm_dir(path)
+        except timm_resnet.TimmError as e:
+            raise PortError(str(e)) from e
+        if found.suffix == ".safetensors":
+            raw = read_safetensors(found.read_bytes(), found)
+        else:
+            raw, more, _ = _torch_state_dict(found)
+            notes += more
+        return _from_state_dict(raw, notes, found, asked, form, num_classes, arch)
     if fmt == HF and path.is_dir():
         from .hf import HFError, read_hf_dir
 
@@ -289,10 +320,6 @@ def _read(path: Path, model: str | None, form: str | None, num_classes: int | No
         return Weights(weights, config, "c", notes)
     if not path.is_file():
         raise PortError(f"{path}: no such file" + (" or folder" if fmt == HF else ""))
-    asked = None
-    if model is not None:
-        asked = get_config(model)
-        asked = replace(asked, num_classes=num_classes) if num_classes else asked
     if fmt == "keras":
         import resnext_keras
 
@@ -330,8 +357,39 @@ def _read(path: Path, model: str | None, form: str | None, num_classes: int | No
             return Weights(weights, config, stored_form)
         raw = read_safetensors(data, path)
         notes.append("a safetensors file without this project's metadata: read as a plain state_dict")
+        arch = None
     else:
-        raw, notes = _torch_state_dict(path)
+        raw, notes, arch = _torch_state_dict(path)
+    return _from_state_dict(raw, notes, path, asked, form, num_classes, arch)
+
+
+def _from_state_dict(
+    raw: dict[str, np.ndarray],
+    notes: list[str],
+    path: Path,
+    asked: ArchConfig | None,
+    form: str | None,
+    num_classes: int | None,
+    arch: str | None,
+) -> Weights:
+    """Weights of a torchvision-named state_dict (torchvision's, timm's, or ours without metadata).
+
+    ``arch`` is the timm architecture a file names, if it names one: it is checked, and
+    it records the stride's place (timm's plain ResNets: the 3x3, as torchvision).
+    """
+    if any(n.startswith("resnet.embedder.") for n in raw):
+        raise PortError(
+            f"{path}: a Hugging Face transformers ResNet's tensors: port its folder, whose config.json "
+            "says the architecture and where the stride sits"
+        )
+    if variant := timm_resnet.variant_in_names(list(raw)):
+        raise PortError(f"{path}: not a network this project holds: {variant}")
+    if arch is not None:
+        try:
+            timm_resnet.check_arch(arch, str(path))
+        except timm_resnet.TimmError as e:
+            raise PortError(str(e)) from e
+        notes.append(f"timm {arch}: stride on the 3x3 (timm's ResNets, as torchvision)")
     if asked is not None:
         form = form or infer_form(list(raw))
         check_form_for(asked, form)
@@ -345,7 +403,9 @@ def _read(path: Path, model: str | None, form: str | None, num_classes: int | No
             f"{path}: the file's head has {config.num_classes} classes, not --num-classes {num_classes}"
         )
     notes.append(f"inferred the architecture from the tensor shapes: {describe(config)}, form ({form})")
-    return Weights(_fit(raw, config, form, path), config, form, notes, stride_recorded=False)
+    if arch is not None:
+        config = replace(config, stride_on="3x3")
+    return Weights(_fit(raw, config, form, path), config, form, notes, stride_recorded=arch is not None)
 
 
 def _agree(stored: ArchConfig | None, asked: ArchConfig | None, path) -> ArchConfig | None:

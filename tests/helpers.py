@@ -105,3 +105,58 @@ def broken_weights(config: ArchConfig) -> tuple[dict[str, np.ndarray], list[str]
         "shape mismatch layer1.0.conv2.weight",
     ]
     return w, phrases
+
+
+def import_timm():
+    """timm, or a skip. timm imports torchvision at import time (FrozenBatchNorm2d, data
+    transforms), but its ResNet never calls it; torchvision has no CPU wheel for this
+    torch (PyPI's links CUDA libraries and fails to import). Where torchvision is absent,
+    its modules are stood in for by names that raise if anything calls them, so what runs
+    is timm's own ResNet code; where torchvision is installed, it is used as it is."""
+    import importlib.abc
+    import importlib.machinery
+    import importlib.util
+    import sys
+    import types
+
+    import pytest
+
+    if importlib.util.find_spec("timm") is None:
+        pytest.skip("timm is not installed")
+    if importlib.util.find_spec("torchvision") is None and not any(
+        type(f).__name__ == "_AbsentTorchvision" for f in sys.meta_path
+    ):
+
+        class _Absent(type):
+            def __getattr__(cls, name):
+                if name.startswith("__"):
+                    raise AttributeError(name)
+                return _Absent(name, (), {})
+
+            def __call__(cls, *args, **kwargs):
+                raise RuntimeError(f"torchvision is not installed here: {cls.__name__} was called")
+
+        def _attr(name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return _Absent(name, (), {})
+
+        class _AbsentTorchvision(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+            def find_spec(self, name, path, target=None):
+                if name == "torchvision" or name.startswith("torchvision."):
+                    return importlib.machinery.ModuleSpec(name, self, is_package=True)
+                return None
+
+            def create_module(self, spec):
+                module = types.ModuleType(spec.name)
+                module.__path__ = []
+                module.__getattr__ = _attr
+                return module
+
+            def exec_module(self, module):
+                pass
+
+        sys.meta_path.insert(0, _AbsentTorchvision())
+    import timm
+
+    return timm

@@ -93,6 +93,11 @@ def test_what_transformers_cannot_hold_is_refused_by_name(tmp_path):
     transformers.ResNetForImageClassification(odd).save_pretrained(tmp_path / "odd")
     with pytest.raises(PortError, match=r"hidden_sizes \[128, 256\]"):
         read(tmp_path / "odd")
+    transformers.ResNetForImageClassification(transformers.ResNetConfig(**HF_SMALL)).save_pretrained(
+        tmp_path / "hf"
+    )
+    with pytest.raises(PortError, match="port its folder"):  # the file alone cannot say where the stride is
+        read(tmp_path / "hf" / "model.safetensors")
     transformers.ResNetModel(transformers.ResNetConfig(**HF_SMALL)).save_pretrained(tmp_path / "backbone")
     with pytest.raises(PortError, match="without the classifier head"):
         read(tmp_path / "backbone")

@@ -1,0 +1,159 @@
+"""timm checkpoints port with no flags, proved by logits against timm itself; its variants are refused.
+
+Each timm model is built by ``timm.create_model`` (a small ResNeXt: the ``resnext50_32x4d``
+builder with one block a stage, cardinality 4 -- the builder takes those as
+arguments -- and one real preset), with random weights and every BN tensor randomised,
+then saved the four ways timm saves: ``torch.save(state_dict)``, a safetensors file,
+``save_for_hf``'s hub folder and ``train.py``'s checkpoint (``CheckpointSaver``). Each
+is read with no flags into torch, Keras and Flax builds (forms a and c); their logits
+equal timm's own (1e-5, relative). What we write loads into timm with its own loader.
+timm's inputs: RGB in [0, 1] normalised by the ImageNet mean and std (its pretrained_cfg).
+"""
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+from helpers import import_timm
+
+from parity.port import PortError, Weights, logits, port, read
+from parity.tolerances import TOL, rel_error
+from resnext_spec import ArchConfig, random_weights, save_checkpoint
+
+timm = import_timm()
+SMALL = dict(layers=(1, 1, 1, 1), cardinality=4, base_width=4, num_classes=5)
+
+
+def timm_model(arch: str = "resnext50_32x4d", seed: int = 0, **kwargs):
+    torch.manual_seed(seed)
+    model = timm.create_model(arch, **kwargs).eval()
+    with torch.no_grad():  # BN statistics and affine parameters away from 0 and 1, so each one counts
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    return model
+
+
+def timm_logits(model, seed: int = 0) -> np.ndarray:
+    """timm's logits of the batch ``parity.port.logits`` feeds our builds (2 images, 64 px)."""
+    x = np.random.default_rng(seed).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).double().numpy()
+
+
+def save_the_timm_way(model, how: str, folder):
+    """The file or folder timm writes, by timm's own code where it has one."""
+    if how == "pth":
+        torch.save(model.state_dict(), folder / "model.pth")
+        return folder / "model.pth"
+    if how == "safetensors":
+        import safetensors.torch
+
+        safetensors.torch.save_file(model.state_dict(), folder / "model.safetensors")
+        return folder / "model.safetensors"
+    if how == "hub":
+        timm.models.save_for_hf(model, folder / "hub", model_args=dict(SMALL), safe_serialization=True)
+        return folder / "hub"
+    from timm.utils import CheckpointSaver  # train.py's checkpoints: epoch, arch, args, optimizer, EMA
+
+    args = argparse.Namespace(model="resnext50_32x4d", lr=0.1, epochs=1)
+    saver = CheckpointSaver(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), args=args, checkpoint_dir=str(folder)
+    )
+    saver.save_checkpoint(epoch=0, metric=0.5)
+    return folder / "last.pth.tar"
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    model = timm_model(**SMALL)
+    folder = tmp_path_factory.mktemp("timm")
+    files = {how: save_the_timm_way(model, how, folder) for how in ("pth", "safetensors", "hub", "train")}
+    return files, timm_logits(model)
+
+
+@pytest.mark.parametrize(
+    ("how", "suffix", "framework", "form"),
+    [
+        ("pth", ".pth", "torch", "a"),
+        ("pth", ".msgpack", "flax", "c"),
+        ("safetensors", ".weights.h5", "keras", "a"),
+        ("safetensors", ".pth", "torch", "c"),
+        ("hub", ".msgpack", "flax", "a"),
+        ("train", ".weights.h5", "keras", "c"),
+    ],
+)
+def test_a_timm_resnext_ports_with_no_flags_and_gives_its_logits(
+    small, tmp_path, how, suffix, framework, form
+):
+    files, expected = small
+    result = port(files[how], tmp_path / f"out{suffix}", to_form=form)
+    assert (result.config.cardinality, result.config.base_width, result.config.layers) == (4, 4, (1, 1, 1, 1))
+    got = logits(framework, read(tmp_path / f"out{suffix}", stride_on="3x3"))
+    assert rel_error(got, expected) <= TOL
+
+
+def test_a_timm_file_that_names_its_model_records_the_stride(small):
+    files, _ = small
+    for how in ("hub", "train"):  # the architecture is named: timm's ResNets stride on the 3x3
+        w = read(files[how])
+        assert w.stride_recorded and w.config.stride_on == "3x3"
+        assert any("timm resnext50_32x4d" in n for n in w.notes)
+        with pytest.raises(PortError, match="has the stride on the 3x3, not 1x1"):
+            read(files[how], stride_on="1x1")
+    assert any("EMA" in n or "state_dict" in n for n in read(files["train"]).notes)
+    assert not read(files["pth"]).stride_recorded  # a bare state_dict cannot say
+
+
+def test_timms_resnext50_preset_is_recognised_and_ported(tmp_path):
+    model = timm_model("resnext50_32x4d", num_classes=7)
+    torch.save(model.state_dict(), tmp_path / "timm.pth")
+    result = port(tmp_path / "timm.pth", tmp_path / "ours.safetensors")
+    assert result.preset is None and "resnext50_32x4d with num_classes=7" in " ".join(result.notes)
+    assert rel_error(logits("torch", read(tmp_path / "ours.safetensors")), timm_logits(model)) <= TOL
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_what_we_write_loads_with_timms_own_loader(tmp_path, suffix):
+    config = ArchConfig(layers=(1, 1, 1, 1), cardinality=4, base_width=4, num_classes=5)
+    weights = random_weights(config, "c", 1)
+    save_checkpoint(tmp_path / "ours.safetensors", weights, config)
+    port(tmp_path / "ours.safetensors", tmp_path / f"out{suffix}", force=True)
+    model = timm.create_model("resnext50_32x4d", **SMALL).eval()
+    timm.models.load_checkpoint(model, str(tmp_path / f"out{suffix}"), strict=True)
+    assert rel_error(timm_logits(model), logits("torch", Weights(weights, config, "c"))) <= TOL
+
+
+@pytest.mark.parametrize(
+    ("arch", "what"),
+    [
+        ("resnet50d", "deep stem"),
+        ("seresnext26d_32x4d", "squeeze-and-excitation"),
+        ("ecaresnet26t", "efficient channel attention"),
+        ("skresnext50_32x4d", "selective kernels"),
+        ("resnet50_gn", "GroupNorm"),
+    ],
+)
+def test_a_timm_variant_the_tensors_show_is_refused_by_name(tmp_path, arch, what):
+    torch.save(timm_model(arch, layers=(1, 1, 1, 1), num_classes=5).state_dict(), tmp_path / "v.pth")
+    with pytest.raises(PortError, match=what):
+        port(tmp_path / "v.pth", tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_timm_variant_only_its_name_shows_is_refused_by_that_name(tmp_path):
+    # resnetaa50 has exactly resnet50's tensors (its pools have none); its hub folder names it
+    model = timm_model("resnetaa50", layers=(1, 1, 1, 1), num_classes=5)
+    timm.models.save_for_hf(model, tmp_path / "aa", safe_serialization=True)
+    with pytest.raises(PortError, match="anti-aliased"):
+        read(tmp_path / "aa")
+    plain = timm_model("resnet50", num_classes=5)  # and a plain one built with an invisible argument
+    timm.models.save_for_hf(
+        plain, tmp_path / "os16", model_args={"output_stride": 16}, safe_serialization=True
+    )
+    with pytest.raises(PortError, match="output_stride"):
+        read(tmp_path / "os16")
