@@ -16,6 +16,9 @@ setup: .venv/.installed
 	# (PyPI's links CUDA libraries and fails to import); timm's ResNet never calls it, and
 	# tests/helpers.py stands in for the names timm imports. Its other dependencies come with transformers.
 	$(PY) -m pip install -q --no-deps 'timm>=1.0.20'
+	# keras-hub, a test dependency, without its text-model dependencies (tensorflow-text,
+	# sentencepiece, kagglehub): the tests build its ResNet only.
+	$(PY) -m pip install -q --no-deps 'keras-hub>=0.32'
 	touch $@
 
 demo: setup

@@ -1,12 +1,13 @@
-"""``keras.applications`` ResNet50 / 101 / 152 weight files (Keras 3 ``.weights.h5``), read exactly.
+"""``keras.applications`` ResNet50 / 101 / 152 weight files (``.weights.h5``, legacy ``.h5``), read exactly.
 
 Those networks are ResNet v1 (the stride on each stage's first 1x1) whose convolutions
 carry a bias and whose BatchNorm has eps 1.001e-5. In inference both fold into our
 bias-free, eps-1e-5 layout without loss: a conv bias ``b`` before BN is the running
 mean moved by ``-b``, and the eps difference is the running variance moved by 1e-8.
-A Keras 3 weights file keys its layers by class and order, not by name, so the file
-is loaded into the ``keras.applications`` model of its depth (counted from its
-convolutions) and read back layer by layer, by the names that model gives them.
+A Keras 3 weights file keys its layers by class and order, and Keras loads a legacy
+``.h5`` by order too, so the file is loaded into the ``keras.applications`` model of
+its depth (counted from its convolutions) by Keras itself and read back layer by
+layer, by the names that model gives them.
 """
 
 from __future__ import annotations
@@ -36,19 +37,48 @@ NOTE = (
 )
 
 
+class KerasAppsError(ValueError):
+    """A keras.applications file this project cannot hold; the message says what differs."""
+
+
 def depth_and_classes(path: str | os.PathLike) -> tuple[str, tuple[int, ...], int] | None:
-    """(model name, blocks per stage, classes) when the file is shaped like a keras.applications ResNet."""
+    """(model name, blocks per stage, classes) when the file is shaped like a keras.applications ResNet.
+
+    Two layouts: Keras 3's ``.weights.h5`` (``layers/conv2d_7/vars/0``: by class and order)
+    and the legacy ``.h5`` that Keras 2 wrote and keras.applications downloads are
+    (``layer_names`` attribute, a group per layer listing its ``weight_names``).
+    """
     import h5py
 
     with h5py.File(path, "r") as f:
-        layers = f.get("layers")
-        if layers is None or "dense" not in layers:
+        if "layer_names" in f.attrs or "model_weights" in f:  # legacy; a whole-model file nests it
+            group = f["model_weights"] if "model_weights" in f else f
+            shapes = []
+            for layer in group.attrs.get("layer_names", []):
+                layer = layer.decode() if isinstance(layer, bytes) else str(layer)
+                names = group[layer].attrs.get("weight_names", [])
+                if len(names):
+                    first = names[0].decode() if isinstance(names[0], bytes) else str(names[0])
+                    shapes.append(group[layer][first].shape)
+            convs = sum(1 for shape in shapes if len(shape) == 4)
+            kernel_shape = shapes[-1] if shapes else ()
+        else:
+            layers = f.get("layers")
+            if not isinstance(layers, h5py.Group):
+                return None
+            convs = sum(1 for n in layers if n == "conv2d" or n.startswith("conv2d_"))
+            dense = layers.get("dense")
+            kernel_shape = (
+                dense["vars/0"].shape if isinstance(dense, h5py.Group) and "vars/0" in dense else ()
+            )
+        if convs not in DEPTHS:
             return None
-        convs = sum(1 for n in layers if n == "conv2d" or n.startswith("conv2d_"))
-        kernel = layers["dense"].get("vars/0")
-        if convs not in DEPTHS or kernel is None or len(kernel.shape) != 2 or kernel.shape[0] != 2048:
-            return None
-        return (*DEPTHS[convs], int(kernel.shape[1]))
+        if len(kernel_shape) != 2 or kernel_shape[0] != 2048:
+            raise KerasAppsError(
+                f"a keras.applications {DEPTHS[convs][0]} without its top (include_top=False): "
+                "this project's networks end in the classifier; save the model with include_top=True"
+            )
+        return (*DEPTHS[convs], int(kernel_shape[1]))
 
 
 def read_keras_applications(

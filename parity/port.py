@@ -35,7 +35,7 @@ from resnext_spec import (
 from resnext_spec import to_form as convert_form
 from resnext_spec.checkpoint import FORMAT_NAME, read_safetensors, read_safetensors_metadata
 
-from . import timm_resnet
+from . import keras_hub_resnet, timm_resnet
 from .tolerances import TOL, rel_error
 
 # Suffix -> format. The framework that reads and writes each one natively.
@@ -46,8 +46,17 @@ FORMATS = {
     ".pth.tar": "torch",  # timm's train.py checkpoints
     ".pt": "torch",
     ".msgpack": "flax",
+    ".h5": "keras-h5",  # read only: keras.applications' legacy weight files
 }
-FRAMEWORK_OF = {"torch": "torch", "safetensors": "torch", "keras": "keras", "flax": "flax", "hf": "torch"}
+LEGACY_H5 = "keras-h5"
+FRAMEWORK_OF = {
+    "torch": "torch",
+    "safetensors": "torch",
+    "keras": "keras",
+    "keras-h5": "keras",
+    "flax": "flax",
+    "hf": "torch",
+}
 HF = "hf"  # a Hugging Face transformers model directory: a folder, or a new path with no suffix
 
 
@@ -90,9 +99,8 @@ def format_of(path: str | os.PathLike) -> str:
     for suffix, fmt in FORMATS.items():
         if name.endswith(suffix):
             return fmt
-    hint = " (Keras weights files end in .weights.h5)" if name.endswith(".h5") else ""
     raise PortError(
-        f"{path}: unknown format{hint}; use one of " + ", ".join(FORMATS) + " (the suffix picks the format)"
+        f"{path}: unknown format; use one of " + ", ".join(FORMATS) + " (the suffix picks the format)"
     )
 
 
@@ -304,6 +312,16 @@ def _read(path: Path, model: str | None, form: str | None, num_classes: int | No
             raw, more, _ = _torch_state_dict(found)
             notes += more
         return _from_state_dict(raw, notes, found, asked, form, num_classes, arch)
+    if fmt == HF and path.is_dir() and keras_hub_resnet.is_keras_hub_dir(path):
+        try:
+            weights, config, notes = keras_hub_resnet.read_keras_hub_dir(path)
+        except keras_hub_resnet.KerasHubError as e:
+            raise PortError(str(e)) from e
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:  # h5py on damaged bytes
+            raise PortError(f"{path}: a damaged keras-hub preset ({type(e).__name__}: {e})") from e
+        _agree(config, asked, path)
+        _agree_form("c", form, path)
+        return Weights(weights, config, "c", notes)
     if fmt == HF and path.is_dir():
         from .hf import HFError, read_hf_dir
 
@@ -320,23 +338,34 @@ def _read(path: Path, model: str | None, form: str | None, num_classes: int | No
         return Weights(weights, config, "c", notes)
     if not path.is_file():
         raise PortError(f"{path}: no such file" + (" or folder" if fmt == HF else ""))
-    if fmt == "keras":
+    if fmt in ("keras", LEGACY_H5):
         import resnext_keras
 
-        from_file, stored_form = resnext_keras.weights.read_h5_header(path)
-        if from_file is None and asked is None:  # not ours: perhaps keras.applications'
-            from .keras_apps import read_keras_applications
+        if fmt == "keras":
+            from_file, stored_form = resnext_keras.weights.read_h5_header(path)
+        else:
+            from_file, stored_form = None, None
+        if from_file is None and (asked is None or fmt == LEGACY_H5):  # not ours: keras.applications'?
+            from .keras_apps import KerasAppsError, read_keras_applications
 
             try:
                 found = read_keras_applications(path)
+            except KerasAppsError as e:
+                raise PortError(f"{path}: {e}") from e
             except resnext_keras.weights.H5_ERRORS as e:
                 raise PortError(
                     f"{path}: a damaged keras.applications weights file ({type(e).__name__}: {e})"
                 ) from e
             if found is not None:
-                _agree_form("c", form, path)
                 weights, config, notes = found
+                _agree(config, asked, path)
+                _agree_form("c", form, path)
                 return Weights(weights, config, "c", notes)
+            if fmt == LEGACY_H5:
+                raise PortError(
+                    f"{path}: a legacy Keras .h5 that is not a keras.applications ResNet50/101/152; "
+                    "this project's Keras files end in .weights.h5"
+                )
         config = _agree(from_file, asked, path)
         keras_model = resnext_keras.load_weights_file(path, config, form or stored_form)
         return Weights(resnext_keras.export_weights(keras_model), keras_model.config, keras_model.form)
@@ -451,6 +480,8 @@ def write(path: str | os.PathLike, w: Weights) -> None:
         import resnext_torch
 
         resnext_torch.save_state_dict(build("torch", w.config, w.form, w.weights), path)
+    elif fmt == LEGACY_H5:
+        raise PortError(f"{path}: legacy .h5 files are read, not written; write Keras 3's .weights.h5")
     elif fmt == "keras":
         import resnext_keras
 

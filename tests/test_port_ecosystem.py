@@ -7,6 +7,7 @@ Keras and Flax builds (forms a and c); each build's logits equal transformers' o
 ``from_pretrained`` and give our logits. What transformers cannot hold is refused.
 """
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -125,10 +126,15 @@ def keras_resnet50(tmp_path_factory):
         elif isinstance(layer, keras.layers.Conv2D):
             k, b = layer.get_weights()
             layer.set_weights([k, rng.uniform(-0.5, 0.5, b.shape)])
-    path = tmp_path_factory.mktemp("kapps") / "resnet50.weights.h5"
-    model.save_weights(path)
+    folder = tmp_path_factory.mktemp("kapps")
+    model.save_weights(folder / "resnet50.weights.h5")
+    # The legacy layout the downloadable keras.applications files have, by Keras's own legacy writer
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with h5py.File(folder / "resnet50.h5", "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)  # as port.logits
-    return path, np.asarray(
+    return folder, np.asarray(
         keras.ops.convert_to_numpy(model(x.transpose(0, 2, 3, 1), training=False)), np.float64
     )
 
@@ -144,9 +150,97 @@ def keras_resnet50(tmp_path_factory):
 def test_a_keras_applications_resnet50_ports_with_no_flags_and_gives_its_logits(
     keras_resnet50, tmp_path, suffix, framework, form
 ):
-    path, expected = keras_resnet50
-    result = port(path, tmp_path / f"out{suffix}", to_form=form)
+    folder, expected = keras_resnet50
+    result = port(folder / "resnet50.weights.h5", tmp_path / f"out{suffix}", to_form=form)
     assert result.config.stride_on == "1x1" and result.config.layers == (3, 4, 6, 3)
     assert any("folded" in n and "momentum" in n for n in result.notes)  # what is exact and what is not
     got = logits(framework, read(tmp_path / f"out{suffix}", stride_on="1x1"))
     assert rel_error(got, expected) <= TOL
+
+
+def test_a_legacy_keras_applications_h5_ports_with_no_flags_and_gives_its_logits(keras_resnet50, tmp_path):
+    folder, expected = keras_resnet50
+    result = port(folder / "resnet50.h5", tmp_path / "out.safetensors")
+    assert result.config.stride_on == "1x1" and result.config.layers == (3, 4, 6, 3)
+    assert rel_error(logits("torch", read(tmp_path / "out.safetensors")), expected) <= TOL
+    with pytest.raises(PortError, match="read, not written"):
+        port(tmp_path / "out.safetensors", tmp_path / "back.h5")
+    assert not (tmp_path / "back.h5").exists()
+
+
+def test_a_keras_applications_file_without_its_top_is_refused_by_name(tmp_path):
+    keras = pytest.importorskip("keras")
+    from keras.src.legacy.saving import legacy_h5_format
+
+    notop = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(64, 64, 3))
+    with h5py.File(tmp_path / "notop.h5", "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, notop)
+    notop.save_weights(tmp_path / "notop.weights.h5")
+    for name in ("notop.h5", "notop.weights.h5"):
+        with pytest.raises(PortError, match="include_top=False"):
+            read(tmp_path / name)
+
+
+# keras-hub: a ResNetImageClassifier preset (save_to_preset), read without keras-hub.
+def keras_hub_preset(folder, block_type: str, depths: list[int]):
+    keras = pytest.importorskip("keras")
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64 * 2**s for s in range(len(depths))],
+        stackwise_num_blocks=depths,
+        stackwise_num_strides=[1] + [2] * (len(depths) - 1),
+        block_type=block_type,
+        use_pre_activation=False,
+        image_shape=(None, None, 3),
+    )
+    task = keras_hub.models.ResNetImageClassifier(backbone=backbone, num_classes=5, activation=None)
+    rng = np.random.default_rng(1)
+    for layer in backbone.layers:  # BN statistics and affine parameters away from 0 and 1
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights(
+                [
+                    rng.uniform(lo, hi, w.shape)
+                    for w, (lo, hi) in zip(
+                        layer.get_weights(), [(0.5, 1.5), (-0.5, 0.5), (-0.5, 0.5), (0.5, 1.5)], strict=True
+                    )
+                ]
+            )
+    task.save_to_preset(folder)
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)  # as port.logits
+    return np.asarray(keras.ops.convert_to_numpy(task(x.transpose(0, 2, 3, 1), training=False)), np.float64)
+
+
+@pytest.mark.parametrize(
+    ("block_type", "depths", "suffix", "framework", "form"),
+    [("bottleneck_block", [2, 1], ".msgpack", "flax", "a"), ("basic_block", [1, 2], ".pth", "torch", "c")],
+)
+def test_a_keras_hub_resnet_preset_ports_with_no_flags_and_gives_its_logits(
+    tmp_path, block_type, depths, suffix, framework, form
+):
+    expected = keras_hub_preset(tmp_path / "preset", block_type, depths)
+    result = port(tmp_path / "preset", tmp_path / f"out{suffix}", to_form=form)
+    assert result.config.layers == tuple(depths) and any("keras-hub" in n for n in result.notes)
+    got = logits(framework, read(tmp_path / f"out{suffix}", stride_on="3x3"))
+    assert rel_error(got, expected) <= TOL
+
+
+def test_what_a_keras_hub_preset_holds_that_we_cannot_is_refused_by_name(tmp_path):
+    keras_hub = pytest.importorskip("keras_hub")
+    v2 = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 128],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="bottleneck_block",
+        use_pre_activation=True,
+        image_shape=(None, None, 3),
+    )
+    keras_hub.models.ResNetImageClassifier(backbone=v2, num_classes=5).save_to_preset(tmp_path / "v2")
+    with pytest.raises(PortError, match="use_pre_activation True"):
+        read(tmp_path / "v2")
+    v2.save_to_preset(tmp_path / "backbone")
+    with pytest.raises(PortError, match="without the classifier head"):
+        read(tmp_path / "backbone")

@@ -148,3 +148,111 @@ def test_the_cli_exits_2_on_a_damaged_file_and_writes_nothing(originals, tmp_pat
     assert main([str(src), str(tmp_path / "out.safetensors")]) == 2
     assert "bad.weights.h5" in capsys.readouterr().err
     assert not (tmp_path / "out.safetensors").exists()
+
+
+# ---- the other libraries' layouts: Hugging Face and timm folders, keras.applications files ----
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Small transformers, timm and keras-hub ResNet folders, as {name: {file: bytes}}."""
+    transformers = pytest.importorskip("transformers")
+    from helpers import import_timm
+
+    tmp = tmp_path_factory.mktemp("folders")
+    hf = transformers.ResNetConfig(depths=[1], hidden_sizes=[256], layer_type="bottleneck", num_labels=3)
+    transformers.ResNetForImageClassification(hf).save_pretrained(tmp / "hf")
+    timm = import_timm()
+    small = dict(layers=(1, 1, 1, 1), cardinality=2, base_width=4, num_classes=3)
+    timm.models.save_for_hf(
+        timm.create_model("resnext50_32x4d", **small), tmp / "timm", model_args=small, safe_serialization=True
+    )
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64],
+        stackwise_num_blocks=[1],
+        stackwise_num_strides=[1],
+        block_type="bottleneck_block",
+        use_pre_activation=False,
+        image_shape=(None, None, 3),
+    )
+    keras_hub.models.ResNetImageClassifier(backbone=backbone, num_classes=3).save_to_preset(tmp / "keras_hub")
+    return {
+        name: {f.name: f.read_bytes() for f in (tmp / name).iterdir()} for name in ("hf", "timm", "keras_hub")
+    }
+
+
+def folder_with(tmp_path, files: dict[str, bytes], name: str, data: bytes):
+    folder = tmp_path / "model"
+    folder.mkdir(exist_ok=True)
+    for f, content in files.items():
+        (folder / f).write_bytes(data if f == name else content)
+    return folder
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=8,
+)
+
+
+@pytest.mark.parametrize("kind", ["hf", "timm", "keras_hub"])
+@FUZZ
+@given(data=st.data())
+def test_a_forged_config_json_gives_weights_or_a_clear_error(folders, tmp_path, kind, data):
+    config = json.loads(folders[kind]["config.json"])
+    for key in data.draw(st.lists(st.sampled_from(sorted(config)), min_size=1, max_size=4)):
+        config[key] = data.draw(JSON)
+    forged = json.dumps(config).encode()
+    outcome(folder_with(tmp_path, folders[kind], "config.json", forged))
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("hf", "config.json"),
+        ("hf", "model.safetensors"),
+        ("timm", "config.json"),
+        ("timm", "model.safetensors"),
+        ("keras_hub", "task.json"),
+        ("keras_hub", "model.weights.h5"),
+        ("keras_hub", "task.weights.h5"),
+    ],
+)
+@FUZZ
+@given(cut=st.floats(0, 1, exclude_max=True), flips=st.lists(st.integers(0, 2**32), max_size=8))
+def test_a_damaged_folder_file_gives_weights_or_a_clear_error(folders, tmp_path, kind, name, cut, flips):
+    data = bytearray(folders[kind][name][: max(1, int(len(folders[kind][name]) * (1 - cut)))])
+    for at in flips:
+        data[at % len(data)] ^= 1 + at % 255
+    outcome(folder_with(tmp_path, folders[kind], name, bytes(data)))
+
+
+@pytest.fixture(scope="module")
+def keras_applications_h5(tmp_path_factory):
+    """keras.applications ResNet50 (2 classes) in the legacy .h5 layout, as bytes (~94 MB)."""
+    keras = pytest.importorskip("keras")
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    path = tmp_path_factory.mktemp("kapps") / "resnet50.h5"
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, keras.applications.ResNet50(weights=None, classes=2))
+    return path.read_bytes()
+
+
+# Each example that survives the damage loads a whole ResNet50 into Keras (~2 s): a smaller CI budget.
+@settings(FUZZ, max_examples=max(1, EXAMPLES // 5))
+@given(cut=st.floats(0, 1, exclude_max=True), flips=st.lists(st.integers(0, 2**32), max_size=16))
+def test_a_damaged_keras_applications_file_gives_weights_or_a_clear_error(
+    keras_applications_h5, tmp_path, cut, flips
+):
+    data = bytearray(keras_applications_h5[: max(1, int(len(keras_applications_h5) * (1 - cut)))])
+    for at in flips:
+        data[at % len(data)] ^= 1 + at % 255
+    path = tmp_path / "resnet50.h5"
+    path.write_bytes(bytes(data))
+    outcome(path)
