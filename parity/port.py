@@ -480,8 +480,6 @@ def write(path: str | os.PathLike, w: Weights) -> None:
         import resnext_torch
 
         resnext_torch.save_state_dict(build("torch", w.config, w.form, w.weights), path)
-    elif fmt == LEGACY_H5:
-        raise PortError(f"{path}: legacy .h5 files are read, not written; write Keras 3's .weights.h5")
     elif fmt == "keras":
         import resnext_keras
 
@@ -542,7 +540,8 @@ def port(
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
-    format_of(dst)  # an unknown target format fails before any work
+    if format_of(dst) == LEGACY_H5:  # an unknown or read-only target format fails before any work
+        raise PortError(f"{dst}: legacy .h5 files are read, not written; write Keras 3's .weights.h5")
     if dst.exists() and not force:
         raise PortError(f"{dst} exists; pass --force to overwrite it")
     try:
