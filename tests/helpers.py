@@ -7,6 +7,10 @@ code under test.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
+import types
+
 import numpy as np
 
 from resnext_spec import ArchConfig, get_config
@@ -111,52 +115,76 @@ def import_timm():
     """timm, or a skip. timm imports torchvision at import time (FrozenBatchNorm2d, data
     transforms), but its ResNet never calls it; torchvision has no CPU wheel for this
     torch (PyPI's links CUDA libraries and fails to import). Where torchvision is absent,
-    its modules are stood in for by names that raise if anything calls them, so what runs
-    is timm's own ResNet code; where torchvision is installed, it is used as it is."""
-    import importlib.abc
-    import importlib.machinery
+    its modules are stood in for, while timm is imported, by names that raise if anything
+    calls them, so what runs is timm's own ResNet code; where it is installed, it is used."""
     import importlib.util
     import sys
-    import types
 
     import pytest
 
     if importlib.util.find_spec("timm") is None:
         pytest.skip("timm is not installed")
-    if importlib.util.find_spec("torchvision") is None and not any(
-        type(f).__name__ == "_AbsentTorchvision" for f in sys.meta_path
-    ):
+    if "timm" in sys.modules or importlib.util.find_spec("torchvision") is not None:
+        import timm
 
-        class _Absent(type):
-            def __getattr__(cls, name):
-                if name.startswith("__"):
-                    raise AttributeError(name)
-                return _Absent(name, (), {})
-
-            def __call__(cls, *args, **kwargs):
-                raise RuntimeError(f"torchvision is not installed here: {cls.__name__} was called")
-
-        def _attr(name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return _Absent(name, (), {})
-
-        class _AbsentTorchvision(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-            def find_spec(self, name, path, target=None):
-                if name == "torchvision" or name.startswith("torchvision."):
-                    return importlib.machinery.ModuleSpec(name, self, is_package=True)
-                return None
-
-            def create_module(self, spec):
-                module = types.ModuleType(spec.name)
-                module.__path__ = []
-                module.__getattr__ = _attr
-                return module
-
-            def exec_module(self, module):
-                pass
-
-        sys.meta_path.insert(0, _AbsentTorchvision())
-    import timm
-
+        return timm
+    finder = _AbsentTorchvision()
+    sys.meta_path.insert(0, finder)
+    try:
+        import timm
+    finally:  # gone once timm is in: other libraries (transformers) ask whether torchvision exists
+        sys.meta_path.remove(finder)
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
     return timm
+
+
+class _Absent(type):
+    """A stand-in class: any attribute is another stand-in; calling one raises."""
+
+    def __getattr__(cls, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Absent(name, (), {})
+
+    def __call__(cls, *args, **kwargs):
+        raise RuntimeError(f"torchvision is not installed here: {cls.__name__} was called")
+
+
+def _absent_attr(name):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return _Absent(name, (), {})
+
+
+class _AbsentTorchvision(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds every ``torchvision.*`` module as an empty package of stand-ins."""
+
+    def find_spec(self, name, path, target=None):
+        if name == "torchvision" or name.startswith("torchvision."):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        module = types.ModuleType(spec.name)
+        module.__path__ = []
+        module.__getattr__ = _absent_attr
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+def randomise_batchnorm(model):
+    """A torch model (ours or a peer library's) with every BatchNorm2d's statistics and affine
+    parameters drawn away from 0 and 1, so a port that drops or swaps any of them shows."""
+    import torch
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    return model

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from helpers import randomise_batchnorm
 
 from parity.port import PortError, Weights, logits, port, read
 from parity.tolerances import TOL, rel_error
@@ -28,14 +29,7 @@ def hf_model(downsample_in_bottleneck: bool, seed: int = 0):
     config = transformers.ResNetConfig(**HF_SMALL, downsample_in_bottleneck=downsample_in_bottleneck)
     torch.manual_seed(seed)
     model = transformers.ResNetForImageClassification(config).eval()
-    with torch.no_grad():  # BN statistics and affine parameters away from 0 and 1, so each one counts
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-    return model
+    return randomise_batchnorm(model)
 
 
 def hf_logits(model, seed: int = 0) -> np.ndarray:

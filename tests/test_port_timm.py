@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 import pytest
 import torch
-from helpers import import_timm
+from helpers import import_timm, randomise_batchnorm
 
 from parity.port import PortError, Weights, logits, port, read
 from parity.tolerances import TOL, rel_error
@@ -28,14 +28,7 @@ SMALL = dict(layers=(1, 1, 1, 1), cardinality=4, base_width=4, num_classes=5)
 def timm_model(arch: str = "resnext50_32x4d", seed: int = 0, **kwargs):
     torch.manual_seed(seed)
     model = timm.create_model(arch, **kwargs).eval()
-    with torch.no_grad():  # BN statistics and affine parameters away from 0 and 1, so each one counts
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-    return model
+    return randomise_batchnorm(model)
 
 
 def timm_logits(model, seed: int = 0) -> np.ndarray:
