@@ -41,7 +41,7 @@ def is_keras_hub_dir(path: str | os.PathLike) -> bool:
         config = json.loads((Path(path) / "config.json").read_text())
     except (OSError, UnicodeDecodeError, ValueError):
         return False
-    return isinstance(config, dict) and config.get("class_name") == "ResNetBackbone"
+    return isinstance(config, dict) and str(config.get("registered_name", "")).startswith("keras_hub>")
 
 
 def _json(path: Path) -> dict:
@@ -95,6 +95,9 @@ def read_keras_hub_dir(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], 
     import h5py
 
     path = Path(path)
+    kind = json.loads((path / "config.json").read_text()).get("class_name")
+    if kind != "ResNetBackbone":
+        raise KerasHubError(f"{path}: a keras-hub {kind} preset; of keras-hub's models, ResNets are read")
     if not (path / "task.json").is_file() or not (path / "task.weights.h5").is_file():
         raise KerasHubError(
             f"{path}: a keras-hub ResNetBackbone without the classifier head (no task.json and "
