@@ -45,13 +45,14 @@ def is_keras_hub_dir(path: str | os.PathLike) -> bool:
 
 
 def _json(path: Path) -> dict:
+    """A keras-hub JSON file: an object whose 'config' is a map."""
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise KerasHubError(f"{path}: not readable JSON ({e})") from e
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
         raise KerasHubError(f"{path}: not a keras-hub config (no 'config' map)")
-    return data["config"]
+    return data
 
 
 def config_from_keras_hub(backbone: dict, task: dict, where) -> ArchConfig:
@@ -95,15 +96,16 @@ def read_keras_hub_dir(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], 
     import h5py
 
     path = Path(path)
-    kind = json.loads((path / "config.json").read_text()).get("class_name")
-    if kind != "ResNetBackbone":
+    backbone = _json(path / "config.json")
+    if (kind := backbone.get("class_name")) != "ResNetBackbone":
         raise KerasHubError(f"{path}: a keras-hub {kind} preset; of keras-hub's models, ResNets are read")
     if not (path / "task.json").is_file() or not (path / "task.weights.h5").is_file():
         raise KerasHubError(
             f"{path}: a keras-hub ResNetBackbone without the classifier head (no task.json and "
             "task.weights.h5); save a ResNetImageClassifier preset"
         )
-    config = config_from_keras_hub(_json(path / "config.json"), _json(path / "task.json"), path)
+    task = _json(path / "task.json")["config"]
+    config = config_from_keras_hub(backbone["config"], task, path)
     order = {"bottleneck": ("1", "2", "0", "3"), "basic": ("1", "0", "2")}[config.block]
     names = [("conv1", "bn1")]  # (our conv, our BN) in the order keras-hub builds them
     for s, blocks in enumerate(config.layers):
@@ -130,7 +132,6 @@ def read_keras_hub_dir(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], 
     with h5py.File(path / "task.weights.h5", "r") as f:
         dense = f["layers/dense/vars"]
         weights["fc.weight"], weights["fc.bias"] = np.asarray(dense["0"]).T, np.asarray(dense["1"])
-    task = _json(path / "task.json")
     notes = [NOTE]
     if task.get("activation") not in (None, "linear"):
         notes.append(f"its {task['activation']} activation is left out: the ported model gives logits")

@@ -34,7 +34,7 @@ from resnext_spec import (
     save_checkpoint,
 )
 from resnext_spec import to_form as convert_form
-from resnext_spec.checkpoint import FORMAT_NAME, read_safetensors, read_safetensors_metadata
+from resnext_spec.checkpoint import FORMAT_NAME, H5_ERRORS, read_safetensors, read_safetensors_metadata
 
 from . import keras_hub_resnet, timm_resnet
 from .tolerances import TOL, rel_error
@@ -302,41 +302,8 @@ def _read(path: Path, model: str | None, form: str | None, num_classes: int | No
     if model is not None:
         asked = get_config(model)
         asked = replace(asked, num_classes=num_classes) if num_classes else asked
-    if fmt == HF and path.is_dir() and timm_resnet.is_timm_dir(path):
-        try:
-            found, arch, notes = timm_resnet.read_timm_dir(path)
-        except timm_resnet.TimmError as e:
-            raise PortError(str(e)) from e
-        if found.suffix == ".safetensors":
-            raw = read_safetensors(found.read_bytes(), found)
-        else:
-            raw, more, _ = _torch_state_dict(found)
-            notes += more
-        return _from_state_dict(raw, notes, found, asked, form, num_classes, arch)
-    if fmt == HF and path.is_dir() and keras_hub_resnet.is_keras_hub_dir(path):
-        try:
-            weights, config, notes = keras_hub_resnet.read_keras_hub_dir(path)
-        except keras_hub_resnet.KerasHubError as e:
-            raise PortError(str(e)) from e
-        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:  # h5py on damaged bytes
-            raise PortError(f"{path}: a damaged keras-hub preset ({type(e).__name__}: {e})") from e
-        _agree(config, asked, path)
-        _agree_form("c", form, path)
-        return Weights(weights, config, "c", notes)
     if fmt == HF and path.is_dir():
-        from .hf import HFError, read_hf_dir
-
-        try:
-            weights, config, notes = read_hf_dir(path)
-        except (HFError, CheckpointError) as e:
-            raise PortError(str(e)) from e
-        _agree(
-            config,
-            replace(get_config(model), num_classes=num_classes or config.num_classes) if model else None,
-            path,
-        )
-        _agree_form("c", form, path)
-        return Weights(weights, config, "c", notes)
+        return _read_folder(path, model, asked, form, num_classes)
     if not path.is_file():
         raise PortError(f"{path}: no such file" + (" or folder" if fmt == HF else ""))
     if fmt in ("keras", LEGACY_H5):
@@ -353,15 +320,12 @@ def _read(path: Path, model: str | None, form: str | None, num_classes: int | No
                 found = read_keras_applications(path)
             except KerasAppsError as e:
                 raise PortError(f"{path}: {e}") from e
-            except resnext_keras.weights.H5_ERRORS as e:
+            except H5_ERRORS as e:
                 raise PortError(
                     f"{path}: a damaged keras.applications weights file ({type(e).__name__}: {e})"
                 ) from e
             if found is not None:
-                weights, config, notes = found
-                _agree(config, asked, path)
-                _agree_form("c", form, path)
-                return Weights(weights, config, "c", notes)
+                return _form_c(*found, asked, form, path)
             if fmt == LEGACY_H5:
                 raise PortError(
                     f"{path}: a legacy Keras .h5 that is not a keras.applications ResNet50/101/152; "
@@ -391,6 +355,55 @@ def _read(path: Path, model: str | None, form: str | None, num_classes: int | No
     else:
         raw, notes, arch = _torch_state_dict(path)
     return _from_state_dict(raw, notes, path, asked, form, num_classes, arch)
+
+
+def _read_folder(
+    path: Path, model: str | None, asked: ArchConfig | None, form: str | None, num_classes: int | None
+) -> Weights:
+    """A model folder: timm's hub layout, a keras-hub preset, or a transformers directory,
+    told apart by its config.json."""
+    if timm_resnet.is_timm_dir(path):
+        try:
+            found, arch, notes = timm_resnet.read_timm_dir(path)
+        except timm_resnet.TimmError as e:
+            raise PortError(str(e)) from e
+        if found.suffix == ".safetensors":
+            raw = read_safetensors(found.read_bytes(), found)
+        else:
+            raw, more, _ = _torch_state_dict(found)
+            notes += more
+        return _from_state_dict(raw, notes, found, asked, form, num_classes, arch)
+    if keras_hub_resnet.is_keras_hub_dir(path):
+        try:
+            found = keras_hub_resnet.read_keras_hub_dir(path)
+        except keras_hub_resnet.KerasHubError as e:
+            raise PortError(str(e)) from e
+        except H5_ERRORS as e:
+            raise PortError(f"{path}: a damaged keras-hub preset ({type(e).__name__}: {e})") from e
+        return _form_c(*found, asked, form, path)
+    from .hf import HFError, read_hf_dir
+
+    try:
+        weights, config, notes = read_hf_dir(path)
+    except (HFError, CheckpointError) as e:
+        raise PortError(str(e)) from e
+    # --model without --num-classes takes the folder's class count here (its config names it)
+    lenient = replace(get_config(model), num_classes=num_classes or config.num_classes) if model else None
+    return _form_c(weights, config, notes, lenient, form, path)
+
+
+def _form_c(
+    weights: dict[str, np.ndarray],
+    config: ArchConfig,
+    notes: list[str],
+    asked: ArchConfig | None,
+    form: str | None,
+    path: Path,
+) -> Weights:
+    """Weights from a reader that maps another library's layout to form (c), held to what was asked."""
+    _agree(config, asked, path)
+    _agree_form("c", form, path)
+    return Weights(weights, config, "c", notes)
 
 
 def _from_state_dict(

@@ -23,7 +23,7 @@ from resnext_spec import (
     load_checkpoint_as,
     save_checkpoint,
 )
-from resnext_spec.checkpoint import DIGEST_KEY, check_digest, tensor_digest
+from resnext_spec.checkpoint import DIGEST_KEY, H5_ERRORS, check_digest, tensor_digest
 from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST, tensor_table
 
 from .model import ResNet, create_model, layer_name
@@ -122,8 +122,6 @@ def _save_h5(model: ResNet, tmp: str) -> None:
 
 
 H5_CONFIG, H5_FORM, H5_DIGEST = "resnext_config", "resnext_form", f"resnext_{DIGEST_KEY}"
-# What h5py and Keras raise for damaged HDF5 (e.g. RuntimeError "Object visitation failed").
-H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
 
 
 def _damaged(path, e: Exception) -> CheckpointError:

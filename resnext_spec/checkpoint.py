@@ -32,6 +32,9 @@ class CheckpointError(ValueError):
 
 # Metadata key of the checksum of a file's tensors (see tensor_digest); files without one still load.
 DIGEST_KEY = "tensors_sha256"
+# What h5py (and Keras reading through it) raise for damaged HDF5, e.g. RuntimeError
+# "Object visitation failed": every HDF5 reader turns these into an error naming the file.
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
 
 
 def tensor_digest(weights: Mapping[str, np.ndarray]) -> str:
