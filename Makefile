@@ -1,9 +1,9 @@
-# Two entry points for a fresh machine: `make demo` (the parity report on the default
-# model) and `make test` (ruff + the whole test suite). Both create .venv first.
+# Entry points for a fresh machine: `make demo` (the parity report on the default model),
+# `make test` (ruff + the fast tier) and `make test-full` (ruff + everything; CI). All create .venv first.
 PY := .venv/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-full lint clean
 
 setup: .venv/.installed
 
@@ -29,15 +29,26 @@ lint: setup
 
 # Two workers: much of the suite is single-threaded Python (building thousands of Keras
 # layers, eager op dispatch); tests sharing one computed run are grouped onto one worker.
-PYTEST := $(PY) -m pytest -n 2 --dist loadgroup --durations=15
+PYTEST := $(PY) -m pytest -n 2 --dist loadgroup
+# Keras fixes its backend per process: its tests run again on JAX and on torch (torch is the reference).
+ON_JAX := RESNEXT_TEST_FRAMEWORKS=keras KERAS_BACKEND=jax $(PYTEST)
+ON_TORCH := RESNEXT_TEST_FRAMEWORKS=keras KERAS_BACKEND=torch $(PYTEST)
 
+# The fast tier (under 10 minutes on 2 cores): every framework x form x check on the tiny configs,
+# every CLI, reader and writer once, each ecosystem source once, and a smoke pass of Keras on JAX
+# and on torch. A test's tier is its `slow` marker (pyproject.toml), never its file.
 test: lint
-	$(PYTEST)
-	# Keras fixes its backend per process: the Keras tests again on JAX and on torch (torch is the
-	# reference), all but the real-preset runs, for CI's time: those run on TensorFlow, and the
-	# tiny configs cover every block kind (grouped stride-2 blocks, ImageNet stem, stride on 1x1).
-	RESNEXT_TEST_FRAMEWORKS=keras KERAS_BACKEND=jax $(PYTEST) -m 'keras and not first_backend_only and not slow'
-	RESNEXT_TEST_FRAMEWORKS=keras KERAS_BACKEND=torch $(PYTEST) -m 'keras and not first_backend_only and not slow'
+	$(PYTEST) -m 'not slow' --durations=10
+	$(ON_JAX) -m 'keras_smoke and not slow'
+	$(ON_TORCH) -m 'keras_smoke and not slow'
+
+# The full tier (under 45 minutes; what CI runs): everything, then the Keras tests on JAX and torch
+# but the real-preset runs (they run on TensorFlow; the tiny configs cover every block kind there).
+# The slowest tests of the first pass go to docs/results/test_durations.txt.
+test-full: lint
+	RESNEXT_DURATIONS_FILE=docs/results/test_durations.txt $(PYTEST) --durations=15
+	$(ON_JAX) -m 'keras and not first_backend_only and not slow'
+	$(ON_TORCH) -m 'keras and not first_backend_only and not slow'
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache *.egg-info

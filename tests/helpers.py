@@ -65,14 +65,34 @@ def resnext50_params_by_hand(c: int, d: int) -> int:
 MAX_BUILT_PATHS = 512
 
 
-def layout_cases() -> list[tuple[str, str]]:
-    """(preset, form) for the every-preset layout tests of Keras and Flax."""
+# The fast tier's share of the every-preset layout tests: a ResNet, a ResNeXt in all three forms and
+# the ImageNet ResNeXt-50 in form (c); the rest (minutes of layer building) are the full tier's.
+FAST_LAYOUTS = {
+    ("resnet18", "c"),
+    ("resnext26_8x16d", "a"),
+    ("resnext26_8x16d", "b"),
+    ("resnext26_8x16d", "c"),
+}
+FAST_LAYOUTS |= {("resnext50_32x4d", "c")}
+
+
+def layout_cases(explicit_path_marks: tuple = ()) -> list:
+    """(preset, form) params for the every-preset layout tests of Keras and Flax, each marked with its
+    tier; forms (a)/(b) also carry ``explicit_path_marks``."""
 
     def paths(name: str) -> int:
         config = get_config(name)
         return sum(config.layers) * config.cardinality if config.block == "bottleneck" else 0
 
-    return [(n, f) for n in PARAM_COUNTS for f in "abc" if f == "c" or 0 < paths(n) <= MAX_BUILT_PATHS]
+    import pytest
+
+    out = []
+    for n in PARAM_COUNTS:
+        for f in "abc":
+            if f == "c" or 0 < paths(n) <= MAX_BUILT_PATHS:
+                marks = [] if (n, f) in FAST_LAYOUTS else [pytest.mark.slow]
+                out.append(pytest.param(n, f, marks=[*marks, *(explicit_path_marks if f != "c" else ())]))
+    return out
 
 
 # Tiny configs: every structural feature (projection shortcut, stride 2, grouped

@@ -16,7 +16,7 @@ import resnext_flax as rf
 from parity.tolerances import TOL, rel_error
 from resnext_spec import random_weights, to_form
 
-CASES = cases(["torch", "flax"])
+CASES = cases()
 
 
 @pytest.fixture(scope="module", params=CASES)

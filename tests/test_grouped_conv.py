@@ -79,6 +79,7 @@ def assert_matches(got, truth, dtype, what):
 
 
 @pytest.mark.keras
+@pytest.mark.keras_smoke
 def test_keras_compiled_train_step_is_the_same_with_the_batch_in_chunks(monkeypatch):
     """A compiled train step (TensorFlow has no CPU gradient for grouped convs, so "auto" must
     train there, outside XLA) takes the same step whole and in rematerialised chunks."""
@@ -314,6 +315,7 @@ def _keras_value_and_grads(keras, layer, x, dy):
     pytest.skip(f"no gradient code for the Keras backend {backend!r}")
 
 
+@pytest.mark.slow  # every lowering equals torch layer by layer (TestKeras, TestFlax) in the fast tier
 @pytest.mark.parametrize("impl", ["native", "patches"])
 def test_full_parity_holds_with_each_lowering(impl):
     """Every check of the harness, on a tiny grouped config, with the lowering forced."""

@@ -18,10 +18,7 @@ pytestmark = pytest.mark.keras
 
 # Layer creation is the same code on every backend, so the explicit-path builds are checked on
 # the first backend only; form (c) on both.
-CASES = [
-    (n, f) if f == "c" else pytest.param(n, f, marks=pytest.mark.first_backend_only)
-    for n, f in layout_cases()
-]
+CASES = layout_cases(explicit_path_marks=(pytest.mark.first_backend_only,))
 
 
 @pytest.mark.parametrize("name, form", CASES)
@@ -49,6 +46,7 @@ def test_form_c_uses_one_grouped_conv_per_block():
     assert conv2.groups == TINY.cardinality and conv2.padding == "valid"
 
 
+@pytest.mark.keras_smoke
 @pytest.mark.parametrize("config", [TINY, TINY_1X1, TINY_BASIC])
 @pytest.mark.parametrize("form", ["a", "b", "c"])
 def test_import_then_export_is_bitwise(config, form):
@@ -64,6 +62,7 @@ def test_import_then_export_is_bitwise(config, form):
     assert all(np.array_equal(v, out[k]) for k, v in rk.export_weights(model).items())
 
 
+@pytest.mark.keras_smoke
 def test_failed_import_lists_every_problem_and_changes_nothing():
     model = rk.create_model(config=TINY, form="c")
     before = rk.export_weights(model)

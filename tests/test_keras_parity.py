@@ -17,7 +17,7 @@ from resnext_spec import random_weights, to_form
 pytestmark = pytest.mark.keras
 
 
-CASES = cases(["torch", "keras"])
+CASES = cases()
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -25,6 +25,7 @@ def result(request):
     return request.param()
 
 
+@pytest.mark.keras_smoke
 def test_every_keras_check_passes(result):
     assert not failures(result, "keras")
 

@@ -85,6 +85,7 @@ def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_float64_and_bf16_runs_name_their_precision(capsys):
     assert main([*QUICK, "--frameworks", "torch", "--quiet", "--precision", "float64"]) == 0
     out = capsys.readouterr().out

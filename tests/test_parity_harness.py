@@ -224,7 +224,7 @@ def test_bad_arguments_are_value_errors():
         run_parity(["resnet18"], checks=["evl"])
     with pytest.raises(ValueError, match="unknown framework 'jax'"):
         run_parity(["resnet18"], frameworks=["jax"])
-    with pytest.raises(ValueError, match="form"):
+    with pytest.raises(ValueError, match=r"form must be one of \['a', 'b', 'c'\], got 'd'"):
         run_parity(["resnet18"], forms=["d"])
     with pytest.raises(ValueError, match="unknown precision 'half'"):
         run_parity(["resnet18"], precision="half")

@@ -15,7 +15,7 @@ from parity.tolerances import TOL
 NUMERIC = ["eval", "train", "grad_eval", "grad_train", "sgd"]
 
 
-CASES = cases(["torch"], NUMERIC)
+CASES = cases()
 
 
 @pytest.fixture(scope="module", params=CASES)

@@ -89,6 +89,7 @@ def test_keras_torch_sgd_steps_like_torch_across_a_learning_rate_drop():
     assert rel_error(keras.ops.convert_to_numpy(v_plain), want) > 1e-4  # Keras's own SGD is another recipe
 
 
+@pytest.mark.slow
 def test_three_frameworks_train_the_same_trajectory(runs, cifar, tmp_path):
     """Keras and Flax losses and final weights within K_FLOOR times what fp32 rounding alone moves torch."""
     torch_metrics, torch_out = runs["torch"]
@@ -146,7 +147,11 @@ def test_outputs_metrics_curves_config_and_checkpoint(runs):
     ]
 
 
-@pytest.mark.parametrize("framework", ["torch", "flax", "keras"])
+# one resume in the fast tier; the other engines' in the full tier
+@pytest.mark.parametrize(
+    "framework",
+    ["torch", pytest.param("flax", marks=pytest.mark.slow), pytest.param("keras", marks=pytest.mark.slow)],
+)
 def test_interrupted_then_resumed_run_ends_where_an_uninterrupted_run_ends(framework, runs, cifar, tmp_path):
     def interrupt(epoch, step):
         if (epoch, step) == (0, 3):

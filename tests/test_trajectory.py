@@ -9,6 +9,10 @@ from parity import run_parity
 from parity.runners import FRAMEWORKS
 from parity.trajectory import STEPS
 
+# Nine builds stepped K times each (about 90 s on 2 cores): the full tier's. The fast tier's
+# optimizer proof is the sgd check (three steps, momentum carried) of the shared tiny runs.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def result():
