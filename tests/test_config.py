@@ -45,7 +45,7 @@ def test_config_json_round_trip(name):
 
 
 def test_from_dict_rejects_unknown_fields():
-    with pytest.raises(ValueError, match="groups"):
+    with pytest.raises(ValueError, match=r"unknown ArchConfig field\(s\) \['groups'\]"):
         ArchConfig.from_dict({"groups": 32})
 
 

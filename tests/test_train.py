@@ -44,10 +44,17 @@ def test_recipe_defaults_are_the_papers_cifar_schedule():
 
 
 @pytest.mark.parametrize(
-    "bad", [{"epochs": 0}, {"batch_size": 1}, {"lr": 0}, {"momentum": 1.0}, {"milestones": (0.75, 0.5)}]
+    "bad, message",
+    [
+        ({"epochs": 0}, "epochs must be a whole number >= 1, got 0"),
+        ({"batch_size": 1}, "batch size must be a whole number >= 2"),
+        ({"lr": 0}, "lr must be > 0, got 0"),
+        ({"momentum": 1.0}, r"momentum must be in \[0, 1\), got 1.0"),
+        ({"milestones": (0.75, 0.5)}, r"milestones must be increasing .* got \(0.75, 0.5\)"),
+    ],
 )
-def test_bad_recipe_values_are_refused(bad):
-    with pytest.raises(ValueError):
+def test_bad_recipe_values_are_refused_by_name(bad, message):
+    with pytest.raises(ValueError, match=message):
         Recipe(**bad)
 
 
