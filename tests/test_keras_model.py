@@ -145,11 +145,16 @@ def test_compile_and_fit_take_torch_sgd_first_step():
     comparison in float64 judges the step. There fit still keeps scalars in float32 (its
     learning rate, its loss reduction): each tensor's step was 2.1e-8 to 6.4e-8 (about one
     float32 unit, 2**-24) from the formula, so the bound is four units: a learning rate or
-    momentum off by a part in a million already fails it.
+    momentum off by a part in a million already fails it. On JAX and torch only a coarse
+    fp32 check remains.
     """
     w = random_weights(TINY, "c", seed=8)
     x, y = batch(TINY, n=8, size=16, seed=2)
     noise32 = fit_step_error("float32", w, x, y)
     if keras.backend.backend() != "tensorflow":
-        pytest.skip(f"{noise32:.1e} in fp32; Keras on {keras.backend.backend()} has no float64 to judge it")
+        # No float64 here (Keras's type promotion). fp32 only tells the step apart from a wrong one:
+        # measured 1.9e-4 (JAX) and 2.0e-4 (torch) on AVX-512, while a wrong learning rate or a
+        # Nesterov step is off by 0.9.
+        assert noise32 <= 1e-2, noise32
+        return
     assert fit_step_error("float64", w, x, y) <= 2.0**-22

@@ -27,6 +27,10 @@ def cifar(tmp_path_factory):
     return str(root)
 
 
+# The tests reading `runs` share one worker, so its three trainings are made once, not once a worker.
+RUNS = pytest.mark.xdist_group("train_runs")
+
+
 @pytest.fixture(scope="module")
 def runs(cifar, tmp_path_factory):
     """The same two epochs in each framework (Keras on the backend the suite runs)."""
@@ -97,6 +101,7 @@ def test_keras_torch_sgd_steps_like_torch_across_a_learning_rate_drop():
 
 
 @pytest.mark.slow
+@RUNS
 def test_three_frameworks_train_the_same_trajectory(runs, cifar, tmp_path):
     """Keras and Flax losses and final weights within K_FLOOR times what fp32 rounding alone moves torch."""
     torch_metrics, torch_out = runs["torch"]
@@ -127,6 +132,7 @@ def test_three_frameworks_train_the_same_trajectory(runs, cifar, tmp_path):
         assert error <= K_FLOOR * floor, (fw, error, floor)
 
 
+@RUNS
 @pytest.mark.parametrize("framework", ["torch", "keras", "flax"])
 def test_a_tiny_resnext_learns_the_colour_task(framework, runs):
     """Four noisy colour classes (chance: 1/4): 20 steps are enough to learn them."""
@@ -136,6 +142,7 @@ def test_a_tiny_resnext_learns_the_colour_task(framework, runs):
     assert last["test_acc"] >= 0.75, last
 
 
+@RUNS
 def test_outputs_metrics_curves_config_and_checkpoint(runs):
     metrics, out = runs["torch"]
     lines = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
@@ -155,6 +162,7 @@ def test_outputs_metrics_curves_config_and_checkpoint(runs):
 
 
 # one resume in the fast tier; the other engines' in the full tier
+@RUNS
 @pytest.mark.parametrize(
     "framework",
     ["torch", pytest.param("flax", marks=pytest.mark.slow), pytest.param("keras", marks=pytest.mark.slow)],
@@ -182,6 +190,7 @@ def test_interrupted_then_resumed_run_ends_where_an_uninterrupted_run_ends(frame
         assert max(rel_error(a[k], b[k]) for k in a) < 1e-6
 
 
+@RUNS
 def test_an_existing_run_is_not_overwritten_and_resume_must_match(runs, cifar):
     _, out = runs["torch"]
     with pytest.raises(ValueError, match="already holds a run"):
