@@ -67,13 +67,7 @@ MAX_BUILT_PATHS = 512
 
 # The fast tier's share of the every-preset layout tests: a ResNet, a ResNeXt in all three forms and
 # the ImageNet ResNeXt-50 in form (c); the rest (minutes of layer building) are the full tier's.
-FAST_LAYOUTS = {
-    ("resnet18", "c"),
-    ("resnext26_8x16d", "a"),
-    ("resnext26_8x16d", "b"),
-    ("resnext26_8x16d", "c"),
-}
-FAST_LAYOUTS |= {("resnext50_32x4d", "c")}
+FAST_LAYOUTS = {("resnet18", "c"), ("resnext50_32x4d", "c")} | {("resnext26_8x16d", f) for f in "abc"}
 
 
 def layout_cases(explicit_path_marks: tuple = ()) -> list:
