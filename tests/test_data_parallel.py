@@ -20,7 +20,7 @@ import torch
 from data_files import write_cifar
 from helpers import TINY as TINY5
 
-from parity.tolerances import K_FLOOR, TOL, TOL64, compare, rel_error
+from parity.tolerances import K_FLOOR, TOL, TOL64, compare, rel_error, worst_error
 from resnext_data import Pipeline, channel_stats, load_dataset
 from resnext_spec import init_weights, is_running_stat, load_checkpoint
 from train import Recipe, train
@@ -91,12 +91,17 @@ def stepped(folder: str) -> tuple[dict, list[dict]]:
         return weights, [json.loads(line) for line in f]
 
 
+def assert_reports(metrics: list[dict], loss: float, correct: int) -> None:
+    """The last epoch's reported loss (a mean of 8: well-conditioned) and accuracy are the step's."""
+    assert rel_error(metrics[-1]["train_loss"], loss) <= TOL
+    assert metrics[-1]["train_acc"] * RECIPE.batch_size == correct
+
+
 def assert_steps_like(weights: dict, metrics: list[dict], reference, epochs: int) -> None:
     w32, w64, (loss, correct) = reference[epochs]
     result = compare(weights, w32, w64)
     assert result.passed and not result.chaotic, result
-    assert rel_error(metrics[-1]["train_loss"], loss) <= TOL
-    assert metrics[-1]["train_acc"] * RECIPE.batch_size == correct
+    assert_reports(metrics, loss, correct)
 
 
 @pytest.fixture(scope="module")
@@ -123,10 +128,6 @@ def engine_in_two_processes(setup, precision: str) -> dict[str, np.ndarray]:
     return dict(np.load(out))
 
 
-def worst(ys: dict, refs: dict) -> tuple[float, str]:
-    return max((rel_error(ys[k], refs[k]), k) for k in refs)
-
-
 def test_torch_two_processes_with_sync_bn_step_like_one_process_with_the_whole_batch(
     setup, synced, reference
 ):
@@ -147,12 +148,11 @@ def test_torch_two_processes_with_sync_bn_step_like_one_process_with_the_whole_b
     two32 = engine_in_two_processes(setup, "float32")
     # resnext-train's two processes take exactly the engine's two-process step
     assert all(np.array_equal(weights[k], two32[k].astype(np.float32)) for k in w32)
-    noise32, _ = worst(two32, w32)
+    noise32, _ = worst_error(two32, w32)
     two64 = engine_in_two_processes(setup, "float64")
-    error64, tensor = worst(two64, w64)
+    error64, tensor = worst_error(two64, w64)
     assert error64 <= max(TOL64, K_FLOOR * 2.0**-29 * noise32), (tensor, error64, noise32)
-    assert rel_error(metrics[-1]["train_loss"], loss) <= TOL  # a mean of 8 losses: well-conditioned
-    assert metrics[-1]["train_acc"] * RECIPE.batch_size == correct
+    assert_reports(metrics, loss, correct)
     with open(os.path.join(synced, "config.json")) as f:
         assert json.load(f)["processes"] == 2
 
@@ -190,11 +190,10 @@ def test_two_processes_write_one_set_of_outputs_and_resume_on_one(setup, synced,
     x, y = batches(setup)[1]
     loss, correct = engine.train_step(x, y, RECIPE.lr_at(1))
     expected = engine.weights()
-    error, tensor = worst(weights, expected)
+    error, tensor = worst_error(weights, expected)
     assert error <= TOL, (tensor, error)
     assert max(rel_error(weights[k], w1[k]) for k in w1) > 1e-3  # the second step moved the weights
-    assert rel_error(metrics[-1]["train_loss"], loss) <= TOL
-    assert metrics[-1]["train_acc"] * RECIPE.batch_size == correct
+    assert_reports(metrics, loss, correct)
 
 
 def per_shard_step(x: np.ndarray, y: np.ndarray, dtype: torch.dtype) -> dict[str, np.ndarray]:
