@@ -26,6 +26,7 @@ demo: setup
 
 lint: setup
 	$(PY) -m ruff check .
+	.venv/bin/lint-imports --no-cache
 
 # Two workers: much of the suite is single-threaded Python (building thousands of Keras
 # layers, eager op dispatch); tests sharing one computed run are grouped onto one worker.

@@ -1,6 +1,5 @@
-"""The cross-framework layer: the parity harness and weight porting."""
+"""The parity harness: all nine builds, one set of weights, compared number by number."""
 
 from .harness import CHECKS, CheckResult, ParityResult, run_parity
-from .port import PortError, PortResult, port
 
-__all__ = ["CHECKS", "CheckResult", "ParityResult", "PortError", "PortResult", "port", "run_parity"]
+__all__ = ["CHECKS", "CheckResult", "ParityResult", "run_parity"]

@@ -1,6 +1,6 @@
 """`resnext-parity`: the nine builds of each model against torch form (c), as a table and JSON.
 
-Exit codes: 0 all checks passed, 1 some check failed, 2 bad arguments.
+Exit codes: 0 all checks passed, 1 some check failed, 2 bad input, 3 a bug (with its traceback).
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import os
 import sys
 import time
 
-from resnext_spec import FORMS, list_presets
+from resnext_spec import FORMS, ConfigError, get_config
+from resnext_spec.errors import run_command
 from resnext_spec.grouped import CONV_IMPLS
 
 from .harness import CHECKS, DEFAULT_MODELS, OPTIONAL_CHECKS, Settings, run_parity
-from .runners import FRAMEWORKS, UnsupportedPrecision, available_frameworks
+from .runners import FRAMEWORKS, available_frameworks
 
 
 def _list(value: str, allowed: list[str] | tuple[str, ...], what: str) -> list[str]:
@@ -95,6 +96,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_gpu() -> None:
+    """--device gpu on a machine without one: refused before any work (torch is the reference)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("--device gpu: torch sees no CUDA GPU on this machine; use --device cpu")
+
+
 def _auto_device() -> str:
     try:
         import torch
@@ -105,21 +114,19 @@ def _auto_device() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``resnext-parity``: 0 every check passed, 1 a check failed, 2 bad input, 3 a bug."""
+    return run_command("resnext-parity", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # no TensorFlow C++ INFO lines (CPU flags, oneDNN)
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as e:  # argparse has printed its message (or --help); keep the exit code
-        return int(e.code or 0)
+    args = parser().parse_args(argv)
     models = "all" if args.models == "all" else _models(args.models)
-    if models is None:
-        return 2
     if args.batch < 2 or (args.image_size is not None and args.image_size < 8):
-        print(
-            "resnext-parity: --batch must be >= 2 (train-mode BN needs a batch) and --image-size >= 8",
-            file=sys.stderr,
-        )
-        return 2
+        raise ConfigError("--batch must be >= 2 (train-mode BN needs a batch) and --image-size >= 8")
     device = _auto_device() if args.device == "auto" else args.device
+    if device == "gpu":
+        _check_gpu()
     t0 = time.perf_counter()
 
     def progress(msg: str) -> None:
@@ -132,15 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             import matplotlib  # noqa: F401  (fail before minutes of work, not after)
         except ImportError:
-            print("resnext-parity: --plot needs matplotlib (pip install -e '.[plot]')", file=sys.stderr)
-            return 2
+            raise ConfigError("--plot needs matplotlib (pip install -e '.[plot]')") from None
 
     precision = "bfloat16" if args.precision == "bf16" else args.precision
-    try:  # combinations the harness refuses (e.g. trajectory in float64), before any work
-        Settings(checks=tuple(args.checks), device=device, precision=precision)
-    except ValueError as e:
-        print(f"resnext-parity: {e}", file=sys.stderr)
-        return 2
+    # combinations the harness refuses (e.g. trajectory in float64), before any work
+    Settings(checks=tuple(args.checks), device=device, precision=precision)
     try:
         result = run_parity(
             models,
@@ -157,16 +160,11 @@ def main(argv: list[str] | None = None) -> int:
             conv_impl=args.conv_impl,
             progress=progress,
         )
-    except UnsupportedPrecision as e:
-        print(f"resnext-parity: {e}", file=sys.stderr)
-        return 2
-    except ImportError as e:
-        print(
-            f"resnext-parity: {e}; install the extras for the frameworks you ask for "
-            "(pip install -e '.[all]') or pass --frameworks",
-            file=sys.stderr,
-        )
-        return 2
+    except ModuleNotFoundError as e:
+        raise ConfigError(
+            f"{e}; install the extras for the frameworks you ask for (pip install -e '.[all]') "
+            "or pass --frameworks"
+        ) from e
     print_table(result)
     if args.json:
         write_json(result, args.json)
@@ -180,20 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if result.passed else 1
 
 
-def _models(value: str) -> list[str] | None:
+def _models(value: str) -> list[str]:
     names = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [n for n in names if n not in list_presets()]
-    if unknown or not names:
-        from resnext_spec import get_config
-
-        for n in unknown:
-            try:
-                get_config(n)
-            except ValueError as e:
-                print(f"resnext-parity: {e}", file=sys.stderr)
-        if not names:
-            print("resnext-parity: --models is empty", file=sys.stderr)
-        return None
+    if not names:
+        raise ConfigError("--models is empty")
+    for n in names:
+        get_config(n)  # an unknown name raises, with the presets it may have meant
     return names
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from resnext_spec import ArchConfig, is_running_stat
+from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import FROM_CHANNELS_LAST
 
-from .runners import SGD, PassResult, check_dtype
+from .runner_base import SGD, PassResult, check_dtype
 
 
 class FlaxRunner:
@@ -22,10 +23,10 @@ class FlaxRunner:
         Explicit paths make XLA compile times explode (resnext50_32x4d form (a):
         877 s to compile one gradient pass on 2 CPU cores, 27 s to run it eagerly),
         and the harness runs each build only once or twice. ``dtype`` "float64"
-        needs JAX's x64 mode on while the runner works (``runners.jax_x64``).
+        needs JAX's x64 mode on while the runner works (``runner_base.jax_x64``).
         """
         if jit not in ("auto", "always", "never"):
-            raise ValueError(f"flax jit must be 'auto', 'always' or 'never', got {jit!r}")
+            raise ConfigError(f"flax jit must be 'auto', 'always' or 'never', got {jit!r}")
         self.jit = jit
         self.conv_impl = check_conv_impl(conv_impl)
         self.dtype = check_dtype(dtype)
@@ -39,7 +40,26 @@ class FlaxRunner:
 
         self.jax, self.jnp, self.nnx, self.rf, self.train = jax, jnp, nnx, resnext_flax, train
         self.weight_table = weight_table
-        self.device = jax.devices("gpu" if device == "gpu" else "cpu")[0]
+        try:
+            self.device = jax.devices("gpu" if device == "gpu" else "cpu")[0]
+        except RuntimeError as e:  # JAX: "Unknown backend: 'gpu' requested, but no platforms ..."
+            raise ConfigError(f"--device {device}: JAX has no such device here ({e})") from e
+
+        def loss_and_grads(model, x, labels):
+            """(loss, logits, grads); in train mode the BN running statistics are updated in place."""
+
+            def loss_fn(m):
+                logits = m(x)
+                return train.cross_entropy(logits, labels), logits
+
+            (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+            return loss, logits, grads
+
+        def update(optimizer, model, grads) -> None:
+            optimizer.update(model, grads)
+
+        self._eager_loss_and_grads, self._compiled_loss_and_grads = loss_and_grads, nnx.jit(loss_and_grads)
+        self._eager_update, self._compiled_update = update, nnx.jit(update)
         # (compute dtype, parameter dtype): bfloat16 is mixed precision, float32 parameters.
         self.dtypes = {
             "float32": (jnp.float32, jnp.float32),
@@ -110,8 +130,7 @@ class FlaxRunner:
     def _loss_and_grads(self, model):
         # jit=False runs op by op: the same arithmetic, and far quicker for a single
         # pass of the explicit-path forms (see __init__).
-        t = self.train
-        return t.loss_and_grads if self._jit(model) else t._loss_and_grads
+        return self._compiled_loss_and_grads if self._jit(model) else self._eager_loss_and_grads
 
     def forward_backward(self, model, x, labels, train) -> PassResult:
         """Logits, mean cross-entropy and its gradients w.r.t. every canonical parameter."""
@@ -119,6 +138,10 @@ class FlaxRunner:
             model.train() if train else model.eval()
             loss, logits, grads = self._loss_and_grads(model)(model, self._input(x), self.jnp.asarray(labels))
             return self._result(model, loss, logits, grads)
+
+    def full_fp32(self):
+        """Full fp32 convs and matmuls while the context is open (JAX on GPU would use TF32)."""
+        return self.rf.full_fp32()
 
     def sgd_steps(self, model, x, labels, sgd: SGD) -> tuple[PassResult, dict[str, np.ndarray]]:
         """``sgd.steps`` training-mode steps of ``resnext_flax.train.sgd`` (torch's update), fresh state."""
@@ -128,7 +151,7 @@ class FlaxRunner:
             optimizer = t.make_optimizer(
                 model, lr=sgd.lr, momentum=sgd.momentum, weight_decay=sgd.weight_decay
             )
-            update = t.apply_gradients if self._jit(model) else t._apply_gradients
+            update = self._compiled_update if self._jit(model) else self._eager_update
             x, labels = self._input(x), self.jnp.asarray(labels)
             first = None
             for _ in range(sgd.steps):

@@ -3,8 +3,8 @@
 For a preset and a seeded batch it makes canonical weights with every BN
 tensor randomised, loads them into every (framework, form) build and compares
 each against torch form (c) at the same precision, with the noise floor of
-every quantity measured in the same run (the noise-floor rule, parity/tolerances.py).
-Bounds come from ``parity.tolerances`` and nowhere else.
+every quantity measured in the same run (the noise-floor rule, resnext_spec/tolerances.py).
+Bounds come from ``resnext_spec.tolerances`` and nowhere else.
 
 Precisions: "float32" (the default) judges fp32 builds, with a float64 torch run
 as the truth the floor is measured against. "float64" runs all nine builds in
@@ -19,12 +19,11 @@ from __future__ import annotations
 import gc
 import itertools
 import math
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -39,11 +38,14 @@ from resnext_spec import (
     random_weights,
     to_form,
 )
+from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
+from resnext_spec.tolerances import EXACT, FLOOR_SAMPLES, TOL, TOL64, Comparison, compare, perturb
+from resnext_spec.versions import versions
 
 from . import trajectory
-from .runners import FRAMEWORKS, SGD, PassResult, Runner, TorchRunner, jax_x64, make_runner
-from .tolerances import EXACT, FLOOR_SAMPLES, TOL, TOL64, Comparison, compare, perturb
+from .runner_base import jax_x64
+from .runners import FRAMEWORKS, SGD, PassResult, Runner, TorchRunner, make_runner
 
 CHECKS = ("counts", "roundtrip", "copy", "eval", "train", "grad_eval", "grad_train", "sgd")
 # Asked for by name (--checks trajectory), not run by default: K training steps in every build.
@@ -84,18 +86,18 @@ class Settings:
             check_form(f)
         for c in self.checks:
             if c not in CHECKS + OPTIONAL_CHECKS:
-                raise ValueError(f"unknown check {c!r}; choose from {list(CHECKS + OPTIONAL_CHECKS)}")
+                raise ConfigError(f"unknown check {c!r}; choose from {list(CHECKS + OPTIONAL_CHECKS)}")
         for fw in self.frameworks:
             if fw not in FRAMEWORKS:
-                raise ValueError(f"unknown framework {fw!r}; choose from {list(FRAMEWORKS)}")
+                raise ConfigError(f"unknown framework {fw!r}; choose from {list(FRAMEWORKS)}")
         if self.device not in ("cpu", "gpu"):
-            raise ValueError(f"device must be 'cpu' or 'gpu', got {self.device!r}")
+            raise ConfigError(f"device must be 'cpu' or 'gpu', got {self.device!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; choose from {list(PRECISIONS)}")
+            raise ConfigError(f"unknown precision {self.precision!r}; choose from {list(PRECISIONS)}")
         if "trajectory" in self.checks and (self.device != "cpu" or self.precision != "float32"):
-            raise ValueError("the trajectory check runs on CPU in float32 only for now")
+            raise ConfigError("the trajectory check runs on CPU in float32 only for now")
         if self.batch < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"batch must be >= 2 (train-mode BN needs more than one value), got {self.batch}"
             )
 
@@ -150,28 +152,6 @@ class ParityResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "meta": self.meta, "results": [asdict(r) for r in self.results]}
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python and of every library the harness may touch."""
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in (
-        "numpy",
-        "safetensors",
-        "torch",
-        "keras",
-        "tensorflow-cpu",
-        "tensorflow",
-        "jax",
-        "jaxlib",
-        "flax",
-        "optax",
-    ):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 def make_batch(config: ArchConfig, batch: int, image_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -321,7 +301,7 @@ class Harness:
 
         The perturbed runs (by a few units of the precision's rounding) are correct
         computations too; how far they land from the truth is the floor each build
-        is judged against (parity.tolerances).
+        is judged against (resnext_spec.tolerances).
         """
         model = self.ref.build(config, "c")  # measure() reloads weights before every pass
         ref = self.measure(self.ref, model, w, x, labels, checks)
@@ -650,8 +630,11 @@ def run_parity(
     t0 = time.perf_counter()
     result = ParityResult()
     model_times = {}
-    with jax_x64(precision == "float64"):
+    with jax_x64(precision == "float64"), ExitStack() as pinned:
         harness = Harness(settings, progress)
+        if device == "gpu":  # full fp32 in JAX too (torch's runner pins its own); TF32 is its own row
+            for runner in harness.runners.values():
+                pinned.enter_context(runner.full_fp32())
         for name, config in all_configs.items():
             t = time.perf_counter()
             harness.run_model(name, config, result.results)

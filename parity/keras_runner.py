@@ -11,10 +11,11 @@ import os
 import numpy as np
 
 from resnext_spec import ArchConfig, is_running_stat
+from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import FROM_CHANNELS_LAST
 
-from .runners import SGD, PassResult, UnsupportedPrecision, check_dtype
+from .runner_base import SGD, PassResult, UnsupportedPrecision, check_dtype
 
 BACKENDS = ("tensorflow", "jax", "torch")
 # The Keras dtype policy of each runner dtype.
@@ -29,10 +30,10 @@ class KerasRunner:
         self.dtype = check_dtype(dtype)
         if backend is not None:
             if backend not in BACKENDS:
-                raise ValueError(f"unknown Keras backend {backend!r}; choose from {list(BACKENDS)}")
+                raise ConfigError(f"unknown Keras backend {backend!r}; choose from {list(BACKENDS)}")
             loaded = _loaded_backend()
             if loaded is not None and loaded != backend:
-                raise ValueError(
+                raise ConfigError(
                     f"Keras is already running on {loaded!r} in this process; its backend is fixed "
                     f"when keras is first imported (set KERAS_BACKEND={backend} before starting)"
                 )
@@ -89,8 +90,6 @@ class KerasRunner:
 
     def _value_and_grads(self, model, x: np.ndarray, labels: np.ndarray, train: bool):
         """(logits, loss, grads in ``model.trainable_variables`` order); train mode updates moving stats."""
-        from resnext_keras.train import cross_entropy
-
         variables = model.trainable_variables
         if self.backend == "tensorflow":
             import tensorflow as tf
@@ -138,6 +137,12 @@ class KerasRunner:
         """Logits, mean cross-entropy and its gradients w.r.t. every canonical parameter."""
         return self._result(model, *self._value_and_grads(model, self._input(x), np.asarray(labels), train))
 
+    def full_fp32(self):
+        """Full fp32 convs and matmuls while the context is open (JAX on GPU would use TF32)."""
+        import resnext_keras
+
+        return resnext_keras.full_fp32()
+
     def sgd_steps(self, model, x, labels, sgd: SGD) -> tuple[PassResult, dict[str, np.ndarray]]:
         """``sgd.steps`` training-mode steps of ``resnext_keras.TorchSGD`` (torch's update), fresh state.
 
@@ -165,3 +170,10 @@ def _loaded_backend() -> str | None:
 
     keras = sys.modules.get("keras")
     return keras.backend.backend() if keras is not None else None
+
+
+def cross_entropy(logits, labels):
+    """Mean softmax cross-entropy of integer labels, from logits, in the backend's own ops."""
+    import keras
+
+    return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))

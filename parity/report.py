@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from resnext_spec import atomic_write
+from resnext_spec.errors import ResNeXtError
 
 from .harness import CHECKS, INFO_CHECKS, OPTIONAL_CHECKS, REFERENCE_CHECK, CheckResult, ParityResult
 from .runners import FRAMEWORKS
@@ -159,7 +160,7 @@ def read_json(path: str | os.PathLike) -> ParityResult:
     with open(path) as f:
         data = json.load(f)
     if not isinstance(data, dict) or "results" not in data or "meta" not in data:
-        raise ValueError(f"{path}: not a resnext-parity JSON report (no 'results' and 'meta')")
+        raise ResNeXtError(f"{path}: not a resnext-parity JSON report (no 'results' and 'meta')")
     rows = [
         CheckResult(**{k: float(v) if v in ("inf", "nan", "-inf") else v for k, v in row.items()})
         for row in data["results"]
@@ -178,17 +179,17 @@ def merge_results(results: list[ParityResult]) -> ParityResult:
     that differs.
     """
     if not results:
-        raise ValueError("nothing to merge")
+        raise ResNeXtError("nothing to merge")
     first = results[0].meta
     for r in results[1:]:
         for key in (*SAME_SETTINGS, "versions"):
             if r.meta.get(key) != first.get(key):
-                raise ValueError(
+                raise ResNeXtError(
                     f"cannot merge runs with different {key}: {first.get(key)!r} vs {r.meta.get(key)!r}"
                 )
     models = [m for r in results for m in r.meta["models"]]
     if len(set(models)) != len(models):
-        raise ValueError(f"a model appears in more than one run: {models}")
+        raise ResNeXtError(f"a model appears in more than one run: {models}")
     meta = {
         k: first[k] for k in first if k not in ("models", "configs", "model_time_s", "wall_time_s", "argv")
     }

@@ -18,8 +18,10 @@ from collections.abc import Callable
 import numpy as np
 
 from resnext_spec import ArchConfig, is_running_stat, to_form
+from resnext_spec.tolerances import FLOOR_SAMPLES, compare, perturb
+from resnext_spec.training import Recipe
 
-from .tolerances import FLOOR_SAMPLES, compare, perturb
+from .torch_runner import TorchRunner
 
 STEPS = 6
 # The recipe of the harness's sgd check; the rate drops /10 after half the steps.
@@ -52,26 +54,33 @@ def run_build(
     float64: bool = False,
 ) -> dict[str, np.ndarray]:
     """Train on ``data``; returns {"loss": per-step losses} and the final state, in form (c), float64."""
-    from train.engines import TorchEngine, make_engine
-    from train.recipe import Recipe
-
     recipe = Recipe(batch_size=len(data[0][1]), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-    if framework == "torch":
-        engine = TorchEngine(config, form, weights, recipe, float64=float64)
-    else:
-        engine = make_engine(framework, config, form, weights, recipe, conv_impl)
+    engine = _engine(framework, config, form, weights, recipe, conv_impl, float64)
     losses = [
         engine.train_step(x, y, lr)[0] for (x, y), lr in zip(data, learning_rates(len(data)), strict=True)
     ]
     if framework == "torch":
-        from .runners import TorchRunner
-
         state = TorchRunner().state(engine.model)  # float64 as computed, where the model is float64
     else:
         state = {k: v.astype(np.float64) for k, v in engine.weights().items()}
     if form != "c":
         state = to_form(state, config, form, "c")
     return {"loss": np.asarray(losses, np.float64), **state}
+
+
+def _engine(framework, config, form, weights, recipe, conv_impl, float64):
+    """The framework's own training engine, as ``resnext-train`` runs it (imported only when asked for)."""
+    if framework == "torch":
+        from resnext_torch import TorchEngine
+
+        return TorchEngine(config, form, weights, recipe, float64=float64)
+    if framework == "keras":
+        from resnext_keras import KerasEngine
+
+        return KerasEngine(config, form, weights, recipe, conv_impl)
+    from resnext_flax import FlaxEngine
+
+    return FlaxEngine(config, form, weights, recipe, conv_impl)
 
 
 def references(

@@ -6,8 +6,9 @@ flips. Imports numpy (and Pillow for image folders) only.
 """
 
 from .cifar import load_cifar
-from .datasets import ArraySplit, DataError, Dataset, Split, load_dataset
+from .datasets import ArraySplit, DataError, Dataset, Split
 from .folder import load_image_folder
+from .load import load_dataset
 from .pipeline import Pipeline, channel_stats
 
 __all__ = [

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from resnext_spec.errors import ResNeXtError
 
-class DataError(ValueError):
+
+class DataError(ResNeXtError):
     """A dataset that cannot be read as asked: missing, truncated or malformed, named in the message."""
 
 
@@ -50,25 +51,3 @@ class Dataset:
     # resized and crop to the model's input size.
     pad: int
     crop: int
-
-
-def load_dataset(path: str | os.PathLike, image_size: int = 224, resize: int | None = None) -> Dataset:
-    """CIFAR-10/100 (binary or python version, folder or .tar.gz) or an image folder with train/ and val/.
-
-    ``image_size`` and ``resize`` apply to image folders only (CIFAR stays 32x32).
-    """
-    from .cifar import is_cifar, load_cifar
-    from .folder import load_image_folder
-
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise DataError(f"{path}: no such file or folder")
-    if is_cifar(path):
-        return load_cifar(path)
-    if os.path.isdir(os.path.join(path, "train")):
-        return load_image_folder(path, image_size=image_size, resize=resize)
-    raise DataError(
-        f"{path}: not a dataset this reads: expected CIFAR-10/100 (cifar-10-batches-bin/, "
-        "cifar-10-batches-py/, cifar-100-binary/, cifar-100-python/ or their .tar.gz) "
-        "or a folder with train/ and val/ holding one sub-folder per class"
-    )

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .datasets import Split
+from resnext_spec.errors import ConfigError
+
+from .datasets import DataError, Split
 
 
 def channel_stats(split: Split, max_images: int = 50_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -63,14 +65,14 @@ class Pipeline:
         shard: tuple[int, int] = (0, 1),
     ):
         if batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         if train and len(split) < batch_size:
-            raise ValueError(f"a training split of {len(split)} images cannot fill one batch of {batch_size}")
+            raise DataError(f"a training split of {len(split)} images cannot fill one batch of {batch_size}")
         rank, world = shard
         if not (world >= 1 and 0 <= rank < world):
-            raise ValueError(f"shard (rank {rank}, world {world}): rank must be in [0, world)")
+            raise ConfigError(f"shard (rank {rank}, world {world}): rank must be in [0, world)")
         if world > 1 and (not train or batch_size % world):
-            raise ValueError(
+            raise ConfigError(
                 f"a global batch of {batch_size} does not split evenly over {world} workers"
                 if train
                 else "evaluation batches are not sharded: every worker evaluates the whole split"
@@ -105,7 +107,7 @@ class Pipeline:
                 first = self.split.images(np.arange(1))
                 size = first.shape[1]
                 if size + 2 * self.pad < self.crop:
-                    raise ValueError(
+                    raise ConfigError(
                         f"images of {size} px (padded by {self.pad}) are smaller than the crop {self.crop}"
                     )
                 order, offsets, flips = self._draws(epoch, size)

@@ -1,6 +1,8 @@
 """ResNet / ResNeXt in Flax NNX, forms (a), (b) and (c), with canonical weight I/O."""
 
+from .engine import FlaxEngine
 from .model import AggregatedBottleneck, BasicBlock, Bottleneck, EarlyConcatBottleneck, ResNet, create_model
+from .train import full_fp32
 from .weights import count_params, export_weights, import_weights, load, load_msgpack, save, save_msgpack
 
 __all__ = [
@@ -8,10 +10,12 @@ __all__ = [
     "BasicBlock",
     "Bottleneck",
     "EarlyConcatBottleneck",
+    "FlaxEngine",
     "ResNet",
     "count_params",
     "create_model",
     "export_weights",
+    "full_fp32",
     "import_weights",
     "load",
     "load_msgpack",

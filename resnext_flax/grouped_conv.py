@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from resnext_spec.grouped import PATCHES_BUDGET, conv_output_size, patches_chunks, resolve_conv_impl
+from resnext_spec.grouped import PATCHES_BUDGET, patches_chunks, resolve_conv_impl
+from resnext_spec.layout import conv_output_size
 
 
 def patches_conv(

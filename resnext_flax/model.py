@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from resnext_spec import ArchConfig, check_form_for, resolve_config
+from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import BlockSpec, plan
 
@@ -47,7 +48,7 @@ class BatchNorm(nnx.BatchNorm):
             return super().__call__(x, use_running_average, mask=mask)
         n = x.size // x.shape[-1]
         if n < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"BatchNorm in training mode needs more than 1 value per channel, got input shape "
                 f"{tuple(x.shape)} (batch x height x width = {n})"
             )

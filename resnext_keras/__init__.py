@@ -1,7 +1,8 @@
 """ResNet / ResNeXt in Keras 3 (TensorFlow, JAX or torch backend), forms (a), (b) and (c)."""
 
+from .engine import KerasEngine
 from .model import BatchNorm, ResNet, create_model, layer_name
-from .train import TorchSGD
+from .train import TorchSGD, full_fp32
 from .weights import (
     count_params,
     export_weights,
@@ -14,11 +15,13 @@ from .weights import (
 
 __all__ = [
     "BatchNorm",
+    "KerasEngine",
     "ResNet",
     "TorchSGD",
     "count_params",
     "create_model",
     "export_weights",
+    "full_fp32",
     "import_weights",
     "layer_name",
     "load",

@@ -16,10 +16,10 @@ from keras import layers, ops
 from resnext_spec.grouped import (
     PATCHES_BUDGET,
     check_conv_impl,
-    conv_output_size,
     patches_chunks,
     resolve_conv_impl,
 )
+from resnext_spec.layout import conv_output_size
 
 
 def _engine() -> tuple[str, str]:

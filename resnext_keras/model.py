@@ -12,15 +12,13 @@ and the moving variance updated with the unbiased batch variance.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import partial
 from typing import Any
 
 import keras
 from keras import layers, ops
 
 from resnext_spec import ArchConfig, check_form_for, resolve_config
+from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import BlockSpec, StemSpec, plan
 
@@ -44,7 +42,7 @@ class BatchNorm(layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         n_static = math.prod(inputs.shape[:-1]) if None not in inputs.shape[:-1] else None
         if n_static is not None and n_static < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"BatchNorm {self.name!r} in training mode needs more than 1 value per channel, got "
                 f"input shape {tuple(inputs.shape)} (batch x height x width = {n_static})"
             )
@@ -70,10 +68,6 @@ class BatchNorm(layers.BatchNormalization):
         return shape
 
 
-# BN settings appear once: torch's eps and (in Keras terms) momentum.
-norm = partial(BatchNorm, epsilon=1e-5, momentum=0.9)
-
-
 def layer_name(canonical: str) -> str:
     """The Keras layer name of a canonical module name: ``layer1.0.conv2`` -> ``layer1_0_conv2``.
 
@@ -85,98 +79,118 @@ def layer_name(canonical: str) -> str:
     return canonical.replace(".", "_")
 
 
-def conv(x, filters: int, kernel: int, stride: int, name: str, groups: int = 1, conv_impl: str = "auto"):
-    """Bias-free conv with torch's symmetric zero padding, then 'valid'.
+class Layers:
+    """The layer factories of one model, made once: its dtype policy, the BN settings, the conv lowering.
 
-    A grouped conv is a :class:`GroupedConv2D`, computed by ``conv_impl``.
+    Every layer gets the model's ``dtype`` (as keras-hub passes it), so building a model
+    never touches Keras's global dtype policy. Names are canonical names (``layer_name``).
     """
-    pad = kernel // 2
-    if pad:
-        x = layers.ZeroPadding2D(pad, name=layer_name(f"{name}.pad"))(x)
-    if groups > 1:
-        return GroupedConv2D(
-            filters,
-            kernel,
-            strides=stride,
-            use_bias=False,
-            groups=groups,
-            conv_impl=conv_impl,
-            name=layer_name(name),
+
+    def __init__(self, dtype: keras.DTypePolicy, conv_impl: str = "auto") -> None:
+        self.dtype = dtype
+        self.conv_impl = conv_impl
+
+    def norm(self, name: str) -> BatchNorm:
+        # BN settings appear once: torch's eps and (in Keras terms) momentum.
+        return BatchNorm(epsilon=1e-5, momentum=0.9, dtype=self.dtype, name=layer_name(name))
+
+    def relu(self, name: str) -> layers.ReLU:
+        return layers.ReLU(dtype=self.dtype, name=layer_name(name))
+
+    def add(self, name: str) -> layers.Add:
+        return layers.Add(dtype=self.dtype, name=layer_name(name))
+
+    def pad(self, x, padding: int, name: str):
+        return layers.ZeroPadding2D(padding, dtype=self.dtype, name=layer_name(name))(x)
+
+    def conv(self, x, filters: int, kernel: int, stride: int, name: str, groups: int = 1):
+        """Bias-free conv with torch's symmetric zero padding, then 'valid'.
+
+        A grouped conv is a :class:`GroupedConv2D`, computed by ``conv_impl``.
+        """
+        if kernel // 2:
+            x = self.pad(x, kernel // 2, f"{name}.pad")
+        if groups > 1:
+            return GroupedConv2D(
+                filters,
+                kernel,
+                strides=stride,
+                use_bias=False,
+                groups=groups,
+                conv_impl=self.conv_impl,
+                dtype=self.dtype,
+                name=layer_name(name),
+            )(x)
+        return layers.Conv2D(
+            filters, kernel, strides=stride, use_bias=False, dtype=self.dtype, name=layer_name(name)
         )(x)
-    return layers.Conv2D(filters, kernel, strides=stride, use_bias=False, name=layer_name(name))(x)
+
+    def conv_bn(
+        self, x, filters: int, kernel: int, stride: int, name: str, bn: str, relu: bool, groups: int = 1
+    ):
+        x = self.norm(bn)(self.conv(x, filters, kernel, stride, name, groups))
+        return self.relu(f"{bn}.relu")(x) if relu else x
 
 
-def conv_bn(x, filters: int, kernel: int, stride: int, name: str, bn: str, relu: bool, **conv_kw: Any):
-    x = conv(x, filters, kernel, stride, name, **conv_kw)
-    x = norm(name=layer_name(bn))(x)
-    return layers.ReLU(name=layer_name(f"{bn}.relu"))(x) if relu else x
-
-
-def stem(x, s: StemSpec):
-    x = conv_bn(x, s.out_channels, s.kernel, s.stride, "conv1", "bn1", relu=True)
+def stem(f: Layers, x, s: StemSpec):
+    x = f.conv_bn(x, s.out_channels, s.kernel, s.stride, "conv1", "bn1", relu=True)
     if s.max_pool:
         # torch pads its max-pool with -inf; zero padding is the same here only because
         # the ReLU before it makes every value >= 0.
-        x = layers.ZeroPadding2D(1, name=layer_name("maxpool.pad"))(x)
-        x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)
+        x = f.pad(x, 1, "maxpool.pad")
+        x = layers.MaxPooling2D(3, strides=2, dtype=f.dtype, name="maxpool")(x)
     return x
 
 
-def shortcut(x, b: BlockSpec):
+def shortcut(f: Layers, x, b: BlockSpec):
     if not b.projection:
         return x
-    y = conv(x, b.out_channels, 1, b.stride, f"{b.name}.downsample.0")
-    return norm(name=layer_name(f"{b.name}.downsample.1"))(y)
+    y = f.conv(x, b.out_channels, 1, b.stride, f"{b.name}.downsample.0")
+    return f.norm(f"{b.name}.downsample.1")(y)
 
 
-def path(x, b: BlockSpec, p: int, with_conv3: bool):
+def path(f: Layers, x, b: BlockSpec, p: int, with_conv3: bool):
     """One of the C paths of forms (a)/(b)."""
     q = f"{b.name}.paths.{p}"
-    y = conv_bn(x, b.path_width, 1, b.conv1_stride, f"{q}.conv1", f"{q}.bn1", relu=True)
-    y = conv_bn(y, b.path_width, 3, b.conv2_stride, f"{q}.conv2", f"{q}.bn2", relu=True)
-    return conv(y, b.out_channels, 1, 1, f"{q}.conv3") if with_conv3 else y
+    y = f.conv_bn(x, b.path_width, 1, b.conv1_stride, f"{q}.conv1", f"{q}.bn1", relu=True)
+    y = f.conv_bn(y, b.path_width, 3, b.conv2_stride, f"{q}.conv2", f"{q}.bn2", relu=True)
+    return f.conv(y, b.out_channels, 1, 1, f"{q}.conv3") if with_conv3 else y
 
 
-def basic_block(x, b: BlockSpec):
-    y = conv_bn(x, b.width, 3, b.conv1_stride, f"{b.name}.conv1", f"{b.name}.bn1", relu=True)
-    return conv_bn(y, b.width, 3, b.conv2_stride, f"{b.name}.conv2", f"{b.name}.bn2", relu=False)
+def basic_block(f: Layers, x, b: BlockSpec):
+    y = f.conv_bn(x, b.width, 3, b.conv1_stride, f"{b.name}.conv1", f"{b.name}.bn1", relu=True)
+    return f.conv_bn(y, b.width, 3, b.conv2_stride, f"{b.name}.conv2", f"{b.name}.bn2", relu=False)
 
 
-def grouped_block(x, b: BlockSpec, conv_impl: str = "auto"):
+def grouped_block(f: Layers, x, b: BlockSpec):
     """Form (c): 1x1, 3x3 with groups=C, 1x1."""
     n = b.name
-    y = conv_bn(x, b.width, 1, b.conv1_stride, f"{n}.conv1", f"{n}.bn1", relu=True)
-    grouped = {"groups": b.cardinality, "conv_impl": conv_impl}
-    y = conv_bn(y, b.width, 3, b.conv2_stride, f"{n}.conv2", f"{n}.bn2", relu=True, **grouped)
-    return conv_bn(y, b.out_channels, 1, 1, f"{n}.conv3", f"{n}.bn3", relu=False)
+    y = f.conv_bn(x, b.width, 1, b.conv1_stride, f"{n}.conv1", f"{n}.bn1", relu=True)
+    y = f.conv_bn(y, b.width, 3, b.conv2_stride, f"{n}.conv2", f"{n}.bn2", relu=True, groups=b.cardinality)
+    return f.conv_bn(y, b.out_channels, 1, 1, f"{n}.conv3", f"{n}.bn3", relu=False)
 
 
-def early_concat_block(x, b: BlockSpec):
+def early_concat_block(f: Layers, x, b: BlockSpec):
     """Form (b): C paths of 1x1, 3x3; concatenate; one shared 1x1."""
-    paths = [path(x, b, p, with_conv3=False) for p in range(b.cardinality)]
-    y = layers.Concatenate(axis=-1, name=layer_name(f"{b.name}.concat"))(paths)
-    return conv_bn(y, b.out_channels, 1, 1, f"{b.name}.conv3", f"{b.name}.bn3", relu=False)
+    paths = [path(f, x, b, p, with_conv3=False) for p in range(b.cardinality)]
+    y = layers.Concatenate(axis=-1, dtype=f.dtype, name=layer_name(f"{b.name}.concat"))(paths)
+    return f.conv_bn(y, b.out_channels, 1, 1, f"{b.name}.conv3", f"{b.name}.bn3", relu=False)
 
 
-def aggregated_block(x, b: BlockSpec):
+def aggregated_block(f: Layers, x, b: BlockSpec):
     """Form (a): C paths of 1x1, 3x3, 1x1; sum; one BN."""
-    paths = [path(x, b, p, with_conv3=True) for p in range(b.cardinality)]
-    y = layers.Add(name=layer_name(f"{b.name}.sum"))(paths) if len(paths) > 1 else paths[0]
-    return norm(name=layer_name(f"{b.name}.bn3"))(y)
+    paths = [path(f, x, b, p, with_conv3=True) for p in range(b.cardinality)]
+    y = f.add(f"{b.name}.sum")(paths) if len(paths) > 1 else paths[0]
+    return f.norm(f"{b.name}.bn3")(y)
 
 
 BLOCKS = {"a": aggregated_block, "b": early_concat_block, "c": grouped_block}
 
 
-def residual(x, b: BlockSpec, form: str, conv_impl: str):
-    if b.block == "basic":
-        y = basic_block(x, b)
-    elif form == "c":
-        y = grouped_block(x, b, conv_impl)
-    else:
-        y = BLOCKS[form](x, b)
-    y = layers.Add(name=layer_name(f"{b.name}.add"))([y, shortcut(x, b)])
-    return layers.ReLU(name=layer_name(f"{b.name}.relu"))(y)
+def residual(f: Layers, x, b: BlockSpec, form: str):
+    y = basic_block(f, x, b) if b.block == "basic" else BLOCKS[form](f, x, b)
+    y = f.add(f"{b.name}.add")([y, shortcut(f, x, b)])
+    return f.relu(f"{b.name}.relu")(y)
 
 
 @keras.saving.register_keras_serializable(package="resnext_keras")
@@ -201,13 +215,14 @@ class ResNet(keras.Model):
         check_form_for(config, form)
         check_conv_impl(conv_impl)
         p = plan(config)
-        with dtype_policy(dtype) as policy:
-            inputs = keras.Input((None, None, config.in_channels), name="images", dtype=policy.compute_dtype)
-            x = stem(inputs, p.stem)
-            for b in p.blocks:
-                x = residual(x, b, form, conv_impl)
-            x = layers.GlobalAveragePooling2D(name="avgpool")(x)
-            logits = layers.Dense(p.head.num_classes, name="fc")(x)
+        policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
+        f = Layers(policy, conv_impl)
+        inputs = keras.Input((None, None, config.in_channels), name="images", dtype=policy.compute_dtype)
+        x = stem(f, inputs, p.stem)
+        for b in p.blocks:
+            x = residual(f, x, b, form)
+        x = layers.GlobalAveragePooling2D(dtype=policy, name="avgpool")(x)
+        logits = layers.Dense(p.head.num_classes, dtype=policy, name="fc")(x)
         kwargs.setdefault("name", f"resnet_{form}")
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.config = config
@@ -232,22 +247,6 @@ class ResNet(keras.Model):
         config = dict(config)
         arch = ArchConfig.from_dict(config.pop("config"))
         return cls(arch, config.pop("form"), config.pop("conv_impl", "auto"), **config)
-
-
-@contextmanager
-def dtype_policy(dtype: str | dict | keras.DTypePolicy | None) -> Iterator[keras.DTypePolicy]:
-    """The global Keras dtype policy set to ``dtype`` while layers are made, then restored.
-
-    Every layer takes the global policy when it is created, so one setting reaches
-    all of them (the Functional model's own ``dtype`` does not propagate to them).
-    """
-    old = keras.config.dtype_policy()
-    if dtype is not None:
-        keras.config.set_dtype_policy(keras.dtype_policies.get(dtype))  # a name, a policy or its config
-    try:
-        yield keras.config.dtype_policy()
-    finally:
-        keras.config.set_dtype_policy(old)
 
 
 def create_model(

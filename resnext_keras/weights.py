@@ -23,7 +23,7 @@ from resnext_spec import (
     load_checkpoint_as,
     save_checkpoint,
 )
-from resnext_spec.checkpoint import DIGEST_KEY, H5_ERRORS, check_digest, tensor_digest
+from resnext_spec.checkpoint import DIGEST_KEY, H5_ERRORS, check_digest, stored_config, tensor_digest
 from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST, tensor_table
 
 from .model import ResNet, create_model, layer_name
@@ -137,13 +137,13 @@ def read_h5_header(path: str | os.PathLike) -> tuple[ArchConfig | None, str | No
             if "layers" not in f:
                 raise CheckpointError(f"{path}: an HDF5 file, but not a Keras .weights.h5 file (no 'layers')")
             config, form = f.attrs.get(H5_CONFIG), f.attrs.get(H5_FORM)
-        if config is None:
-            return None, None
-        return ArchConfig.from_json(str(config)), str(form)
     except CheckpointError:
         raise
     except H5_ERRORS as e:
         raise _damaged(path, e) from e
+    if config is None:
+        return None, None
+    return stored_config({"config": config, "form": form}, path, "file's attributes")
 
 
 def load_weights_file(

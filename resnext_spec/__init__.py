@@ -6,17 +6,21 @@ Imports numpy and safetensors only; the torch, Keras and Flax packages build on 
 from .checkpoint import CheckpointError, atomic_write, load_checkpoint, load_checkpoint_as, save_checkpoint
 from .config import FORMS, ArchConfig, check_form, check_form_for, get_config, list_presets, resolve_config
 from .counting import count_flops, count_params
+from .errors import ConfigError, ResNeXtError
 from .forms import to_form
+from .init import init_weights, random_weights
 from .layout import BlockSpec, LayerSpec, Plan, canonical_shapes, is_running_stat, layers, plan
-from .weights import WeightsMismatchError, check_weights, init_weights, parameter_names, random_weights
+from .weights import WeightsMismatchError, check_weights
 
 __all__ = [
     "FORMS",
     "ArchConfig",
     "BlockSpec",
     "CheckpointError",
+    "ConfigError",
     "LayerSpec",
     "Plan",
+    "ResNeXtError",
     "WeightsMismatchError",
     "atomic_write",
     "canonical_shapes",
@@ -32,7 +36,6 @@ __all__ = [
     "list_presets",
     "load_checkpoint",
     "load_checkpoint_as",
-    "parameter_names",
     "plan",
     "random_weights",
     "resolve_config",

@@ -11,8 +11,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
+
+from .errors import ConfigError
 
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("imagenet", "cifar")
@@ -53,15 +56,15 @@ class ArchConfig:
             or not self.layers
             or not all(_is_positive_int(n) for n in self.layers)
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"layers must be a non-empty tuple of positive ints (blocks per stage), got {self.layers!r}"
             )
         for name in ("cardinality", "base_width", "stem_width", "num_classes", "in_channels"):
             value = getattr(self, name)
             if not _is_positive_int(value):
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+                raise ConfigError(f"{name} must be a positive int, got {value!r}")
         if self.block == "basic" and (self.cardinality != 1 or self.base_width != 64):
-            raise ValueError(
+            raise ConfigError(
                 "block='basic' has no paths: it needs cardinality=1 and base_width=64, "
                 f"got cardinality={self.cardinality}, base_width={self.base_width}"
             )
@@ -76,15 +79,35 @@ class ArchConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ArchConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"an ArchConfig is a JSON object of its fields, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown ArchConfig field(s) {unknown}; known fields are {sorted(known)}")
+            raise ConfigError(f"unknown ArchConfig field(s) {unknown}; known fields are {sorted(known)}")
         return cls(**data)
 
     @classmethod
     def from_json(cls, text: str) -> ArchConfig:
-        return cls.from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"not JSON: {e}") from e
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> ArchConfig:
+        """The config in a JSON file (``--config``), e.g. ``{"layers": [1, 1, 1], "cardinality": 8,
+        "base_width": 16, "stem": "cifar", "num_classes": 10}``; fields left out take their defaults."""
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as e:
+            raise ConfigError(f"{os.fspath(path)}: {e.strerror or e}") from e
+        try:
+            return cls.from_json(text)
+        except ConfigError as e:
+            raise ConfigError(f"{os.fspath(path)}: {e}") from e
 
 
 def _is_positive_int(value: object) -> bool:
@@ -93,13 +116,13 @@ def _is_positive_int(value: object) -> bool:
 
 def _check_choice(field: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"{field} must be one of {list(allowed)}, got {value!r}")
+        raise ConfigError(f"{field} must be one of {list(allowed)}, got {value!r}")
 
 
 def check_form(form: str) -> str:
     """Validate a block-form name ('a', 'b' or 'c')."""
     if form not in FORMS:
-        raise ValueError(f"form must be one of {list(FORMS)}, got {form!r}")
+        raise ConfigError(f"form must be one of {list(FORMS)}, got {form!r}")
     return form
 
 
@@ -107,7 +130,7 @@ def check_form_for(config: ArchConfig, form: str) -> str:
     """Validate that ``config`` has block form ``form``: basic blocks have only (c)."""
     check_form(form)
     if config.block == "basic" and form != "c":
-        raise ValueError(
+        raise ConfigError(
             f"form {form!r} needs bottleneck blocks: basic-block models (ResNet-18/34) have no "
             "paths, so only form 'c' exists for them"
         )
@@ -157,19 +180,19 @@ def get_config(name: str, **overrides: Any) -> ArchConfig:
     if name not in PRESETS:
         close = difflib.get_close_matches(name, PRESETS, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"unknown preset {name!r}{hint} Known presets: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}{hint} Known presets: {', '.join(PRESETS)}")
     config = PRESETS[name]
     changes: dict[str, Any] = {}
     for field, value in overrides.items():
         if value is None:
             continue
         if not hasattr(config, field):
-            raise ValueError(f"unknown ArchConfig field {field!r}")
+            raise ConfigError(f"unknown ArchConfig field {field!r}")
         current = getattr(config, field)
         if field == "layers" and isinstance(value, list):
             value = tuple(value)
         if field not in FREE_FIELDS and value != current:
-            raise ValueError(
+            raise ConfigError(
                 f"preset {name!r} pins {field}={current!r}; got {field}={value!r}. "
                 "Build a custom ArchConfig for a different architecture."
             )
@@ -181,10 +204,10 @@ def resolve_config(name: str | None = None, config: ArchConfig | None = None, **
     """One config from either a preset name or an explicit ``ArchConfig``: the shared
     argument handling of every framework's ``create_model``."""
     if (name is None) == (config is None):
-        raise ValueError("give exactly one of a preset name or config=ArchConfig(...)")
+        raise ConfigError("give exactly one of a preset name or config=ArchConfig(...)")
     if config is not None:
         if not isinstance(config, ArchConfig):
-            raise TypeError(f"config must be an ArchConfig, got {type(config).__name__}")
+            raise ConfigError(f"config must be an ArchConfig, got {type(config).__name__}")
         changes = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(config, **changes) if changes else config
     return get_config(name, **overrides)

@@ -9,7 +9,7 @@ connected layer; BN, ReLU, pooling and additions are not counted.
 from __future__ import annotations
 
 from .config import ArchConfig
-from .layout import plan
+from .layout import conv_output_size, plan
 
 
 def _conv_params(c_in: int, c_out: int, k: int, groups: int = 1) -> int:
@@ -33,10 +33,6 @@ def count_params(config: ArchConfig) -> int:
     return total + p.head.in_features * p.head.num_classes + p.head.num_classes
 
 
-def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
-
-
 def count_flops(config: ArchConfig, image_size: int | None = None) -> int:
     """Multiply-adds of one forward pass on a square ``image_size`` input.
 
@@ -45,19 +41,19 @@ def count_flops(config: ArchConfig, image_size: int | None = None) -> int:
     p = plan(config)
     size = image_size or (224 if p.stem.kind == "imagenet" else 32)
     s = p.stem
-    size = _out_size(size, s.kernel, s.stride, s.padding)
+    size = conv_output_size(size, s.kernel, s.stride, s.padding)
     macs = size * size * _conv_params(s.in_channels, s.out_channels, s.kernel)
     if s.max_pool:
-        size = _out_size(size, 3, 2, 1)
+        size = conv_output_size(size, 3, 2, 1)
     for b in p.blocks:
         if b.block == "basic":
-            h1 = _out_size(size, 3, b.conv1_stride, 1)
-            h2 = _out_size(h1, 3, b.conv2_stride, 1)
+            h1 = conv_output_size(size, 3, b.conv1_stride, 1)
+            h2 = conv_output_size(h1, 3, b.conv2_stride, 1)
             macs += h1 * h1 * _conv_params(b.in_channels, b.width, 3)
             macs += h2 * h2 * _conv_params(b.width, b.width, 3)
         else:
-            h1 = _out_size(size, 1, b.conv1_stride, 0)
-            h2 = _out_size(h1, 3, b.conv2_stride, 1)
+            h1 = conv_output_size(size, 1, b.conv1_stride, 0)
+            h2 = conv_output_size(h1, 3, b.conv2_stride, 1)
             macs += h1 * h1 * _conv_params(b.in_channels, b.width, 1)
             macs += h2 * h2 * _conv_params(b.width, b.width, 3, b.cardinality)
             macs += h2 * h2 * _conv_params(b.width, b.out_channels, 1)

@@ -261,3 +261,8 @@ def tensor_table(config: ArchConfig, form: str = "c") -> list[tuple[str, str, st
         for layer in layers(config, form)
         for t in KIND_TENSORS[layer.kind]
     ]
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a convolution along one spatial axis (torch's formula)."""
+    return (size + 2 * padding - kernel) // stride + 1

@@ -8,17 +8,18 @@ is rejected whole with every problem listed, and the model stays as it was.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
-from .config import ArchConfig, check_form_for
-from .layout import BN_STATS, canonical_shapes, layers, plan
+from .config import ArchConfig
+from .errors import ResNeXtError
+from .layout import canonical_shapes
 
 IGNORED_SUFFIXES = ("num_batches_tracked",)
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(ResNeXtError):
     """A weight dict does not fit the model: carries every problem found, not just the first."""
 
     def __init__(
@@ -107,80 +108,3 @@ def check_weights(
     if missing or unexpected or mismatched or bad_dtype:
         raise WeightsMismatchError(missing, unexpected, mismatched, bad_dtype, context)
     return {k: arrays[k] for k in expected if k in arrays}
-
-
-def _seeded_weights(
-    config: ArchConfig, form: str, seed: int, bn: Callable[[np.random.Generator, str, int], dict]
-) -> dict[str, np.ndarray]:
-    """Convs He-normal (fan-out), the linear layer U(+-1/sqrt(in)), BN tensors from ``bn``.
-
-    Drawn in form (c), layer by layer in canonical order, and converted, so every form
-    gets the same function from the same seed.
-    """
-    from .forms import to_form
-
-    check_form_for(config, form)
-    rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
-    for layer in layers(config, "c"):
-        n = layer.name
-        if layer.kind == "conv":
-            o, i, kh, kw = layer.shape
-            std = np.sqrt(2.0 / (o * kh * kw))
-            out[f"{n}.weight"] = (rng.standard_normal(layer.shape, dtype=np.float32) * std).astype(np.float32)
-        elif layer.kind == "bn":
-            out |= {f"{n}.{k}": v.astype(np.float32) for k, v in bn(rng, n, layer.shape[0]).items()}
-        else:
-            o, i = layer.shape
-            bound = 1.0 / np.sqrt(i)
-            out[f"{n}.weight"] = rng.uniform(-bound, bound, (o, i)).astype(np.float32)
-            out[f"{n}.bias"] = rng.uniform(-bound, bound, o).astype(np.float32)
-    return to_form(out, config, "c", form) if form != "c" else out
-
-
-def random_weights(config: ArchConfig, form: str = "c", seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded canonical weights in which no BN is an identity.
-
-    Random init makes BN gamma=1, beta=0, mean=0, var=1, which hides swapped or
-    mis-laid-out BN tensors; here every BN tensor is drawn at random (variance
-    kept positive). Convs use He-normal (fan-out), the linear layer U(+-1/sqrt(in)).
-    """
-
-    def bn(rng: np.random.Generator, name: str, c: int) -> dict:
-        return {
-            "weight": rng.uniform(0.5, 1.5, c),
-            "bias": rng.normal(0.0, 0.2, c),
-            "running_mean": rng.normal(0.0, 0.2, c),
-            "running_var": rng.uniform(0.5, 1.5, c),
-        }
-
-    return _seeded_weights(config, form, seed, bn)
-
-
-def init_weights(
-    config: ArchConfig, form: str = "c", seed: int = 0, zero_init_residual: bool = False
-) -> dict[str, np.ndarray]:
-    """torchvision's initialisation, drawn once in numpy so that every framework starts equal.
-
-    Convs He-normal with fan-out (``kaiming_normal_(mode="fan_out")``), BN gamma=1,
-    beta=0 and fresh statistics, the linear layer as ``nn.Linear`` draws it
-    (U(+-1/sqrt(in)) for weight and bias). ``zero_init_residual`` zeroes the gamma of
-    each block's last BN, so every block starts as its shortcut (Goyal et al. 2017).
-    """
-    last_bn = {f"{b.name}.{'bn3' if b.block == 'bottleneck' else 'bn2'}" for b in plan(config).blocks}
-
-    def bn(rng: np.random.Generator, name: str, c: int) -> dict:
-        gamma = 0.0 if zero_init_residual and name in last_bn else 1.0
-        return {
-            "weight": np.full(c, gamma),
-            "bias": np.zeros(c),
-            "running_mean": np.zeros(c),
-            "running_var": np.ones(c),
-        }
-
-    return _seeded_weights(config, form, seed, bn)
-
-
-def parameter_names(names: list[str] | dict) -> list[str]:
-    """The trainable names among canonical names (BN running statistics excluded)."""
-    return [n for n in names if n.rsplit(".", 1)[-1] not in BN_STATS]

@@ -1,8 +1,17 @@
 """ResNet / ResNeXt in PyTorch, forms (a), (b) and (c), with canonical weight I/O."""
 
 from .distributed import GlobalBatchNorm2d, convert_sync_batchnorm
+from .engine import TorchEngine
 from .model import AggregatedBottleneck, BasicBlock, Bottleneck, EarlyConcatBottleneck, ResNet, create_model
-from .weights import count_params, export_weights, gradients, import_weights, load, save, save_state_dict
+from .weights import (
+    count_params,
+    export_weights,
+    import_weights,
+    load,
+    randomise_batchnorm,
+    save,
+    save_state_dict,
+)
 
 __all__ = [
     "AggregatedBottleneck",
@@ -11,13 +20,14 @@ __all__ = [
     "EarlyConcatBottleneck",
     "GlobalBatchNorm2d",
     "ResNet",
+    "TorchEngine",
     "convert_sync_batchnorm",
     "count_params",
     "create_model",
     "export_weights",
-    "gradients",
     "import_weights",
     "load",
+    "randomise_batchnorm",
     "save",
     "save_state_dict",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from resnext_spec import atomic_write, check_weights, load_checkpoint_as, save_checkpoint
-from resnext_spec.layout import canonical_shapes, is_running_stat
+from resnext_spec.layout import canonical_shapes
 
 from .model import ResNet, create_model
 
@@ -49,16 +49,6 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def gradients(model: ResNet) -> dict[str, np.ndarray]:
-    """The ``.grad`` of every canonical parameter (running statistics have none)."""
-    params = dict(model.named_parameters())
-    return {
-        n: params[n].grad.detach().to("cpu", torch.float64).numpy()
-        for n in canonical_shapes(model.config, model.form)
-        if not is_running_stat(n)
-    }
-
-
 def save(model: ResNet, path: str | os.PathLike) -> None:
     """Write ``model`` as a canonical safetensors checkpoint (atomic)."""
     save_checkpoint(path, export_weights(model), model.config, model.form)
@@ -76,3 +66,26 @@ def save_state_dict(model: ResNet, path: str | os.PathLike) -> None:
     """Write a plain torch ``state_dict`` (torchvision's file layout), atomically."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """``model`` (ours or another library's) with every BatchNorm2d's statistics and affine terms
+    drawn away from 0 and 1, seeded, in place; returns it.
+
+    A freshly made BN is an identity in eval mode (mean 0, variance 1, gamma 1, beta 0), so a
+    port that drops or swaps any of its tensors still matches; after this it cannot.
+    """
+    g = torch.Generator().manual_seed(seed)
+
+    def draw(n: int, low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, generator=g)
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(draw(n, -0.5, 0.5))
+                m.running_var.copy_(draw(n, 0.5, 1.5))
+                m.weight.copy_(draw(n, 0.5, 1.5))
+                m.bias.copy_(draw(n, -0.5, 0.5))
+    return model

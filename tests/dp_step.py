@@ -18,8 +18,8 @@ import numpy as np
 import torch.distributed as dist
 
 from resnext_spec import ArchConfig, init_weights
-from train import Recipe
-from train.engines import TorchEngine
+from resnext_torch import TorchEngine
+from resnext_train import Recipe
 
 
 def main(batch_file: str, config_file: str, recipe_file: str, out: str, precision: str) -> None:

@@ -187,18 +187,3 @@ class _AbsentTorchvision(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module):
         pass
-
-
-def randomise_batchnorm(model):
-    """A torch model (ours or a peer library's) with every BatchNorm2d's statistics and affine
-    parameters drawn away from 0 and 1, so a port that drops or swaps any of them shows."""
-    import torch
-
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-    return model

@@ -31,7 +31,7 @@ from parity.runners import FRAMEWORKS
 #   groups (forms a/b at 32 paths are resnext50_32x4d's, and cost 580 s here);
 # - resnext50_32x4d at 32 px, the least its 7x7 stem and max-pool allow (1x1 for layer4), without
 #   the sgd check: three fp32 steps there are chaotic (running-variance floor 5.1, shown and not
-#   judged; parity.tolerances.CHAOTIC_FLOOR), so they cost 400 s and prove nothing; and in forms
+#   judged; resnext_spec.tolerances.CHAOTIC_FLOOR), so they cost 400 s and prove nothing; and in forms
 #   (a) and (c): (b) is the half-way form (the paths of (a), the 1x1 of (c)), runs in full on
 #   resnext29_8x64d and the tiny configs, and at 32 paths in test_explain; here its 512 paths
 #   cost about a third of the run's 700-900 s.

@@ -1,6 +1,6 @@
 """resnext-bench: every row it measures has a positive figure, its files round-trip, bad input exits 2.
 
-No timing is asserted: speed belongs in the benchmark's output and the README.
+No timing is asserted: speed belongs in the benchmark's output and docs/results/.
 """
 
 import json
@@ -8,9 +8,9 @@ import json
 import pytest
 from helpers import TINY
 
-from bench import markdown_table, plot, read_json, run_bench, write_json
-from bench.cli import main
-from bench.run import grid, label, ratios
+from resnext_bench import markdown_table, plot, read_json, run_bench, write_json
+from resnext_bench.cli import main
+from resnext_bench.run import grid, label, ratios
 from resnext_spec import get_config
 
 

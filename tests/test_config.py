@@ -6,6 +6,7 @@ import pytest
 from helpers import PARAM_COUNTS, TABLE2_PRESETS
 
 from resnext_spec import ArchConfig, get_config, list_presets, resolve_config
+from resnext_spec.errors import ResNeXtError
 
 
 def test_every_design_preset_is_registered():
@@ -27,14 +28,14 @@ def test_every_design_preset_is_registered():
     ],
 )
 def test_bad_field_is_a_value_error_naming_it(field, value, words):
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ResNeXtError) as err:
         ArchConfig(**{field: value})
     for word in words:
         assert word in str(err.value)
 
 
 def test_basic_block_refuses_paths():
-    with pytest.raises(ValueError, match="basic.*cardinality"):
+    with pytest.raises(ResNeXtError, match="basic.*cardinality"):
         ArchConfig(block="basic", cardinality=32, base_width=4)
 
 
@@ -45,17 +46,17 @@ def test_config_json_round_trip(name):
 
 
 def test_from_dict_rejects_unknown_fields():
-    with pytest.raises(ValueError, match=r"unknown ArchConfig field\(s\) \['groups'\]"):
+    with pytest.raises(ResNeXtError, match=r"unknown ArchConfig field\(s\) \['groups'\]"):
         ArchConfig.from_dict({"groups": 32})
 
 
 def test_unknown_preset_suggests_the_close_name():
-    with pytest.raises(ValueError, match="did you mean 'resnext50_32x4d'"):
+    with pytest.raises(ResNeXtError, match="did you mean 'resnext50_32x4d'"):
         get_config("resnext50_32x4")
 
 
 def test_preset_pins_its_architecture():
-    with pytest.raises(ValueError, match="pins cardinality=32"):
+    with pytest.raises(ResNeXtError, match="pins cardinality=32"):
         get_config("resnext50_32x4d", cardinality=8)
     # The same value is not a conflict, and free fields change.
     assert get_config("resnext50_32x4d", cardinality=32).cardinality == 32
@@ -63,9 +64,9 @@ def test_preset_pins_its_architecture():
 
 
 def test_resolve_needs_exactly_one_source():
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ResNeXtError, match="exactly one"):
         resolve_config()
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ResNeXtError, match="exactly one"):
         resolve_config("resnet50", ArchConfig())
     custom = resolve_config(config=ArchConfig(cardinality=2), num_classes=4)
     assert dataclasses.astuple(custom)[2] == 2 and custom.num_classes == 4

@@ -6,9 +6,10 @@ import pickle
 
 import numpy as np
 import pytest
-from data_files import tar_gz, write_cifar, write_image_folder
 
 from resnext_data import ArraySplit, DataError, Pipeline, channel_stats, load_dataset
+from resnext_data.synthetic import tar_gz, write_cifar, write_image_folder
+from resnext_spec.errors import ResNeXtError
 
 KINDS = ["cifar10-bin", "cifar100-bin", "cifar10-py", "cifar100-py"]
 
@@ -132,9 +133,9 @@ def test_data_parallel_shards_put_together_are_the_one_worker_batches():
         for b, (x, y) in enumerate(whole):
             np.testing.assert_array_equal(np.concatenate([p[b][0] for p in parts]), x)
             np.testing.assert_array_equal(np.concatenate([p[b][1] for p in parts]), y)
-    with pytest.raises(ValueError, match="does not split evenly over 3 workers"):
+    with pytest.raises(ResNeXtError, match="does not split evenly over 3 workers"):
         make((0, 3))
-    with pytest.raises(ValueError, match="rank must be in"):
+    with pytest.raises(ResNeXtError, match="rank must be in"):
         make((2, 2))
 
 

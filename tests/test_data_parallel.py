@@ -17,15 +17,15 @@ import sys
 import numpy as np
 import pytest
 import torch
-from data_files import write_cifar
 from helpers import TINY as TINY5
 
-from parity.tolerances import K_FLOOR, TOL, TOL64, compare, rel_error, worst_error
 from resnext_data import Pipeline, channel_stats, load_dataset
+from resnext_data.synthetic import write_cifar
 from resnext_spec import init_weights, is_running_stat, load_checkpoint
-from train import Recipe, train
-from train.cli import main
-from train.engines import TorchEngine
+from resnext_spec.tolerances import K_FLOOR, TOL, TOL64, compare, rel_error, worst_error
+from resnext_torch import TorchEngine
+from resnext_train import Recipe, train
+from resnext_train.cli import main
 
 pytestmark = pytest.mark.xdist_group("data_parallel")  # one worker makes the shared runs once
 
@@ -57,7 +57,7 @@ def cli(setup, framework: str, out: str, *extra: str, launcher=(), env=None) -> 
 
 def torchrun(setup, out: str, *extra: str) -> subprocess.CompletedProcess:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    return cli(setup, "torch", out, *extra, launcher=[*launcher, "-m", "train"])
+    return cli(setup, "torch", out, *extra, launcher=[*launcher, "-m", "resnext_train"])
 
 
 def batches(setup) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -242,7 +242,7 @@ TWO_HOST_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 def on_two_host_devices(setup, framework: str, **env: str) -> tuple[str, dict]:
     """One step of ``framework`` split over two XLA host devices; the run folder and its config."""
     out = str(setup / f"{framework}-2")
-    launcher = [sys.executable, "-m", "train"]
+    launcher = [sys.executable, "-m", "resnext_train"]
     cli(
         setup,
         framework,

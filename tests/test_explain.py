@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from helpers import PARAM_COUNTS, TABLE2_PRESETS
 
-import explain.lesson as lesson_module
-from explain import explain
-from explain.cli import main
+import resnext_explain.lesson as lesson_module
+from resnext_explain import explain
+from resnext_explain.cli import main
 from resnext_spec import get_config, list_presets, to_form
 
 BOTTLENECKS = [n for n in list_presets() if get_config(n).block == "bottleneck"]

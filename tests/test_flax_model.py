@@ -7,7 +7,6 @@ from helpers import PARAM_COUNTS, TINY, TINY_1X1, TINY_BASIC, batch, broken_weig
 
 import resnext_flax as rf
 from parity.flax_runner import FlaxRunner
-from parity.tolerances import TOL, rel_error
 from resnext_flax import train
 from resnext_spec import (
     CheckpointError,
@@ -17,6 +16,7 @@ from resnext_spec import (
     random_weights,
     to_form,
 )
+from resnext_spec.tolerances import TOL, rel_error
 
 
 @pytest.mark.parametrize("name, form", layout_cases())

@@ -2,7 +2,7 @@
 
 Eval logits to 1e-5 relative. Eval-mode gradients, as one L2 vector, as close to
 float64 as torch fp32 itself is (1e-5 where fp32 allows it). Training-mode
-logits, gradients and running statistics within the harness's noise-floor bound (parity/tolerances.py).
+logits, gradients and running statistics within the harness's noise-floor bound (resnext_spec/tolerances.py).
 Every BN tensor randomised.
 """
 
@@ -13,8 +13,8 @@ from helpers import TINY, TINY_1X1, batch
 from parity_runs import cases, failures, rows
 
 import resnext_flax as rf
-from parity.tolerances import TOL, rel_error
 from resnext_spec import random_weights, to_form
+from resnext_spec.tolerances import TOL, rel_error
 
 CASES = cases()
 

@@ -13,9 +13,10 @@ import pytest
 import torch
 from helpers import TINY
 
-from parity.tolerances import rel_error
 from resnext_spec import get_config, list_presets, random_weights
+from resnext_spec.errors import ResNeXtError
 from resnext_spec.grouped import CONV_IMPLS, resolve_conv_impl
+from resnext_spec.tolerances import rel_error
 
 PRESET_CARDINALITIES = sorted({get_config(n).cardinality for n in list_presets()} - {1})
 # (cardinality, channels per group, height, width, stride): odd, non-square, both strides.
@@ -120,7 +121,7 @@ def test_auto_is_patches_on_cpu_and_native_on_gpu():
     assert resolve_conv_impl("auto", 32, "tensorflow", "gpu") == "native"
     assert resolve_conv_impl("auto", 32, "torch", "cpu") == "native"  # Keras on torch: torch's own kernel
     assert resolve_conv_impl("patches", 1, "xla", "cpu") == "native"  # nothing to lower without groups
-    with pytest.raises(ValueError, match="unknown conv_impl 'fast'"):
+    with pytest.raises(ResNeXtError, match="unknown conv_impl 'fast'"):
         resolve_conv_impl("fast", 4)
 
 
@@ -174,7 +175,7 @@ class TestFlax:
     def test_unknown_lowering_is_refused(self):
         import resnext_flax as rf
 
-        with pytest.raises(ValueError, match="unknown conv_impl"):
+        with pytest.raises(ResNeXtError, match="unknown conv_impl"):
             rf.create_model(config=TINY, conv_impl="im2col")
 
 

@@ -11,8 +11,8 @@ from helpers import PARAM_COUNTS, TINY, TINY_1X1, TINY_BASIC, batch, broken_weig
 
 import resnext_keras as rk
 from parity.keras_runner import KerasRunner
-from parity.tolerances import rel_error
 from resnext_spec import WeightsMismatchError, canonical_shapes, get_config, random_weights
+from resnext_spec.tolerances import rel_error
 
 pytestmark = pytest.mark.keras
 
@@ -107,6 +107,42 @@ def test_keras_model_file_round_trip(tmp_path):
         keras.ops.convert_to_numpy(model(nhwc, training=False)),
         keras.ops.convert_to_numpy(loaded(nhwc, training=False)),
     )
+
+
+def test_dtype_reaches_every_layer_without_touching_the_global_policy():
+    before = keras.config.dtype_policy().name
+    model = rk.create_model(config=TINY, form="b", dtype="mixed_bfloat16")
+    assert keras.config.dtype_policy().name == before  # keras-hub's way: dtype= on each layer
+    policies = {layer.dtype_policy.name for layer in model.layers if layer.name != "images"}
+    assert policies == {"mixed_bfloat16"}
+    assert {v.dtype for v in model.weights} == {"float32"}  # mixed: float32 variables
+
+
+@pytest.mark.keras_smoke
+def test_a_model_compiled_with_torch_sgd_saves_and_loads_with_its_optimizer_state(tmp_path):
+    """The `.keras` file holds TorchSGD itself (registered as serializable) and its momentum
+    buffers: the loaded model's next step is the step the original would have taken."""
+    model = rk.create_model(config=TINY, form="c")
+    rk.import_weights(model, random_weights(TINY, "c", seed=5))
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=rk.TorchSGD(0.1, momentum=0.9, coupled_weight_decay=1e-4), loss=loss)
+    x, y = batch(TINY, size=16)
+    nhwc = x.transpose(0, 2, 3, 1)
+    model.train_on_batch(nhwc, y)  # momentum buffers now hold the first gradient
+    model.save(tmp_path / "tiny.keras")
+    loaded = keras.models.load_model(tmp_path / "tiny.keras")
+    assert isinstance(loaded.optimizer, rk.TorchSGD)
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    before = [np.asarray(v.numpy()) for v in model.optimizer.variables]
+    after = [np.asarray(v.numpy()) for v in loaded.optimizer.variables]
+    assert len(before) == len(after) > 2 and all(
+        np.array_equal(a, b) for a, b in zip(before, after, strict=True)
+    )
+    assert any(np.abs(b).max() > 0 for b in before[2:])  # a buffer the step filled, not zeros
+    model.train_on_batch(nhwc, y)
+    loaded.train_on_batch(nhwc, y)
+    a, b = rk.export_weights(model), rk.export_weights(loaded)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def fit_step_error(dtype: str, w: dict, x: np.ndarray, y: np.ndarray) -> float:

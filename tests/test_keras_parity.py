@@ -1,7 +1,7 @@
 """Keras computes the same function as torch, in every form: the harness's rows for Keras.
 
 Eval logits to 1e-5 relative; training-mode logits and running statistics after
-one training pass within the harness's noise-floor bound (parity/tolerances.py); every BN tensor randomised.
+one training pass within the harness's noise-floor bound (resnext_spec/tolerances.py); every BN tensor randomised.
 """
 
 import keras
@@ -11,8 +11,8 @@ from helpers import TINY, TINY_1X1, batch
 from parity_runs import cases, failures, rows
 
 import resnext_keras as rk
-from parity.tolerances import TOL, rel_error
 from resnext_spec import random_weights, to_form
+from resnext_spec.tolerances import TOL, rel_error
 
 pytestmark = pytest.mark.keras
 

@@ -6,8 +6,6 @@ mean/variance, a permuted path in form (a). Faults in torch and Flax builds, and
 in the reference itself, are in tests/test_precision.py.
 """
 
-from functools import partial
-
 import numpy as np
 import pytest
 from helpers import TABLE2_PRESETS, TINY
@@ -18,8 +16,9 @@ import resnext_keras.model as keras_model
 from parity import CHECKS, run_parity
 from parity.harness import make_batch
 from parity.runners import make_runner
-from parity.tolerances import rel_error
 from resnext_spec import count_params, get_config, list_presets, random_weights, to_form
+from resnext_spec.errors import ResNeXtError
+from resnext_spec.tolerances import rel_error
 
 pytestmark = pytest.mark.keras  # the faults are planted in Keras builds: run on every backend
 
@@ -170,7 +169,12 @@ def test_weight_faults_are_caught_in_the_faulty_build_only(monkeypatch, corrupt,
 
 
 def test_bn_eps_1e3_is_caught(monkeypatch):
-    monkeypatch.setattr(keras_model, "norm", partial(keras_model.BatchNorm, epsilon=1e-3, momentum=0.9))
+    def norm(self, name):  # Keras's default eps, 1e-3, where torch has 1e-5
+        return keras_model.BatchNorm(
+            epsilon=1e-3, momentum=0.9, dtype=self.dtype, name=keras_model.layer_name(name)
+        )
+
+    monkeypatch.setattr(keras_model.Layers, "norm", norm)
     got = caught(run_with(monkeypatch))
     assert ("keras", "c", "eval") in got and ("keras", "c", "train") in got
     assert not any(fw == "torch" for fw, _, _ in got)
@@ -178,7 +182,7 @@ def test_bn_eps_1e3_is_caught(monkeypatch):
 
 def test_same_padding_on_a_stride_2_conv_is_caught(monkeypatch):
     # TF-style "same" pads a stride-2 3x3 conv on an even input by (0, 1), torch by (1, 1).
-    def conv(x, filters, kernel, stride, name, groups=1, conv_impl="auto"):
+    def conv(self, x, filters, kernel, stride, name, groups=1):
         if stride == 2 and kernel == 3:
             return keras_model.layers.Conv2D(
                 filters,
@@ -189,10 +193,10 @@ def test_same_padding_on_a_stride_2_conv_is_caught(monkeypatch):
                 groups=groups,
                 name=keras_model.layer_name(name),
             )(x)
-        return original(x, filters, kernel, stride, name, groups, conv_impl)
+        return original(self, x, filters, kernel, stride, name, groups)
 
-    original = keras_model.conv
-    monkeypatch.setattr(keras_model, "conv", conv)
+    original = keras_model.Layers.conv
+    monkeypatch.setattr(keras_model.Layers, "conv", conv)
     got = caught(run_with(monkeypatch))
     assert ("keras", "c", "eval") in got and ("keras", "c", "train") in got
     assert not any(fw == "torch" for fw, _, _ in got)
@@ -218,15 +222,15 @@ def test_one_preset_name_as_a_string_is_one_model():
 
 
 def test_bad_arguments_are_value_errors():
-    with pytest.raises(ValueError, match="did you mean 'resnext50_32x4d'"):
+    with pytest.raises(ResNeXtError, match="did you mean 'resnext50_32x4d'"):
         run_parity(["resnext50_32x4"])
-    with pytest.raises(ValueError, match="unknown check 'evl'"):
+    with pytest.raises(ResNeXtError, match="unknown check 'evl'"):
         run_parity(["resnet18"], checks=["evl"])
-    with pytest.raises(ValueError, match="unknown framework 'jax'"):
+    with pytest.raises(ResNeXtError, match="unknown framework 'jax'"):
         run_parity(["resnet18"], frameworks=["jax"])
-    with pytest.raises(ValueError, match=r"form must be one of \['a', 'b', 'c'\], got 'd'"):
+    with pytest.raises(ResNeXtError, match=r"form must be one of \['a', 'b', 'c'\], got 'd'"):
         run_parity(["resnet18"], forms=["d"])
-    with pytest.raises(ValueError, match="unknown precision 'half'"):
+    with pytest.raises(ResNeXtError, match="unknown precision 'half'"):
         run_parity(["resnet18"], precision="half")
-    with pytest.raises(ValueError, match="batch must be >= 2"):
+    with pytest.raises(ResNeXtError, match="batch must be >= 2"):
         run_parity(["resnet18"], batch=1)

@@ -7,6 +7,7 @@ import pytest
 
 from parity.harness import CheckResult, ParityResult
 from parity.report import PLOT_FLOOR, merge_results, plot_ratios, read_json, write_json
+from resnext_spec.errors import ResNeXtError
 
 
 def row(framework, form, check, error, bound, **kw):
@@ -45,7 +46,7 @@ def test_json_reads_back_to_the_same_result_non_finite_numbers_included(tmp_path
 def test_a_file_that_is_not_a_report_is_refused(tmp_path):
     path = tmp_path / "r.json"
     path.write_text('{"weights": []}')
-    with pytest.raises(ValueError, match="not a resnext-parity JSON report"):
+    with pytest.raises(ResNeXtError, match="not a resnext-parity JSON report"):
         read_json(path)
 
 
@@ -97,5 +98,5 @@ def test_runs_of_different_models_merge_into_one_report():
     ],
 )
 def test_runs_that_are_not_one_experiment_are_not_merged(other, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ResNeXtError, match=message):
         merge_results([one_model_run("x", 1.0), other])

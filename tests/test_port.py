@@ -12,11 +12,11 @@ import torch
 from helpers import TINY
 
 import resnext_torch as rt
-from parity import port
-from parity.port import FORMATS, read
-from parity.port_cli import main
-from parity.tolerances import TOL, rel_error
+from resnext_port import port
+from resnext_port.cli import main
+from resnext_port.port import FORMATS, read
 from resnext_spec import get_config, random_weights
+from resnext_spec.tolerances import TOL, rel_error
 
 SUFFIX = {"torch": ".pth", "safetensors": ".safetensors", "keras": ".weights.h5", "flax": ".msgpack"}
 assert set(SUFFIX) == set(FORMATS.values()) - {"keras-h5"}  # every format that is written; .h5 is read only

@@ -11,11 +11,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import randomise_batchnorm
 
-from parity.port import PortError, Weights, logits, port, read
-from parity.tolerances import TOL, rel_error
+from resnext_port.port import PortError, Weights, logits, port, read
 from resnext_spec import ArchConfig, random_weights, save_checkpoint
+from resnext_spec.tolerances import TOL, rel_error
+from resnext_torch import randomise_batchnorm
 
 transformers = pytest.importorskip("transformers")
 
@@ -33,7 +33,7 @@ def hf_model(downsample_in_bottleneck: bool, seed: int = 0):
 
 
 def hf_logits(model, seed: int = 0) -> np.ndarray:
-    """transformers' logits of the batch ``parity.port.logits`` feeds our builds (2 images, 64 px)."""
+    """transformers' logits of the batch ``resnext_port.port.logits`` feeds our builds (2 images, 64 px)."""
     x = np.random.default_rng(seed).standard_normal((2, 3, 64, 64)).astype(np.float32)
     with torch.no_grad():
         return model(pixel_values=torch.from_numpy(x)).logits.double().numpy()

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import resnext_torch as rt
-from parity.port import PortError, port, read
-from parity.port_cli import main
+from resnext_port.cli import main
+from resnext_port.port import PortError, port, read
 from resnext_spec import CheckpointError, random_weights
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))

@@ -15,11 +15,12 @@ import argparse
 import numpy as np
 import pytest
 import torch
-from helpers import import_timm, randomise_batchnorm
+from helpers import import_timm
 
-from parity.port import PortError, Weights, logits, port, read
-from parity.tolerances import TOL, rel_error
+from resnext_port.port import PortError, Weights, logits, port, read
 from resnext_spec import ArchConfig, random_weights, save_checkpoint
+from resnext_spec.tolerances import TOL, rel_error
+from resnext_torch import randomise_batchnorm
 
 timm = import_timm()
 SMALL = dict(layers=(1, 1, 1, 1), cardinality=4, base_width=4, num_classes=5)
@@ -32,7 +33,7 @@ def timm_model(arch: str = "resnext50_32x4d", seed: int = 0, **kwargs):
 
 
 def timm_logits(model, seed: int = 0) -> np.ndarray:
-    """timm's logits of the batch ``parity.port.logits`` feeds our builds (2 images, 64 px)."""
+    """timm's logits of the batch ``resnext_port.port.logits`` feeds our builds (2 images, 64 px)."""
     x = np.random.default_rng(seed).standard_normal((2, 3, 64, 64)).astype(np.float32)
     with torch.no_grad():
         return model(torch.from_numpy(x)).double().numpy()

@@ -20,7 +20,8 @@ from parity_runs import frameworks
 import parity.harness
 from parity import run_parity
 from parity.runners import make_runner
-from parity.tolerances import rel_error
+from resnext_spec.errors import ResNeXtError
+from resnext_spec.tolerances import rel_error
 
 pytestmark = pytest.mark.keras  # Keras builds take part: run on every Keras backend
 
@@ -39,7 +40,7 @@ def keras_backend() -> str:
 def test_keras_float64_off_tensorflow_is_refused_with_the_reason():
     if keras_backend() == "tensorflow":
         pytest.skip("Keras computes float64 faithfully on TensorFlow")
-    with pytest.raises(ValueError, match="type promotion"):
+    with pytest.raises(ResNeXtError, match="type promotion"):
         tiny("float64", frameworks=["torch", "keras"], forms=["c"], checks=["eval"])
 
 
@@ -166,7 +167,7 @@ def test_keras_refuses_one_value_per_channel_in_training_and_keeps_its_statistic
 
     model = resnext_keras.create_model(config=TINY)
     before = keras.ops.convert_to_numpy(model.get_layer("bn1").moving_variance)
-    with pytest.raises(ValueError, match="more than 1 value per channel"):
+    with pytest.raises(ResNeXtError, match="more than 1 value per channel"):
         model(one_value_per_channel(), training=True)
     after = keras.ops.convert_to_numpy(model.get_layer("bn1").moving_variance)
     assert np.array_equal(before, after) and np.all(np.isfinite(after))
@@ -178,7 +179,7 @@ def test_flax_refuses_one_value_per_channel_in_training():
 
     model = resnext_flax.create_model(config=TINY)
     model.train()
-    with pytest.raises(ValueError, match="more than 1 value per channel"):
+    with pytest.raises(ResNeXtError, match="more than 1 value per channel"):
         model(one_value_per_channel())
 
 

@@ -5,6 +5,7 @@ import pytest
 from helpers import PARAM_COUNTS, TINY, TINY_1X1, TINY_BASIC
 
 from resnext_spec import WeightsMismatchError, canonical_shapes, get_config, random_weights, to_form
+from resnext_spec.errors import ResNeXtError
 
 BOTTLENECK_PRESETS = [n for n in PARAM_COUNTS if get_config(n).block == "bottleneck"]
 
@@ -54,12 +55,12 @@ def test_partial_dicts_convert_like_full_ones(config):
 
 
 def test_basic_block_refuses_paths():
-    with pytest.raises(ValueError, match="basic-block models .* no paths"):
+    with pytest.raises(ResNeXtError, match="basic-block models .* no paths"):
         to_form(random_weights(TINY_BASIC), TINY_BASIC, "c", "a")
 
 
 def test_unknown_form_is_named():
-    with pytest.raises(ValueError, match="form must be one of"):
+    with pytest.raises(ResNeXtError, match="form must be one of"):
         to_form(random_weights(TINY), TINY, "c", "d")
 
 

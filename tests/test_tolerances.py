@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from parity.tolerances import CHAOTIC_FLOOR, K_FLOOR, TOL, compare
+from resnext_spec.tolerances import CHAOTIC_FLOOR, K_FLOOR, TOL, compare
 
 TRUTH = {"t": np.array([1.0, -2.0, 4.0])}
 

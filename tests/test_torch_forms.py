@@ -4,13 +4,13 @@ Random weights with every BN tensor randomised; (c) converted to (a) and (b) by
 resnext_spec. Gradients of (a)/(b) are mapped back to form (c) names and
 compared tensor by tensor against torch (c). Ill-conditioned quantities are
 held to max(1e-5, 10 x floor), the floor measured in the same run from a
-float64 reference and perturbed fp32 runs (parity/tolerances.py).
+float64 reference and perturbed fp32 runs (resnext_spec/tolerances.py).
 """
 
 import pytest
 from parity_runs import cases, failures, rows
 
-from parity.tolerances import TOL
+from resnext_spec.tolerances import TOL
 
 NUMERIC = ["eval", "train", "grad_eval", "grad_train", "sgd"]
 

@@ -7,6 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import resnext_torch as rt
 from resnext_spec import canonical_shapes, count_flops, get_config
+from resnext_spec.errors import ResNeXtError
 
 CASES = [(n, f) for n in PARAM_COUNTS for f in "abc" if get_config(n).block == "bottleneck" or f == "c"]
 
@@ -82,12 +83,12 @@ def test_spec_flops_equal_torch_flop_counter(name, size):
 
 def test_basic_block_model_rejects_paths():
     for form in ("a", "b"):
-        with pytest.raises(ValueError, match="only form 'c'"):
+        with pytest.raises(ResNeXtError, match="only form 'c'"):
             rt.create_model(config=TINY_BASIC, form=form)
 
 
 def test_bad_preset_and_form_are_named():
-    with pytest.raises(ValueError, match="did you mean"):
+    with pytest.raises(ResNeXtError, match="did you mean"):
         rt.create_model("resnet5O")
-    with pytest.raises(ValueError, match="form must be one of"):
+    with pytest.raises(ResNeXtError, match="form must be one of"):
         rt.create_model("resnet50", form="grouped")

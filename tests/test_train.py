@@ -8,13 +8,14 @@ import os
 import numpy as np
 import pytest
 import torch
-from data_files import write_cifar
 from helpers import TINY as TINY5
 
-from parity.tolerances import K_FLOOR, l2_error, rel_error
+from resnext_data.synthetic import write_cifar
 from resnext_spec import init_weights, load_checkpoint, plan
-from train import Recipe, train
-from train.cli import main
+from resnext_spec.errors import ResNeXtError
+from resnext_spec.tolerances import K_FLOOR, l2_error, rel_error
+from resnext_train import Recipe, train
+from resnext_train.cli import main
 
 TINY = dataclasses.replace(TINY5, num_classes=10)  # CIFAR-10's head
 RECIPE = Recipe(epochs=2, batch_size=8, lr=0.02, milestones=(0.5,), seed=3)  # lr drops after epoch 1
@@ -58,7 +59,7 @@ def test_recipe_defaults_are_the_papers_cifar_schedule():
     ],
 )
 def test_bad_recipe_values_are_refused_by_name(bad, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ResNeXtError, match=message):
         Recipe(**bad)
 
 
@@ -193,9 +194,9 @@ def test_interrupted_then_resumed_run_ends_where_an_uninterrupted_run_ends(frame
 @RUNS
 def test_an_existing_run_is_not_overwritten_and_resume_must_match(runs, cifar):
     _, out = runs["torch"]
-    with pytest.raises(ValueError, match="already holds a run"):
+    with pytest.raises(ResNeXtError, match="already holds a run"):
         train("torch", cifar, config=TINY, recipe=RECIPE, out=out, progress=False)
-    with pytest.raises(ValueError, match=r"other settings .*recipe"):
+    with pytest.raises(ResNeXtError, match=r"other settings .*recipe"):
         train("torch", cifar, config=TINY, recipe=Recipe(epochs=3), out=out, resume=True, progress=False)
 
 
@@ -244,8 +245,8 @@ def test_cli_trains_and_reports(cifar, tmp_path, capsys):
 
 
 def test_unknown_framework_or_lowering_is_refused_before_anything_is_written(cifar, tmp_path):
-    with pytest.raises(ValueError, match="unknown framework 'mxnet'"):
+    with pytest.raises(ResNeXtError, match="unknown framework 'mxnet'"):
         train("mxnet", cifar, config=TINY, recipe=RECIPE, out=tmp_path / "a", progress=False)
-    with pytest.raises(ValueError, match="conv_impl"):
+    with pytest.raises(ResNeXtError, match="conv_impl"):
         train("flax", cifar, config=TINY, recipe=RECIPE, out=tmp_path / "b", conv_impl="fast", progress=False)
     assert list(tmp_path.iterdir()) == []

@@ -39,8 +39,7 @@ def test_keras_stock_sgd_is_caught(monkeypatch):
     """Keras's own SGD decays decoupled and keeps lr-scaled momentum: the one-step sgd check
     passes it (zero momentum, one rate); six steps across an lr drop do not."""
     import keras
-
-    import train.engines as engines
+    import resnext_engines.engines as engines
 
     class StockSGD(engines.KerasEngine):
         def __init__(self, config, form, weights, recipe, conv_impl="auto", devices=None):

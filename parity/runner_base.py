@@ -1,0 +1,93 @@
+"""What every runner of the harness shares: the pass result, the SGD check's settings, the dtypes.
+
+A runner takes NCHW numpy input (it transposes for NHWC frameworks itself; the
+models are never changed) and returns float64 numpy results keyed by canonical
+names in the model's own form: what the checks compare. This is harness code,
+not model code, so it lives here and not in the framework packages. Frameworks
+are imported only when their runner is made, so the harness works with any
+subset installed.
+
+Every runner computes in one ``dtype``: "float32" (the checks), "float64" (the
+float64 checks, and torch's float64 reference) or "bfloat16" (the informational
+reduced-precision rows: torch autocast, Keras ``mixed_bfloat16``, Flax bf16 compute).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from resnext_spec import ArchConfig
+from resnext_spec.errors import ConfigError
+
+FRAMEWORKS = ("torch", "keras", "flax")
+DTYPES = ("float32", "float64", "bfloat16")
+
+
+@dataclass
+class PassResult:
+    """One forward + backward pass, in float64 numpy, keyed by canonical names of the model's form.
+
+    ``grads`` holds the parameters only (running statistics have no gradient);
+    ``state`` holds every canonical tensor after the pass, so a training-mode
+    pass shows the running statistics it updated.
+    """
+
+    logits: np.ndarray
+    loss: float
+    grads: dict[str, np.ndarray]
+    state: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class SGD:
+    """The optimiser of the ``sgd`` check: torch.optim.SGD's update, ``steps`` steps, momentum carried."""
+
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    steps: int = 3
+
+
+class Runner(Protocol):
+    framework: str
+    dtype: str
+
+    def build(self, config: ArchConfig, form: str) -> Any: ...
+    def export(self, model: Any) -> dict[str, np.ndarray]: ...
+    def load(self, model: Any, weights: dict[str, np.ndarray]) -> None: ...
+    def count(self, model: Any) -> int: ...
+    def logits(self, model: Any, x: np.ndarray) -> np.ndarray: ...
+    def forward_backward(self, model: Any, x: np.ndarray, labels: np.ndarray, train: bool) -> PassResult: ...
+    def sgd_steps(
+        self, model: Any, x: np.ndarray, labels: np.ndarray, sgd: SGD
+    ) -> tuple[PassResult, dict[str, np.ndarray]]: ...
+    def full_fp32(self) -> AbstractContextManager: ...
+
+
+class UnsupportedPrecision(ConfigError):
+    """A framework/backend that cannot compute a precision faithfully: refused before any work."""
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown precision {dtype!r}; choose from {list(DTYPES)}")
+    return dtype
+
+
+def jax_x64(needed: bool) -> AbstractContextManager:
+    """JAX's 64-bit mode while float64 builds run (a no-op context otherwise, or without JAX).
+
+    Scoped, not global: outside it JAX keeps its float32 defaults, so float32 runs
+    in the same process are unchanged.
+    """
+    if not needed:
+        return nullcontext()
+    try:
+        import jax
+    except ImportError:
+        return nullcontext()
+    return jax.enable_x64(True)

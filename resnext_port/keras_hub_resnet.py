@@ -1,0 +1,140 @@
+"""keras-hub ResNet presets (``ResNetImageClassifier.save_to_preset``), read without keras-hub.
+
+A preset folder holds ``config.json`` (the ``ResNetBackbone``), ``model.weights.h5`` (its
+weights), ``task.json`` and ``task.weights.h5`` (the classifier head). keras-hub's v1
+ResNet is torchvision's exactly: bias-free convolutions, BN eps 1e-5, the stride in the
+3x3 and the shortcut's 1x1, explicit zero padding where torch pads (before the max pool
+the input is a ReLU's, so zeros equal torch's -inf). A Keras 3 weights file keys layers
+by class and order (``layers/conv2d_7/vars/0``), so the convolutions and BatchNorms are
+taken in the order keras-hub builds them: the stem, then per block 1, 2, the shortcut
+(0), 3 for bottlenecks and 1, the shortcut, 2 for basic blocks (tests/test_port_ecosystem
+checks this against keras-hub's own model). Pre-activation (v2) and the ``vd`` blocks
+are refused by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from resnext_spec import ArchConfig
+
+from .errors import PortError
+
+BLOCKS = {"bottleneck_block": "bottleneck", "basic_block": "basic"}
+NOTE = (
+    "a keras-hub ResNetImageClassifier preset (ResNet v1.5: stride on the 3x3); exact in inference. "
+    "In training, its BN (momentum 0.9, torch's 0.1) moves the running variance by the biased "
+    "batch variance, torch by the unbiased one. "
+    "It expects keras-hub's ResNetImageClassifierPreprocessor input (the preprocessor.json in the preset)"
+)
+
+
+class KerasHubError(PortError):
+    """A keras-hub preset this project cannot hold exactly; the message says what differs."""
+
+
+def is_keras_hub_dir(path: str | os.PathLike) -> bool:
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(config, dict) and str(config.get("registered_name", "")).startswith("keras_hub>")
+
+
+def _json(path: Path) -> dict:
+    """A keras-hub JSON file: an object whose 'config' is a map."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise KerasHubError(f"{path}: not readable JSON ({e})") from e
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        raise KerasHubError(f"{path}: not a keras-hub config (no 'config' map)")
+    return data
+
+
+def config_from_keras_hub(backbone: dict, task: dict, where) -> ArchConfig:
+    """Our ArchConfig for a keras-hub ResNetBackbone + classifier config, or a KerasHubError."""
+    depths = backbone.get("stackwise_num_blocks")
+    if not isinstance(depths, list) or not depths or not all(isinstance(d, int) and d > 0 for d in depths):
+        raise KerasHubError(f"{where}: stackwise_num_blocks {depths!r} is not a list of block counts")
+    want = {
+        "block_type": backbone.get("block_type")
+        if backbone.get("block_type") in BLOCKS
+        else "bottleneck_block",
+        "use_pre_activation": False,
+        "input_conv_filters": [64],
+        "input_conv_kernel_sizes": [7],
+        "stackwise_num_filters": [64 * 2**s for s in range(len(depths))],
+        "stackwise_num_strides": [1] + [2] * (len(depths) - 1),
+    }
+    problems = [f"{k} {backbone.get(k)!r} (here {v!r})" for k, v in want.items() if backbone.get(k) != v]
+    if task.get("pooling", "avg") != "avg":
+        problems.append(f"pooling {task.get('pooling')!r} (here 'avg')")
+    if problems:
+        raise KerasHubError(
+            f"{where}: a keras-hub ResNet this project cannot express: " + ", ".join(problems)
+        )
+    classes = task.get("num_classes")
+    if not isinstance(classes, int) or classes < 1:
+        raise KerasHubError(f"{where}: num_classes {classes!r} is not a class count")
+    return ArchConfig(block=BLOCKS[backbone["block_type"]], layers=tuple(depths), num_classes=classes)
+
+
+def _by_class(layers, cls: str) -> list:
+    """The h5 groups of one layer class, in the order Keras numbered them (conv2d, conv2d_1, ...)."""
+    found = [
+        (int(m.group(1) or 0), layers[n]) for n in layers if (m := re.fullmatch(rf"{cls}(?:_(\d+))?", n))
+    ]
+    return [group for _, group in sorted(found, key=lambda t: t[0])]
+
+
+def read_keras_hub_dir(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], ArchConfig, list[str]]:
+    """Canonical weights (form c), config and notes of a keras-hub ResNet classifier preset."""
+    import h5py
+
+    path = Path(path)
+    backbone = _json(path / "config.json")
+    if (kind := backbone.get("class_name")) != "ResNetBackbone":
+        raise KerasHubError(f"{path}: a keras-hub {kind} preset; of keras-hub's models, ResNets are read")
+    if not (path / "task.json").is_file() or not (path / "task.weights.h5").is_file():
+        raise KerasHubError(
+            f"{path}: a keras-hub ResNetBackbone without the classifier head (no task.json and "
+            "task.weights.h5); save a ResNetImageClassifier preset"
+        )
+    task = _json(path / "task.json")["config"]
+    config = config_from_keras_hub(backbone["config"], task, path)
+    order = {"bottleneck": ("1", "2", "0", "3"), "basic": ("1", "0", "2")}[config.block]
+    names = [("conv1", "bn1")]  # (our conv, our BN) in the order keras-hub builds them
+    for s, blocks in enumerate(config.layers):
+        for j in range(blocks):
+            ours = f"layer{s + 1}.{j}"
+            shortcut = j == 0 and (s > 0 or config.block == "bottleneck")
+            for k in order:
+                if k == "0" and shortcut:
+                    names.append((f"{ours}.downsample.0", f"{ours}.downsample.1"))
+                elif k != "0":
+                    names.append((f"{ours}.conv{k}", f"{ours}.bn{k}"))
+    weights: dict[str, np.ndarray] = {}
+    with h5py.File(path / "model.weights.h5", "r") as f:
+        convs, norms = _by_class(f["layers"], "conv2d"), _by_class(f["layers"], "batch_normalization")
+        if len(convs) != len(names) or len(norms) != len(names):
+            raise KerasHubError(
+                f"{path}/model.weights.h5: {len(convs)} convolutions and {len(norms)} BatchNorms, "
+                f"where config.json's network has {len(names)}"
+            )
+        for (conv, bn), kernel, norm in zip(names, convs, norms, strict=True):
+            weights[f"{conv}.weight"] = np.asarray(kernel["vars/0"]).transpose(3, 2, 0, 1)
+            for i, leaf in enumerate(("weight", "bias", "running_mean", "running_var")):
+                weights[f"{bn}.{leaf}"] = np.asarray(norm[f"vars/{i}"])
+    with h5py.File(path / "task.weights.h5", "r") as f:
+        dense = f["layers/dense/vars"]
+        weights["fc.weight"], weights["fc.bias"] = np.asarray(dense["0"]).T, np.asarray(dense["1"])
+    notes = [NOTE]
+    if task.get("activation") not in (None, "linear"):
+        notes.append(f"its {task['activation']} activation is left out: the ported model gives logits")
+    return {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}, config, notes

@@ -1,0 +1,554 @@
+"""Weight porting between torch, safetensors, Keras and Flax files, in any block form.
+
+Every file is read into the canonical dict (torch names and layout) with its
+``ArchConfig`` and form, converted to the target form by ``resnext_spec``, and
+written by the target framework's own writer, atomically. The architecture
+comes from the file when it records one (our safetensors, ``.weights.h5`` and
+``.msgpack`` files), else from ``model=``, else it is inferred from the tensor
+shapes alone, which is what makes a torchvision ``state_dict`` port with no flags.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from resnext_spec import (
+    ArchConfig,
+    CheckpointError,
+    ConfigError,
+    WeightsMismatchError,
+    check_form,
+    check_form_for,
+    check_weights,
+    get_config,
+    list_presets,
+    load_checkpoint,
+    save_checkpoint,
+)
+from resnext_spec import to_form as convert_form
+from resnext_spec.checkpoint import FORMAT_NAME, H5_ERRORS, read_safetensors, read_safetensors_metadata
+from resnext_spec.tolerances import TOL, rel_error
+
+from . import keras_hub_resnet, timm_resnet
+from .errors import PortError
+from .hf import HFError, read_hf_dir, write_hf_dir
+from .keras_apps import KerasAppsError, read_keras_applications
+from .torch_file import read_torch_state_dict
+
+# Suffix -> format. The framework that reads and writes each one natively.
+FORMATS = {
+    ".weights.h5": "keras",
+    ".safetensors": "safetensors",
+    ".pth": "torch",
+    ".pth.tar": "torch",  # timm's train.py checkpoints
+    ".pt": "torch",
+    ".msgpack": "flax",
+    ".h5": "keras-h5",  # read only: keras.applications' legacy weight files
+}
+LEGACY_H5 = "keras-h5"
+FRAMEWORK_OF = {
+    "torch": "torch",
+    "safetensors": "torch",
+    "keras": "keras",
+    "keras-h5": "keras",
+    "flax": "flax",
+    "hf": "torch",
+}
+HF = "hf"  # a Hugging Face transformers model directory: a folder, or a new path with no suffix
+
+
+@dataclass
+class Weights:
+    """Canonical weights read from a file, with the architecture and form they belong to."""
+
+    weights: dict[str, np.ndarray]
+    config: ArchConfig
+    form: str
+    notes: list[str] = field(default_factory=list)
+    stride_recorded: bool = True  # False: read off tensor shapes, which cannot show where the stride sits
+
+
+@dataclass
+class PortResult:
+    src: str
+    dst: str
+    config: ArchConfig
+    preset: str | None
+    src_form: str
+    dst_form: str
+    seconds: float
+    notes: list[str]
+    verify_error: float | None = None
+
+    @property
+    def verified(self) -> bool | None:
+        return None if self.verify_error is None else self.verify_error <= TOL
+
+
+def format_of(path: str | os.PathLike) -> str:
+    if Path(path).is_dir() or (not Path(path).exists() and "." not in Path(path).name):
+        return HF
+    name = Path(path).name
+    for suffix, fmt in FORMATS.items():
+        if name.endswith(suffix):
+            return fmt
+    raise PortError(
+        f"{path}: unknown format; use one of " + ", ".join(FORMATS) + " (the suffix picks the format)"
+    )
+
+
+# ---- architecture inference -----------------------------------------------------------------
+
+
+def preset_of(config: ArchConfig) -> str | None:
+    """The preset ``config`` is, if any (``num_classes`` and ``in_channels`` included)."""
+    return next((n for n in list_presets() if get_config(n) == config), None)
+
+
+def describe(config: ArchConfig) -> str:
+    """The preset name, a preset with changed classes/channels, or the full config."""
+    if preset := preset_of(config):
+        return preset
+    for n in list_presets():
+        base = get_config(n)
+        if replace(base, num_classes=config.num_classes, in_channels=config.in_channels) == config:
+            changed = [f"num_classes={config.num_classes}"] if config.num_classes != base.num_classes else []
+            changed += [f"in_channels={config.in_channels}"] if config.in_channels != base.in_channels else []
+            return f"{n} with {', '.join(changed)}"
+    return f"no preset: {config}"
+
+
+def infer_form(names: list[str]) -> str:
+    """'a' (paths with their own conv3), 'b' (paths, shared conv3) or 'c' (no paths)."""
+    if not any(".paths." in n for n in names):
+        return "c"
+    return "a" if any(re.search(r"\.paths\.\d+\.conv3\.", n) for n in names) else "b"
+
+
+def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> tuple[ArchConfig, str]:
+    """The (config, form) that ``weights`` look like; the caller checks every name and shape against it.
+
+    Read off the tensors: the stem kernel (7: ImageNet stem, 3: CIFAR stem), the
+    blocks per stage, the block type (a conv3 or not), the cardinality (form c:
+    the grouped conv's channels per group; a/b: the number of paths), the width
+    per path, the classes. Where the stride sits (1x1 or 3x3) leaves no trace in
+    the weights; it is taken from a preset that matches, else torchvision's 3x3.
+    """
+    names = [n for n in weights if not n.endswith("num_batches_tracked")]
+    form = form or infer_form(names)
+    shape = {n: tuple(np.shape(weights[n])) for n in names}
+    try:
+        stem_width, in_channels, k, _ = shape["conv1.weight"]
+        num_classes = shape["fc.weight"][0]
+        stages = sorted({int(m.group(1)) for n in names if (m := re.match(r"layer(\d+)\.", n))})
+        layers = tuple(
+            1 + max(int(m.group(1)) for n in names if (m := re.match(rf"layer{s}\.(\d+)\.", n)))
+            for s in stages
+        )
+        block = (
+            "bottleneck" if any(re.match(r"layer1\.0\.(paths\.0\.)?conv3\.", n) for n in names) else "basic"
+        )
+        if block == "basic":
+            cardinality, base_width = 1, 64
+        elif form == "c":
+            width, per_group = shape["layer1.0.conv2.weight"][:2]
+            cardinality, path_width = width // per_group, per_group
+            base_width = path_width  # stage 1 has planes = 64, so path width = base_width
+        else:
+            cardinality = len({n.split(".")[3] for n in names if n.startswith("layer1.0.paths.")})
+            base_width = shape["layer1.0.paths.0.conv1.weight"][0]
+    except (KeyError, ValueError, IndexError) as e:
+        raise PortError(f"cannot infer the architecture from these tensors ({type(e).__name__}: {e})") from e
+    if stages != list(range(1, len(stages) + 1)) or k not in (3, 7):
+        raise PortError(f"cannot infer the architecture: stages {stages}, stem kernel {k}")
+    try:
+        config = ArchConfig(
+            block=block,
+            layers=layers,
+            cardinality=cardinality,
+            base_width=base_width,
+            stem="imagenet" if k == 7 else "cifar",
+            stem_width=stem_width,
+            num_classes=num_classes,
+            in_channels=in_channels,
+        )
+    except ConfigError as e:
+        raise PortError(f"cannot infer the architecture from these tensors ({e}); pass --model") from e
+    for n in list_presets():  # the stride placement of a matching preset
+        base = get_config(n)
+        if replace(config, stride_on=base.stride_on, num_classes=base.num_classes) == replace(
+            base, in_channels=in_channels
+        ):
+            config = replace(config, stride_on=base.stride_on)
+            break
+    return config, form
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+
+def _fit(weights: dict, config: ArchConfig, form: str, path) -> dict[str, np.ndarray]:
+    """check_weights, with a --num-classes hint when only the head's size is off."""
+    try:
+        return check_weights(weights, config, form, context=f" ({path} as {describe(config)}, form {form!r})")
+    except WeightsMismatchError as e:
+        fc = weights.get("fc.weight")
+        if fc is not None and np.shape(fc)[0] != config.num_classes:
+            raise PortError(
+                f"{e}\nhint: the file's head has {np.shape(fc)[0]} classes, the model {config.num_classes}; "
+                f"pass --num-classes {np.shape(fc)[0]}"
+            ) from e
+        raise PortError(str(e)) from e
+
+
+STRIDES = ("1x1", "3x3")
+
+
+def read(
+    path: str | os.PathLike,
+    model: str | None = None,
+    form: str | None = None,
+    num_classes: int | None = None,
+    stride_on: str | None = None,
+) -> Weights:
+    """Canonical weights, config and form of the file at ``path`` (any supported format).
+
+    Where the stride sits (ResNet v1: first 1x1; v1.5 / torchvision: 3x3) leaves no
+    trace in tensor shapes: it comes from the file's metadata when it has any (ours,
+    a Hugging Face config), from ``model``, from ``stride_on``, else 3x3 with a note.
+    """
+    if stride_on is not None and stride_on not in STRIDES:
+        raise PortError(f"--stride-on {stride_on!r}: choose 1x1 or 3x3")
+    w = _read(Path(path), model, form, num_classes)
+    if stride_on is not None and stride_on != w.config.stride_on:
+        if w.stride_recorded:
+            raise PortError(f"{path}: the file has the stride on the {w.config.stride_on}, not {stride_on}")
+        w.config = replace(w.config, stride_on=stride_on)
+    elif stride_on is None and not w.stride_recorded and w.config.block == "bottleneck":
+        w.notes.append(
+            f"the stride's place is not in the tensors: assumed on the {w.config.stride_on} "
+            "(torchvision, ResNet v1.5); pass --stride-on 1x1 for ResNet v1"
+        )
+    return w
+
+
+def _read(path: Path, model: str | None, form: str | None, num_classes: int | None) -> Weights:
+    fmt = format_of(path)
+    asked = None
+    if model is not None:
+        asked = get_config(model)
+        asked = replace(asked, num_classes=num_classes) if num_classes else asked
+    if fmt == HF and path.is_dir():
+        return _read_folder(path, model, asked, form, num_classes)
+    if not path.is_file():
+        raise PortError(f"{path}: no such file" + (" or folder" if fmt == HF else ""))
+    if fmt in ("keras", LEGACY_H5):
+        import resnext_keras
+
+        if fmt == "keras":
+            from_file, stored_form = resnext_keras.weights.read_h5_header(path)
+        else:
+            from_file, stored_form = None, None
+        if from_file is None and (asked is None or fmt == LEGACY_H5):  # not ours: keras.applications'?
+            try:
+                found = read_keras_applications(path)
+            except KerasAppsError as e:
+                raise PortError(f"{path}: {e}") from e
+            except H5_ERRORS as e:
+                raise PortError(
+                    f"{path}: a damaged keras.applications weights file ({type(e).__name__}: {e})"
+                ) from e
+            if found is not None:
+                return _form_c(*found, asked, form, path)
+            if fmt == LEGACY_H5:
+                raise PortError(
+                    f"{path}: a legacy Keras .h5 that is not a keras.applications ResNet50/101/152; "
+                    "this project's Keras files end in .weights.h5"
+                )
+        config = _agree(from_file, asked, path)
+        keras_model = resnext_keras.load_weights_file(path, config, form or stored_form)
+        return Weights(resnext_keras.export_weights(keras_model), keras_model.config, keras_model.form)
+    if fmt == "flax":
+        import resnext_flax
+
+        flax_model = resnext_flax.load_msgpack(path)
+        _agree(flax_model.config, asked, path)
+        _agree_form(flax_model.form, form, path)
+        return Weights(resnext_flax.export_weights(flax_model), flax_model.config, flax_model.form)
+    notes: list[str] = []
+    if fmt == "safetensors":
+        data = path.read_bytes()
+        if read_safetensors_metadata(data, path).get("format") == FORMAT_NAME:
+            weights, config, stored_form = load_checkpoint(path)
+            _agree(config, asked, path)
+            _agree_form(stored_form, form, path)
+            return Weights(weights, config, stored_form)
+        raw = read_safetensors(data, path)
+        notes.append("a safetensors file without this project's metadata: read as a plain state_dict")
+        arch = None
+    else:
+        raw, notes, arch = read_torch_state_dict(path)
+    return _from_state_dict(raw, notes, path, asked, form, num_classes, arch)
+
+
+def _read_folder(
+    path: Path, model: str | None, asked: ArchConfig | None, form: str | None, num_classes: int | None
+) -> Weights:
+    """A model folder: timm's hub layout, a keras-hub preset, or a transformers directory,
+    told apart by its config.json."""
+    if timm_resnet.is_timm_dir(path):
+        try:
+            found, arch, notes = timm_resnet.read_timm_dir(path)
+        except timm_resnet.TimmError as e:
+            raise PortError(str(e)) from e
+        if found.suffix == ".safetensors":
+            raw = read_safetensors(found.read_bytes(), found)
+        else:
+            raw, more, _ = read_torch_state_dict(found)
+            notes += more
+        return _from_state_dict(raw, notes, found, asked, form, num_classes, arch)
+    if keras_hub_resnet.is_keras_hub_dir(path):
+        try:
+            found = keras_hub_resnet.read_keras_hub_dir(path)
+        except keras_hub_resnet.KerasHubError as e:
+            raise PortError(str(e)) from e
+        except H5_ERRORS as e:
+            raise PortError(f"{path}: a damaged keras-hub preset ({type(e).__name__}: {e})") from e
+        return _form_c(*found, asked, form, path)
+    try:
+        weights, config, notes = read_hf_dir(path)
+    except (HFError, CheckpointError) as e:
+        raise PortError(str(e)) from e
+    # --model without --num-classes takes the folder's class count here (its config names it)
+    lenient = replace(get_config(model), num_classes=num_classes or config.num_classes) if model else None
+    return _form_c(weights, config, notes, lenient, form, path)
+
+
+def _form_c(
+    weights: dict[str, np.ndarray],
+    config: ArchConfig,
+    notes: list[str],
+    asked: ArchConfig | None,
+    form: str | None,
+    path: Path,
+) -> Weights:
+    """Weights from a reader that maps another library's layout to form (c), held to what was asked."""
+    _agree(config, asked, path)
+    _agree_form("c", form, path)
+    return Weights(weights, config, "c", notes)
+
+
+def _from_state_dict(
+    raw: dict[str, np.ndarray],
+    notes: list[str],
+    path: Path,
+    asked: ArchConfig | None,
+    form: str | None,
+    num_classes: int | None,
+    arch: str | None,
+) -> Weights:
+    """Weights of a torchvision-named state_dict (torchvision's, timm's, or ours without metadata).
+
+    ``arch`` is the timm architecture a file names, if it names one: it is checked, and
+    it records the stride's place (timm's plain ResNets: the 3x3, as torchvision).
+    """
+    if any(n.startswith("resnet.embedder.") for n in raw):
+        raise PortError(
+            f"{path}: a Hugging Face transformers ResNet's tensors: port its folder, whose config.json "
+            "says the architecture and where the stride sits"
+        )
+    if variant := timm_resnet.variant_in_names(list(raw)):
+        raise PortError(f"{path}: not a network this project holds: {variant}")
+    if arch is not None:
+        try:
+            timm_resnet.check_arch(arch, str(path))
+        except timm_resnet.TimmError as e:
+            raise PortError(str(e)) from e
+        notes.append(f"timm {arch}: stride on the 3x3 (timm's ResNets, as torchvision)")
+    if asked is not None:
+        form = form or infer_form(list(raw))
+        check_form_for(asked, form)
+        return Weights(_fit(raw, asked, form, path), asked, form, notes)
+    try:
+        config, form = infer_config(raw, form)
+    except PortError as e:
+        raise PortError(f"{path}: {e}") from e
+    if num_classes is not None and num_classes != config.num_classes:
+        raise PortError(
+            f"{path}: the file's head has {config.num_classes} classes, not --num-classes {num_classes}"
+        )
+    notes.append(f"inferred the architecture from the tensor shapes: {describe(config)}, form ({form})")
+    if arch is not None:
+        config = replace(config, stride_on="3x3")
+    return Weights(_fit(raw, config, form, path), config, form, notes, stride_recorded=arch is not None)
+
+
+def _agree(stored: ArchConfig | None, asked: ArchConfig | None, path) -> ArchConfig | None:
+    if stored is not None and asked is not None and stored != asked:
+        raise PortError(f"{path}: the file says it holds {describe(stored)}, not {describe(asked)}")
+    return stored or asked
+
+
+def _agree_form(stored: str, asked: str | None, path) -> None:
+    if asked is not None and asked != stored:
+        raise PortError(f"{path}: the file holds form ({stored}), not ({asked}); use --to-form to convert")
+
+
+# ---- writing --------------------------------------------------------------------------------
+
+
+def build(framework: str, config: ArchConfig, form: str, weights: dict[str, np.ndarray]):
+    """A model of ``framework`` holding ``weights``."""
+    if framework == "torch":
+        import resnext_torch as lib
+    elif framework == "keras":
+        import resnext_keras as lib
+    else:
+        import resnext_flax as lib
+    model = lib.create_model(config=config, form=form)
+    lib.import_weights(model, weights)
+    return model
+
+
+def write(path: str | os.PathLike, w: Weights) -> None:
+    """Write ``w`` to ``path`` in the format its suffix names, atomically."""
+    fmt = format_of(path)
+    if fmt == HF:
+        try:
+            write_hf_dir(path, convert_form(w.weights, w.config, w.form, "c"), w.config)
+        except HFError as e:
+            raise PortError(f"{path}: {e}") from e
+    elif fmt == "safetensors":
+        save_checkpoint(path, w.weights, w.config, w.form)
+    elif fmt == "torch":
+        import resnext_torch
+
+        resnext_torch.save_state_dict(build("torch", w.config, w.form, w.weights), path)
+    elif fmt == "keras":
+        import resnext_keras
+
+        resnext_keras.save_weights_atomic(build("keras", w.config, w.form, w.weights), path)
+    else:
+        import resnext_flax
+
+        resnext_flax.save_msgpack(build("flax", w.config, w.form, w.weights), path)
+
+
+# ---- verify ---------------------------------------------------------------------------------
+
+
+def logits(framework: str, w: Weights, seed: int = 0) -> np.ndarray:
+    """Eval-mode logits of a seeded batch (2 images, 64 px; 32 for CIFAR stems)."""
+    size = 32 if w.config.stem == "cifar" else 64
+    x = np.random.default_rng(seed).standard_normal((2, w.config.in_channels, size, size)).astype(np.float32)
+    model = build(framework, w.config, w.form, w.weights)
+    if framework == "torch":
+        import torch
+
+        model.eval()
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).double().numpy()
+    nhwc = x.transpose(0, 2, 3, 1)
+    if framework == "keras":
+        import keras
+
+        import resnext_keras
+
+        with resnext_keras.full_fp32():  # JAX on a GPU would compute in TF32
+            return np.asarray(keras.ops.convert_to_numpy(model(nhwc, training=False)), np.float64)
+    import resnext_flax
+
+    model.eval()
+    with resnext_flax.full_fp32():
+        return np.asarray(model(nhwc), np.float64)
+
+
+# ---- the whole job --------------------------------------------------------------------------
+
+
+def port(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    model: str | None = None,
+    form: str | None = None,
+    to_form: str | None = None,
+    num_classes: int | None = None,
+    stride_on: str | None = None,
+    verify: bool = False,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> PortResult:
+    """Port the weights in ``src`` to ``dst`` (formats by suffix), converting to form ``to_form``.
+
+    Nothing is written unless everything checked out: ``dst`` is written
+    atomically, and an existing ``dst`` is kept unless ``force``. With
+    ``verify``, the file written is read back and its logits compared with the
+    source's, each in its own framework. Raises :class:`PortError` (or
+    :class:`CheckpointError`) naming the problem.
+    """
+    say = progress or (lambda msg: None)
+    t0 = time.perf_counter()
+    src, dst = Path(src), Path(dst)
+    if format_of(dst) == LEGACY_H5:  # an unknown or read-only target format fails before any work
+        raise PortError(f"{dst}: legacy .h5 files are read, not written; write Keras 3's .weights.h5")
+    if dst.exists() and not force:
+        raise PortError(f"{dst} exists; pass --force to overwrite it")
+    try:
+        for f in (form, to_form):
+            if f is not None:
+                check_form(f)
+        say(f"reading {src}")
+        source = read(src, model, form, num_classes, stride_on)
+        target_form = to_form or source.form
+        check_form_for(source.config, target_form)
+    except (PortError, CheckpointError):
+        raise
+    except ConfigError as e:  # an unknown preset or a form the architecture does not have
+        raise PortError(str(e)) from e
+    target = Weights(
+        convert_form(source.weights, source.config, source.form, target_form),
+        source.config,
+        target_form,
+        source.notes,
+    )
+    say(f"writing {dst} ({describe(source.config)}, form {source.form} -> {target_form})")
+    write(dst, target)
+    result = PortResult(
+        str(src),
+        str(dst),
+        source.config,
+        preset_of(source.config),
+        source.form,
+        target_form,
+        0.0,
+        source.notes,
+    )
+    if verify:
+        say("verifying: logits of the source and of the file written, each in its own framework")
+        back = read(dst)
+        result.verify_error = rel_error(
+            logits(FRAMEWORK_OF[format_of(dst)], back), logits(FRAMEWORK_OF[format_of(src)], source)
+        )
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+__all__ = [
+    "FORMATS",
+    "PortError",
+    "PortResult",
+    "Weights",
+    "format_of",
+    "infer_config",
+    "port",
+    "read",
+    "write",
+]

@@ -1,0 +1,111 @@
+"""timm ResNet / ResNeXt checkpoints: which ones port exactly, and a refusal naming the rest.
+
+timm's plain ResNets (``resnet18`` ... ``resnet152``, ``resnext50_32x4d``,
+``wide_resnet50_2``, ...) keep torchvision's tensor names and put the stride in the
+3x3, so their ``state_dict`` is read as torchvision's. timm also has many variants
+``ArchConfig`` cannot express. Most show in the tensor names (a deep stem, an
+average-pooled shortcut, squeeze-and-excitation, selective kernels, GroupNorm); some
+do not: an anti-aliased ``resnetaa50`` or ``resnetblur50`` has exactly ``resnet50``'s
+tensors and computes something else. Only the architecture name tells those apart,
+and timm writes it in two places this module reads: a training checkpoint's
+``arch`` (``train.py``) and a hub folder's ``config.json`` (``save_for_hf``).
+A bare state_dict has neither; it ports by its tensors, and docs/porting.md says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from .errors import PortError
+
+TIMM_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+# What a name shows that ArchConfig cannot hold, and what it is in timm's words.
+VARIANT_NAMES = (
+    (re.compile(r"^conv1\.\d+\."), "a deep stem (conv1.0, conv1.1, ...: three 3x3 convs; timm's c/d/s/t)"),
+    (re.compile(r"\.downsample\.2\."), "an average-pooled shortcut (downsample.1 is its conv; timm's d)"),
+    (re.compile(r"\.se\.fc\d\."), "squeeze-and-excitation (se.fc1/fc2; timm's se*)"),
+    (re.compile(r"\.se\.conv\."), "efficient channel attention (se.conv; timm's eca*)"),
+    (re.compile(r"\.conv2\.paths\.\d+\.conv\."), "selective kernels (conv2.paths; timm's sk*)"),
+    (re.compile(r"\.aa\."), "anti-aliased downsampling (aa; timm's resnetblur*/resnetaa*)"),
+)
+# Words in a timm architecture name, and what they add (for names the tensors cannot tell).
+VARIANT_WORDS = (
+    (re.compile(r"aa"), "anti-aliased downsampling (a pool before each strided conv)"),
+    (re.compile(r"blur"), "blur pooling"),
+    (re.compile(r"^se|^seresnext"), "squeeze-and-excitation"),
+    (re.compile(r"^eca"), "efficient channel attention"),
+    (re.compile(r"^sk"), "selective kernels"),
+    (re.compile(r"_gn\b|_gn$"), "GroupNorm"),
+    (re.compile(r"\d+[cdst](_|$)"), "a deep stem or an average-pooled shortcut"),
+    (re.compile(r"rs\d"), "ResNet-RS (deep stem, squeeze-and-excitation)"),
+)
+# timm architectures ArchConfig holds: the plain families, named with no suffix.
+PLAIN = re.compile(r"(resnet\d+|resnext\d+_\d+x\d+d|wide_resnet\d+_2)")
+# create_model arguments a hub folder may record that the tensors show, or that act in training only.
+HARMLESS_ARGS = {
+    "layers", "cardinality", "base_width", "num_classes", "in_chans", "stem_width",
+    "drop_rate", "drop_path_rate", "drop_block_rate", "zero_init_last", "pretrained_cfg",
+}  # fmt: skip
+
+
+class TimmError(PortError):
+    """A timm checkpoint this project cannot hold exactly; the message says what differs."""
+
+
+def variant_in_names(names: list[str]) -> str | None:
+    """What the tensor names show that ArchConfig cannot hold (None: nothing)."""
+    found = [what for pattern, what in VARIANT_NAMES if any(pattern.search(n) for n in names)]
+    norms = {n.rsplit(".", 1)[0] for n in names if re.search(r"(^|\.)bn\d\.weight$", n)}
+    if norms and not any(n.endswith("running_mean") for n in names):
+        found.append("normalization without running statistics (GroupNorm; timm's *_gn)")
+    return "; ".join(found) or None
+
+
+def check_arch(arch: str, where: str) -> None:
+    """Refuse a timm architecture name that is not a plain ResNet / ResNeXt."""
+    base = arch.split(".", 1)[0]  # 'resnet50.a1_in1k' -> 'resnet50'
+    if PLAIN.fullmatch(base):
+        return
+    what = [w for pattern, w in VARIANT_WORDS if pattern.search(base)]
+    raise TimmError(
+        f"{where}: timm's {base!r} is not a plain ResNet/ResNeXt"
+        + (f" ({'; '.join(what)})" if what else "")
+        + ": this project holds timm's resnet*, resnext*_*x*d and wide_resnet*_2 only"
+    )
+
+
+def is_timm_dir(path: str | os.PathLike) -> bool:
+    """A folder written by timm's ``save_for_hf`` / ``push_to_hub`` (its config names an architecture)."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("architecture"), str)
+
+
+def read_timm_dir(path: str | os.PathLike) -> tuple[Path, str, list[str]]:
+    """(weights file, architecture, notes) of a timm hub folder whose config this project can hold."""
+    path = Path(path)
+    config = json.loads((path / "config.json").read_text())
+    arch = config["architecture"]
+    check_arch(arch, f"{path}/config.json")
+    args = config.get("model_args") or {}
+    if not isinstance(args, dict):
+        raise TimmError(f"{path}/config.json: model_args is not a map")
+    args = dict(args)
+    pool = args.pop("global_pool", config.get("global_pool", "avg"))
+    if pool != "avg":
+        raise TimmError(f"{path}/config.json: global_pool {pool!r} (average pooling here)")
+    if odd := sorted(set(args) - HARMLESS_ARGS):
+        raise TimmError(
+            f"{path}/config.json: {arch} was built with {', '.join(odd)}, which the tensors cannot show "
+            "and this project does not hold"
+        )
+    found = next((path / n for n in TIMM_WEIGHTS if (path / n).is_file()), None)
+    if found is None:
+        raise TimmError(f"{path}: a timm folder with no {' or '.join(TIMM_WEIGHTS)}")
+    return found, arch, [f"a timm hub folder: {arch}"]

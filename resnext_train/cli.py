@@ -1,0 +1,154 @@
+"""`resnext-train`: one build, the paper's CIFAR recipe by default, the same in torch, Keras and Flax.
+
+Writes into --out: config.json, metrics.jsonl (one line an epoch), curves.png and
+checkpoint/ (the framework's own files, the canonical model.safetensors any build
+loads, state.json). --resume continues from the checkpoint and ends where an
+uninterrupted run ends (a checkpoint is written at the end of every epoch).
+Exit codes: 0 done, 2 bad input (one line), 3 a bug (its traceback), 130 interrupted.
+
+Data-parallel: `torchrun --nproc-per-node N resnext-train --framework torch ...`
+(DistributedDataParallel; --sync-bn for BN over the global batch), or `--devices
+N|all` for Flax and Keras on JAX (a device mesh; BN over the global batch). The
+batch size is the global batch; rank 0 writes every output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from resnext_spec import FORMS, ArchConfig, ConfigError, list_presets
+from resnext_spec.errors import run_command
+from resnext_spec.grouped import CONV_IMPLS
+
+from .loop import FRAMEWORKS
+
+
+def _milestones(value: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of fractions: {value!r}") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="resnext-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--framework", required=True, choices=FRAMEWORKS)
+    arch = p.add_mutually_exclusive_group(required=True)
+    arch.add_argument("--model", choices=list_presets(), metavar="PRESET", help="a preset name")
+    arch.add_argument("--config", metavar="FILE.json", help="an ArchConfig as JSON (its to_dict keys)")
+    p.add_argument(
+        "--data", required=True, help="CIFAR-10/100 folder or .tar.gz, or a folder with train/ and val/"
+    )
+    p.add_argument("--form", default="c", choices=FORMS)
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="torch-coupled: added to the gradient")
+    p.add_argument("--milestones", type=_milestones, default=(0.5, 0.75), help="lr /10 at these fractions")
+    p.add_argument("--seed", type=int, default=0, help="initial weights and the data order")
+    p.add_argument("--zero-init-residual", action="store_true", help="each block's last BN gamma starts at 0")
+    p.add_argument("--out", default=None, help="output folder (default runs/MODEL-FRAMEWORK-FORM)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--keras-backend", choices=("tensorflow", "jax", "torch"), default=None)
+    p.add_argument("--conv-impl", choices=CONV_IMPLS, default="auto", help="grouped convs in Keras and Flax")
+    p.add_argument("--image-size", type=int, default=224, help="crop size for image-folder datasets")
+    p.add_argument(
+        "--devices", default=None, help="Flax / Keras-JAX: split each batch over N devices, or 'all'"
+    )
+    p.add_argument("--sync-bn", action="store_true", help="torch under torchrun: BN over the global batch")
+    p.add_argument(
+        "--stop-after", type=int, default=None, metavar="EPOCH", help="end after this epoch; --resume goes on"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _config_flag(path: str) -> ArchConfig:
+    try:
+        return ArchConfig.from_file(path)
+    except ConfigError as e:
+        raise ConfigError(f"--config {e}") from e
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``resnext-train``: 0 trained, 2 bad input (one line), 3 a bug (its traceback), 130 interrupted."""
+    return run_command("resnext-train", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # no TensorFlow C++ INFO lines (CPU flags, oneDNN)
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    config = _config_flag(args.config) if args.config else None
+    if args.keras_backend:
+        if args.framework != "keras":
+            raise ConfigError("--keras-backend applies to --framework keras only")
+        if "keras" in sys.modules and sys.modules["keras"].backend.backend() != args.keras_backend:
+            raise ConfigError(
+                f"Keras is already loaded on another backend; cannot switch to {args.keras_backend}"
+            )
+        os.environ["KERAS_BACKEND"] = args.keras_backend
+
+    devices = args.devices
+    if devices is not None and devices != "all":
+        if not devices.isdigit() or int(devices) < 1:
+            raise ConfigError(f"--devices takes a count >= 1 or 'all', got {devices!r}")
+        devices = int(devices)
+
+    from resnext_spec.training import Recipe
+
+    from .loop import describe_checkpoint, train
+    from .parallel import init_process_group
+
+    recipe = Recipe(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        milestones=args.milestones,
+        seed=args.seed,
+        zero_init_residual=args.zero_init_residual,
+    )
+    out = args.out or os.path.join("runs", f"{args.model or 'custom'}-{args.framework}-{args.form}")
+    try:
+        rank = init_process_group(args.framework)
+    except (RuntimeError, ValueError) as e:  # what torch.distributed raises on a bad rendezvous
+        raise ConfigError(f"cannot join the other processes: {e}") from e
+    try:
+        metrics = train(
+            args.framework,
+            args.data,
+            model=args.model,
+            config=config,
+            form=args.form,
+            recipe=recipe,
+            out=out,
+            resume=args.resume,
+            conv_impl=args.conv_impl,
+            image_size=args.image_size,
+            progress=not args.quiet and sys.stderr.isatty(),
+            devices=devices,
+            sync_bn=args.sync_bn,
+            stop_after=args.stop_after,
+        )
+    except KeyboardInterrupt:
+        if rank == 0:
+            print(f"resnext-train: interrupted; {describe_checkpoint(out)}", file=sys.stderr)
+        return 130
+    finally:
+        from .parallel import leave_process_group
+
+        leave_process_group()
+    if rank != 0:
+        return 0
+    last = metrics[-1]
+    print(
+        f"epoch {last['epoch']}: train loss {last['train_loss']:.4f} acc {last['train_acc']:.4f}, "
+        f"test loss {last['test_loss']:.4f} acc {last['test_acc']:.4f}; results in {out}"
+    )
+    return 0

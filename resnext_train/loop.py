@@ -1,0 +1,337 @@
+"""The training loop, written once for every framework.
+
+Each epoch: the learning rate of the recipe, the seeded training batches of
+``resnext_data`` through the framework's step, the test split in eval mode, one
+line of metrics, the curves, and a checkpoint. A checkpoint is a folder written
+beside the old one and swapped in by renames, holding the framework's own files
+(model and optimizer), the canonical ``model.safetensors`` any build can load, and
+``state.json`` (where in training it was taken, and the metrics so far).
+
+Data-parallel runs (torchrun processes, or ``devices`` for Keras and Flax) see the
+same global batches as one process; the process of rank 0 alone writes the outputs,
+and a checkpoint resumes on any number of workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from resnext_data import Dataset, Pipeline, channel_stats, load_dataset
+from resnext_spec import (
+    ArchConfig,
+    atomic_write,
+    check_form_for,
+    init_weights,
+    resolve_config,
+    save_checkpoint,
+)
+from resnext_spec.checkpoint import atomic_write_bytes
+from resnext_spec.errors import ConfigError, ResNeXtError
+from resnext_spec.grouped import check_conv_impl
+from resnext_spec.training import Engine, Recipe
+
+from .engines import make_engine
+
+FRAMEWORKS = ("torch", "keras", "flax")
+CHECKPOINT = "checkpoint"
+# What config.json must agree on for --resume to continue a run.
+RESUME_KEYS = ("framework", "keras_backend", "arch", "form", "recipe", "conv_impl", "dataset")
+
+
+class TrainError(ResNeXtError):
+    """A run that cannot start as asked (bad output folder, resume that does not fit)."""
+
+
+def eval_metrics(logits: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
+    """Summed softmax cross-entropy (float64) and correct predictions of one batch of logits."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(labels)), labels].sum()), int((logits.argmax(1) == labels).sum())
+
+
+def _write_json(path: str, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _write_metrics(out: str, metrics: list[dict]) -> None:
+    atomic_write_bytes(
+        os.path.join(out, "metrics.jsonl"), "".join(json.dumps(m) + "\n" for m in metrics).encode()
+    )
+
+
+def plot_curves(metrics: list[dict], path: str, title: str = "") -> None:
+    """Loss and accuracy, train and test, against epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [m["epoch"] for m in metrics]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for split, style in (("train", "-"), ("test", "--")):
+        ax_loss.plot(epochs, [m[f"{split}_loss"] for m in metrics], style, marker="o", label=split)
+        ax_acc.plot(epochs, [m[f"{split}_acc"] for m in metrics], style, marker="o", label=split)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def _save_checkpoint(out: str, engine: Engine, config: ArchConfig, form: str, state: dict) -> None:
+    """Write the new checkpoint folder whole, then swap it in; a crash leaves the old or the new."""
+    new = tempfile.mkdtemp(prefix=".checkpoint-", dir=out)
+    try:
+        engine.save(new)
+        save_checkpoint(os.path.join(new, "model.safetensors"), engine.weights(), config, form)
+        _write_json(os.path.join(new, "state.json"), state)
+        current, old = os.path.join(out, CHECKPOINT), os.path.join(out, f".{CHECKPOINT}-old")
+        shutil.rmtree(old, ignore_errors=True)
+        if os.path.isdir(current):
+            os.replace(current, old)
+        os.replace(new, current)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+
+
+def describe_checkpoint(out: str) -> str:
+    """What an interrupted run leaves to resume from, in words (the Ctrl-C message)."""
+    folder = _latest_checkpoint(out)
+    if folder is None:
+        return f"no checkpoint was written in {out} (none before the first epoch ends)"
+    with open(os.path.join(folder, "state.json")) as f:
+        state = json.load(f)
+    epoch, step = state["epoch"], state["step"]
+    where = f"after epoch {epoch}" if step == 0 else f"at step {step} of epoch {epoch + 1}"
+    return f"the checkpoint in {folder} stands {where}; --resume continues from it"
+
+
+def _latest_checkpoint(out: str) -> str | None:
+    for name in (CHECKPOINT, f".{CHECKPOINT}-old"):  # the old one survives a crash between the renames
+        folder = os.path.join(out, name)
+        if os.path.isfile(os.path.join(folder, "state.json")):
+            return folder
+    return None
+
+
+class _Progress:
+    """A rich progress bar per epoch on a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            try:
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeRemainingColumn,
+                )
+            except ImportError:
+                return
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[stats]}"),
+            )
+            self.bar.start()
+
+    def epoch(self, description: str, total: int, done: int) -> None:
+        if self.bar is not None:
+            self.task = self.bar.add_task(description, total=total, completed=done, stats="")
+
+    def update(self, stats: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, stats=stats)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def train(
+    framework: str,
+    data: str | os.PathLike | Dataset,
+    *,
+    model: str | None = None,
+    config: ArchConfig | None = None,
+    form: str = "c",
+    recipe: Recipe | None = None,
+    out: str | os.PathLike = "runs/train",
+    resume: bool = False,
+    conv_impl: str = "auto",
+    image_size: int = 224,
+    progress: bool = True,
+    on_step: Callable[[int, int], None] | None = None,
+    weights: dict[str, np.ndarray] | None = None,
+    devices: int | str | None = None,
+    sync_bn: bool = False,
+    stop_after: int | None = None,
+) -> list[dict]:
+    """Train one build with the recipe; returns the metrics of every epoch (also in metrics.jsonl).
+
+    ``data`` is a dataset path (see :func:`resnext_data.load_dataset`) or a loaded
+    :class:`~resnext_data.Dataset`. The model's head is sized to the dataset's classes.
+    ``on_step(epoch, step)`` is called after every training step. On Ctrl-C a
+    checkpoint of the exact position is written before the interrupt goes on.
+    ``weights`` (canonical, of ``form``) replaces the recipe's initialisation: to
+    fine-tune a ported checkpoint, or to start a run from slightly moved weights.
+
+    Data parallelism: launched by torchrun (a ``torch.distributed`` process group is
+    initialised), torch trains with DistributedDataParallel, each process on its shard
+    of every global batch (``recipe.batch_size``), ``sync_bn`` normalising over the
+    global batch; ``devices`` (a count or ``"all"``) splits each batch over devices in
+    Flax and in Keras on JAX. ``stop_after`` ends this call after that epoch (counted
+    from 1) with its checkpoint; ``resume`` goes on from there, on any number of workers.
+    """
+    if framework not in FRAMEWORKS:
+        raise ConfigError(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
+    check_conv_impl(conv_impl)
+    recipe = recipe or Recipe()
+    dataset = data if isinstance(data, Dataset) else load_dataset(data, image_size=image_size)
+    config = resolve_config(model, config)
+    if config.num_classes != dataset.num_classes:
+        config = dataclasses.replace(config, num_classes=dataset.num_classes)
+    check_form_for(config, form)
+    out = os.fspath(out)
+    keras_backend = None
+    if framework == "keras":
+        import keras
+
+        keras_backend = keras.backend.backend()
+    mean, std = channel_stats(dataset.train)
+    run = {
+        "framework": framework,
+        "keras_backend": keras_backend,
+        "model": model,
+        "arch": config.to_dict(),
+        "form": form,
+        "recipe": recipe.to_dict(),
+        "conv_impl": conv_impl,
+        "dataset": dataset.name,
+        "data": dataset.name if isinstance(data, Dataset) else os.fspath(data),
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+    }
+    found = _latest_checkpoint(out) if os.path.isdir(out) else None
+    if resume:
+        if found is None:
+            raise TrainError(f"{out}: no checkpoint to resume from")
+        with open(os.path.join(out, "config.json")) as f:
+            before = json.load(f)
+        differ = [k for k in RESUME_KEYS if before.get(k) != run[k]]
+        if differ:
+            raise TrainError(f"{out}: --resume with other settings than the run there ({', '.join(differ)})")
+    elif found is not None:
+        raise TrainError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
+    if stop_after is not None and not 1 <= stop_after:
+        raise TrainError(f"stop after epoch {stop_after}: epochs count from 1")
+    if weights is None:
+        weights = init_weights(config, form, recipe.seed, recipe.zero_init_residual)
+    device = "cpu"
+    if framework == "torch":
+        import torch
+
+        device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    engine = make_engine(
+        framework, config, form, weights, recipe, conv_impl, devices=devices, sync_bn=sync_bn, device=device
+    )
+    main = engine.rank == 0  # writes every output; the others train their shards
+    run |= {"processes": engine.world, "mesh_devices": engine.mesh_devices, "sync_bn": sync_bn}
+    if main:
+        os.makedirs(out, exist_ok=True)
+        _write_json(os.path.join(out, "config.json"), run)
+    train_pipe = Pipeline(
+        dataset.train,
+        recipe.batch_size,
+        train=True,
+        mean=mean,
+        std=std,
+        crop=dataset.crop,
+        pad=dataset.pad,
+        seed=recipe.seed,
+        shard=(engine.rank, engine.world),
+    )
+    test_pipe = Pipeline(dataset.test, recipe.batch_size, train=False, mean=mean, std=std, crop=dataset.crop)
+    state = {"epoch": 0, "step": 0, "sums": [0.0, 0, 0, 0.0], "metrics": []}
+    if resume:
+        with open(os.path.join(found, "state.json")) as f:
+            state = json.load(f)
+        engine.restore(found)
+    metrics = state["metrics"]
+    bar = _Progress(progress and main)
+    try:
+        for epoch in range(state["epoch"], recipe.epochs):
+            lr = recipe.lr_at(epoch)
+            start = state["step"] if epoch == state["epoch"] else 0
+            # loss sum, correct, images, training seconds: carried across a resume in mid-epoch
+            loss_sum, correct, seen, train_s = state["sums"] if start else (0.0, 0, 0, 0.0)
+            t_epoch = time.perf_counter()
+            bar.epoch(f"epoch {epoch + 1}/{recipe.epochs}", len(train_pipe), start)
+            step = start
+            for x, y in train_pipe.epoch(epoch, start=start):
+                t = time.perf_counter()
+                try:
+                    loss, ok = engine.train_step(x, y, lr)
+                    train_s += time.perf_counter() - t
+                    n = train_pipe.batch_size  # the global batch: loss and ok are the engine's, over it
+                    loss_sum, correct, seen, step = loss_sum + loss * n, correct + ok, seen + n, step + 1
+                    bar.update(
+                        f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} {seen / train_s:.1f} img/s"
+                    )
+                    if on_step is not None:
+                        on_step(epoch, step)
+                except KeyboardInterrupt:
+                    if main:
+                        where = {"epoch": epoch, "step": step, "sums": [loss_sum, correct, seen, train_s]}
+                        _save_checkpoint(out, engine, config, form, where | {"metrics": metrics})
+                    raise
+            # Every worker evaluates the whole test split: no uneven shards, and it is small beside training.
+            test_loss, test_ok = 0.0, 0
+            for x, y in test_pipe.epoch(0):
+                batch_loss, ok = eval_metrics(engine.predict(x), y)
+                test_loss, test_ok = test_loss + batch_loss, test_ok + ok
+            n_test = len(dataset.test)
+            metrics.append(
+                {
+                    "epoch": epoch + 1,
+                    "lr": lr,
+                    "train_loss": loss_sum / seen,
+                    "train_acc": correct / seen,
+                    "test_loss": test_loss / n_test,
+                    "test_acc": test_ok / n_test,
+                    "seconds": time.perf_counter() - t_epoch,
+                    "img_s": seen / train_s,
+                }
+            )
+            state = {"epoch": epoch + 1, "step": 0, "sums": [0.0, 0, 0, 0.0], "metrics": metrics}
+            if main:
+                _save_checkpoint(out, engine, config, form, state)
+                _write_metrics(out, metrics)
+                plot_curves(
+                    metrics, os.path.join(out, "curves.png"), f"{model or 'config'} ({form}), {framework}"
+                )
+            if stop_after is not None and epoch + 1 >= stop_after:
+                break
+    finally:
+        bar.stop()
+    return metrics
