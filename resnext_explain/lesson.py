@@ -215,6 +215,75 @@ def block_input_size(config: ArchConfig, b: BlockSpec, image_size: int | None) -
     return max(1, base // 2**halvings)
 
 
+def compare_forms(builds: dict, name: str, b: BlockSpec, x: np.ndarray) -> list[dict[str, Any]]:
+    """One input through all three forms of block ``name``, stage by stage, each against form (c)'s
+    tensor at the same point: the rows of the lesson, with the largest difference at each."""
+    c, a, bb = builds["c"], builds["a"], builds["b"]
+    # Form (c): the grouped block, layer by layer.
+    h1 = relu(c(f"{name}.bn1", c(f"{name}.conv1", x)))
+    h2 = relu(c(f"{name}.bn2", c(f"{name}.conv2", h1)))
+    z = c(f"{name}.conv3", h2)
+    y = c(f"{name}.bn3", z)
+    shortcut = c(f"{name}.downsample.1", c(f"{name}.downsample.0", x)) if b.projection else x
+    out = relu(y + shortcut)
+
+    def path(build, p: int) -> tuple[np.ndarray, np.ndarray]:
+        q = f"{name}.paths.{p}"
+        g1 = relu(build(f"{q}.bn1", build(f"{q}.conv1", x)))
+        return g1, relu(build(f"{q}.bn2", build(f"{q}.conv2", g1)))
+
+    stages: list[dict[str, Any]] = []
+
+    def stage(step: str, what: str, got: np.ndarray, want: np.ndarray) -> None:
+        stages.append(
+            {"step": step, "compared": what, "shape": list(got.shape), "error": rel_error(got, want)}
+        )
+
+    def per_path(step: str, what: str, which: int, want: np.ndarray) -> None:
+        """Path p's tensor (0: after conv1, 1: after conv2) in (b) and (a) vs channels p of (c)'s."""
+        errs = [
+            max(rel_error(paths[p][which], want[..., b.path_slice(p)]) for paths in (paths_b, paths_a))
+            for p in range(b.cardinality)
+        ]
+        shape = [len(x), *want.shape[1:3], b.path_width]
+        stages.append({"step": step, "compared": what, "shape": shape, "error": max(errs), "per_path": errs})
+
+    paths_b = [path(bb, p) for p in range(b.cardinality)]
+    paths_a = [path(a, p) for p in range(b.cardinality)]
+    per_path("1x1 split", "each path's conv1+bn1+relu vs its channels of (c)'s", 0, h1)
+    per_path("grouped 3x3", "each path's conv2+bn2+relu vs group p of (c)'s grouped conv", 1, h2)
+
+    concat = np.concatenate([g2 for _, g2 in paths_b], axis=-1)
+    stage("(b) concatenate", "the C path outputs side by side vs (c)'s grouped-conv output", concat, h2)
+    stage("(b) shared 1x1", "(b)'s conv3 on the concatenation vs (c)'s conv3", bb(f"{name}.conv3", concat), z)
+    summed = sum(a(f"{name}.paths.{p}.conv3", g2) for p, (_, g2) in enumerate(paths_a))
+    stage("(a) sum of 1x1s", "the sum of the C paths' own conv3 vs (c)'s conv3", summed, z)
+    stage("(a) BN after the sum", "(a)'s bn3 on the sum vs (c)'s bn3 output", a(f"{name}.bn3", summed), y)
+    for form, build in (("a", a), ("b", bb)):
+        what = f"the framework's own ({form}) block vs (c)'s, shortcut and ReLU included"
+        stage(f"({form}) whole block", what, build(name, x), out)
+    stage("(c) whole block", "the framework's own (c) block vs the layers above, one by one", c(name, x), out)
+    return stages
+
+
+def block_spec(config: ArchConfig, name: str, b: BlockSpec) -> dict[str, Any]:
+    """The block's shape in numbers, with its parameter count from the spec alone."""
+    return {
+        "in_channels": b.in_channels,
+        "out_channels": b.out_channels,
+        "cardinality": b.cardinality,
+        "path_width": b.path_width,
+        "width": b.width,
+        "stride": b.stride,
+        "projection": b.projection,
+        "spec_params": sum(
+            int(np.prod(s))
+            for n, s in canonical_shapes(config, "c").items()
+            if n.startswith(name + ".") and not is_running_stat(n)
+        ),
+    }
+
+
 def explain(
     preset: str | None = None,
     block: str = "layer1.0",
@@ -242,79 +311,16 @@ def explain(
 
     size = block_input_size(cfg, b, image_size)
     x = np.random.default_rng(seed + 1).standard_normal((batch, size, size, b.in_channels)).astype(np.float32)
-    c, a, bb = builds["c"], builds["a"], builds["b"]
-
-    # Form (c): the grouped block, layer by layer.
-    h1 = relu(c(f"{name}.bn1", c(f"{name}.conv1", x)))
-    h2 = relu(c(f"{name}.bn2", c(f"{name}.conv2", h1)))
-    z = c(f"{name}.conv3", h2)
-    y = c(f"{name}.bn3", z)
-    shortcut = c(f"{name}.downsample.1", c(f"{name}.downsample.0", x)) if b.projection else x
-    out = relu(y + shortcut)
-
-    def path(build, p: int) -> tuple[np.ndarray, np.ndarray]:
-        q = f"{name}.paths.{p}"
-        g1 = relu(build(f"{q}.bn1", build(f"{q}.conv1", x)))
-        return g1, relu(build(f"{q}.bn2", build(f"{q}.conv2", g1)))
-
-    stages: list[dict[str, Any]] = []
-
-    def stage(step: str, what: str, got: np.ndarray, want: np.ndarray) -> None:
-        stages.append(
-            {"step": step, "compared": what, "shape": list(got.shape), "error": rel_error(got, want)}
-        )
-
-    def per_path(step: str, what: str, which: int, want: np.ndarray) -> None:
-        """Path p's tensor (0: after conv1, 1: after conv2) in (b) and (a) vs channels p of (c)'s."""
-        errs = [
-            max(rel_error(paths[p][which], want[..., b.path_slice(p)]) for paths in (paths_b, paths_a))
-            for p in range(b.cardinality)
-        ]
-        shape = [batch, *want.shape[1:3], b.path_width]
-        stages.append({"step": step, "compared": what, "shape": shape, "error": max(errs), "per_path": errs})
-
-    paths_b = [path(bb, p) for p in range(b.cardinality)]
-    paths_a = [path(a, p) for p in range(b.cardinality)]
-    per_path("1x1 split", "each path's conv1+bn1+relu vs its channels of (c)'s", 0, h1)
-    per_path("grouped 3x3", "each path's conv2+bn2+relu vs group p of (c)'s grouped conv", 1, h2)
-
-    concat = np.concatenate([g2 for _, g2 in paths_b], axis=-1)
-    stage("(b) concatenate", "the C path outputs side by side vs (c)'s grouped-conv output", concat, h2)
-    stage("(b) shared 1x1", "(b)'s conv3 on the concatenation vs (c)'s conv3", bb(f"{name}.conv3", concat), z)
-    summed = sum(a(f"{name}.paths.{p}.conv3", g2) for p, (_, g2) in enumerate(paths_a))
-    stage("(a) sum of 1x1s", "the sum of the C paths' own conv3 vs (c)'s conv3", summed, z)
-    stage("(a) BN after the sum", "(a)'s bn3 on the sum vs (c)'s bn3 output", a(f"{name}.bn3", summed), y)
-    for form, build in (("a", a), ("b", bb)):
-        what = f"the framework's own ({form}) block vs (c)'s, shortcut and ReLU included"
-        stage(f"({form}) whole block", what, build(name, x), out)
-    stage("(c) whole block", "the framework's own (c) block vs the layers above, one by one", c(name, x), out)
-
-    params = {f: block_params(build.exported, name) for f, build in builds.items()}
-    spec = {
-        "in_channels": b.in_channels,
-        "out_channels": b.out_channels,
-        "cardinality": b.cardinality,
-        "path_width": b.path_width,
-        "width": b.width,
-        "stride": b.stride,
-        "projection": b.projection,
-        "spec_params": sum(
-            int(np.prod(s))
-            for n, s in canonical_shapes(mini, "c").items()
-            if n.startswith(name + ".") and not is_running_stat(n)
-        ),
-    }
-    split = split_table(b)
     return Lesson(
         preset=preset or "custom",
         block=block,
         built_as=name,
         framework=framework,
-        spec=spec,
-        split=split,
+        spec=block_spec(mini, name, b),
+        split=split_table(b),
         split_problems=check_split(weights, mini, name, b),
-        stages=stages,
-        params=params,
+        stages=compare_forms(builds, name, b, x),
+        params={f: block_params(build.exported, name) for f, build in builds.items()},
         input_shape=x.shape,
         seconds=time.perf_counter() - start,
         notes=notes,

@@ -203,48 +203,11 @@ def train(
     Flax and in Keras on JAX. ``stop_after`` ends this call after that epoch (counted
     from 1) with its checkpoint; ``resume`` goes on from there, on any number of workers.
     """
-    if framework not in FRAMEWORKS:
-        raise ConfigError(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
-    check_conv_impl(conv_impl)
-    recipe = recipe or Recipe()
-    dataset = data if isinstance(data, Dataset) else load_dataset(data, image_size=image_size)
-    config = resolve_config(model, config)
-    if config.num_classes != dataset.num_classes:
-        config = dataclasses.replace(config, num_classes=dataset.num_classes)
-    check_form_for(config, form)
+    dataset, config, recipe, record = _settle(
+        framework, data, model, config, form, recipe, conv_impl, image_size, stop_after
+    )
     out = os.fspath(out)
-    keras_backend = None
-    if framework == "keras":
-        import keras
-
-        keras_backend = keras.backend.backend()
-    mean, std = channel_stats(dataset.train)
-    run = {
-        "framework": framework,
-        "keras_backend": keras_backend,
-        "model": model,
-        "arch": config.to_dict(),
-        "form": form,
-        "recipe": recipe.to_dict(),
-        "conv_impl": conv_impl,
-        "dataset": dataset.name,
-        "data": dataset.name if isinstance(data, Dataset) else os.fspath(data),
-        "mean": mean.tolist(),
-        "std": std.tolist(),
-    }
-    found = _latest_checkpoint(out) if os.path.isdir(out) else None
-    if resume:
-        if found is None:
-            raise TrainError(f"{out}: no checkpoint to resume from")
-        with open(os.path.join(out, "config.json")) as f:
-            before = json.load(f)
-        differ = [k for k in RESUME_KEYS if before.get(k) != run[k]]
-        if differ:
-            raise TrainError(f"{out}: --resume with other settings than the run there ({', '.join(differ)})")
-    elif found is not None:
-        raise TrainError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
-    if stop_after is not None and not 1 <= stop_after:
-        raise TrainError(f"stop after epoch {stop_after}: epochs count from 1")
+    found = _check_out_folder(out, record, resume)
     if weights is None:
         weights = init_weights(config, form, recipe.seed, recipe.zero_init_residual)
     device = "cpu"
@@ -256,10 +219,11 @@ def train(
         framework, config, form, weights, recipe, conv_impl, devices=devices, sync_bn=sync_bn, device=device
     )
     main = engine.rank == 0  # writes every output; the others train their shards
-    run |= {"processes": engine.world, "mesh_devices": engine.mesh_devices, "sync_bn": sync_bn}
+    record |= {"processes": engine.world, "mesh_devices": engine.mesh_devices, "sync_bn": sync_bn}
     if main:
         os.makedirs(out, exist_ok=True)
-        _write_json(os.path.join(out, "config.json"), run)
+        _write_json(os.path.join(out, "config.json"), record)
+    mean, std = np.asarray(record["mean"]), np.asarray(record["std"])
     train_pipe = Pipeline(
         dataset.train,
         recipe.batch_size,
@@ -278,43 +242,28 @@ def train(
             state = json.load(f)
         engine.restore(found)
     metrics = state["metrics"]
+    title = f"{model or 'config'} ({form}), {framework}"
+
+    def save_position(position: dict) -> None:  # on Ctrl-C: the checkpoint of that very step
+        if main:
+            _save_checkpoint(out, engine, config, form, position | {"metrics": metrics})
+
     bar = _Progress(progress and main)
     try:
         for epoch in range(state["epoch"], recipe.epochs):
-            lr = recipe.lr_at(epoch)
             start = state["step"] if epoch == state["epoch"] else 0
-            # loss sum, correct, images, training seconds: carried across a resume in mid-epoch
-            loss_sum, correct, seen, train_s = state["sums"] if start else (0.0, 0, 0, 0.0)
             t_epoch = time.perf_counter()
             bar.epoch(f"epoch {epoch + 1}/{recipe.epochs}", len(train_pipe), start)
-            step = start
-            for x, y in train_pipe.epoch(epoch, start=start):
-                t = time.perf_counter()
-                try:
-                    loss, ok = engine.train_step(x, y, lr)
-                    train_s += time.perf_counter() - t
-                    n = train_pipe.batch_size  # the global batch: loss and ok are the engine's, over it
-                    loss_sum, correct, seen, step = loss_sum + loss * n, correct + ok, seen + n, step + 1
-                    bar.update(
-                        f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} {seen / train_s:.1f} img/s"
-                    )
-                    if on_step is not None:
-                        on_step(epoch, step)
-                except KeyboardInterrupt:
-                    if main:
-                        where = {"epoch": epoch, "step": step, "sums": [loss_sum, correct, seen, train_s]}
-                        _save_checkpoint(out, engine, config, form, where | {"metrics": metrics})
-                    raise
-            # Every worker evaluates the whole test split: no uneven shards, and it is small beside training.
-            test_loss, test_ok = 0.0, 0
-            for x, y in test_pipe.epoch(0):
-                batch_loss, ok = eval_metrics(engine.predict(x), y)
-                test_loss, test_ok = test_loss + batch_loss, test_ok + ok
+            carried = state["sums"] if start else (0.0, 0, 0, 0.0)  # across a resume in mid-epoch
+            loss_sum, correct, seen, train_s = _train_epoch(
+                engine, train_pipe, recipe.lr_at(epoch), epoch, start, carried, bar, on_step, save_position
+            )
+            test_loss, test_ok = _evaluate(engine, test_pipe)
             n_test = len(dataset.test)
             metrics.append(
                 {
                     "epoch": epoch + 1,
-                    "lr": lr,
+                    "lr": recipe.lr_at(epoch),
                     "train_loss": loss_sum / seen,
                     "train_acc": correct / seen,
                     "test_loss": test_loss / n_test,
@@ -327,11 +276,96 @@ def train(
             if main:
                 _save_checkpoint(out, engine, config, form, state)
                 _write_metrics(out, metrics)
-                plot_curves(
-                    metrics, os.path.join(out, "curves.png"), f"{model or 'config'} ({form}), {framework}"
-                )
+                plot_curves(metrics, os.path.join(out, "curves.png"), title)
             if stop_after is not None and epoch + 1 >= stop_after:
                 break
     finally:
         bar.stop()
     return metrics
+
+
+def _settle(framework, data, model, config, form, recipe, conv_impl, image_size, stop_after):
+    """Every setting checked and resolved before any work: (dataset, config, recipe, the run's record).
+
+    The record is what ``config.json`` holds, and what ``--resume`` must agree with.
+    """
+    if framework not in FRAMEWORKS:
+        raise ConfigError(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
+    check_conv_impl(conv_impl)
+    if stop_after is not None and not 1 <= stop_after:
+        raise TrainError(f"stop after epoch {stop_after}: epochs count from 1")
+    recipe = recipe or Recipe()
+    dataset = data if isinstance(data, Dataset) else load_dataset(data, image_size=image_size)
+    config = resolve_config(model, config)
+    if config.num_classes != dataset.num_classes:  # the head fits the data
+        config = dataclasses.replace(config, num_classes=dataset.num_classes)
+    check_form_for(config, form)
+    keras_backend = None
+    if framework == "keras":
+        import keras
+
+        keras_backend = keras.backend.backend()
+    mean, std = channel_stats(dataset.train)
+    record = {
+        "framework": framework,
+        "keras_backend": keras_backend,
+        "model": model,
+        "arch": config.to_dict(),
+        "form": form,
+        "recipe": recipe.to_dict(),
+        "conv_impl": conv_impl,
+        "dataset": dataset.name,
+        "data": dataset.name if isinstance(data, Dataset) else os.fspath(data),
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+    }
+    return dataset, config, recipe, record
+
+
+def _check_out_folder(out: str, record: dict, resume: bool) -> str | None:
+    """The checkpoint to resume from (None for a new run); refuses a folder that does not fit."""
+    found = _latest_checkpoint(out) if os.path.isdir(out) else None
+    if resume:
+        if found is None:
+            raise TrainError(f"{out}: no checkpoint to resume from")
+        with open(os.path.join(out, "config.json")) as f:
+            before = json.load(f)
+        differ = [k for k in RESUME_KEYS if before.get(k) != record[k]]
+        if differ:
+            raise TrainError(f"{out}: --resume with other settings than the run there ({', '.join(differ)})")
+    elif found is not None:
+        raise TrainError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
+    return found
+
+
+def _train_epoch(engine, pipe, lr, epoch, start, sums, bar, on_step, save_position):
+    """One epoch's steps from ``start``, adding to ``sums``: (loss sum, correct, images, training
+    seconds) at its end. On Ctrl-C, ``save_position`` gets the exact position, then the interrupt goes on."""
+    loss_sum, correct, seen, train_s = sums
+    step = start
+    for x, y in pipe.epoch(epoch, start=start):
+        t = time.perf_counter()
+        try:
+            loss, ok = engine.train_step(x, y, lr)
+            train_s += time.perf_counter() - t
+            n = pipe.batch_size  # the global batch: loss and ok are the engine's, over it
+            loss_sum, correct, seen, step = loss_sum + loss * n, correct + ok, seen + n, step + 1
+            bar.update(f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} {seen / train_s:.1f} img/s")
+            if on_step is not None:
+                on_step(epoch, step)
+        except KeyboardInterrupt:
+            save_position({"epoch": epoch, "step": step, "sums": [loss_sum, correct, seen, train_s]})
+            raise
+    return loss_sum, correct, seen, train_s
+
+
+def _evaluate(engine, pipe) -> tuple[float, int]:
+    """Summed loss and correct predictions over the test split.
+
+    Every worker evaluates the whole split: no uneven shards, and it is small beside training.
+    """
+    total, right = 0.0, 0
+    for x, y in pipe.epoch(0):
+        batch_loss, ok = eval_metrics(engine.predict(x), y)
+        total, right = total + batch_loss, right + ok
+    return total, right

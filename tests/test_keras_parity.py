@@ -1,7 +1,8 @@
 """Keras computes the same function as torch, in every form: the harness's rows for Keras.
 
 Eval logits to 1e-5 relative; training-mode logits and running statistics after
-one training pass within the harness's noise-floor bound (resnext_spec/tolerances.py); every BN tensor randomised.
+one training pass within the harness's noise-floor bound (resnext_spec/tolerances.py); every BN
+tensor randomised.
 """
 
 import keras

@@ -16,6 +16,7 @@ from resnext_spec.errors import ResNeXtError
 from resnext_spec.tolerances import K_FLOOR, l2_error, rel_error
 from resnext_train import Recipe, train
 from resnext_train.cli import main
+from resnext_train.loop import describe_checkpoint
 
 TINY = dataclasses.replace(TINY5, num_classes=10)  # CIFAR-10's head
 RECIPE = Recipe(epochs=2, batch_size=8, lr=0.02, milestones=(0.5,), seed=3)  # lr drops after epoch 1
@@ -177,6 +178,7 @@ def test_interrupted_then_resumed_run_ends_where_an_uninterrupted_run_ends(frame
         train(framework, cifar, config=TINY, recipe=RECIPE, out=tmp_path, progress=False, on_step=interrupt)
     state = json.load(open(tmp_path / "checkpoint" / "state.json"))
     assert (state["epoch"], state["step"]) == (0, 3)
+    assert "stands at step 3 of epoch 1; --resume continues" in describe_checkpoint(str(tmp_path))
     resumed = train(framework, cifar, config=TINY, recipe=RECIPE, out=tmp_path, resume=True, progress=False)
     whole, whole_out = runs[framework]
     drop = ("seconds", "img_s")
@@ -250,3 +252,18 @@ def test_unknown_framework_or_lowering_is_refused_before_anything_is_written(cif
     with pytest.raises(ResNeXtError, match="conv_impl"):
         train("flax", cifar, config=TINY, recipe=RECIPE, out=tmp_path / "b", conv_impl="fast", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_ctrl_c_message_names_the_checkpoint_or_says_there_is_none(cifar, tmp_path):
+    """resnext-train's message after Ctrl-C says what there is to resume, read from the folder:
+    the checkpoint the interrupt wrote, or that none was written (an interrupt before the first
+    step, or a folder that never held a run)."""
+
+    def interrupt(epoch, step):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train("torch", cifar, config=TINY, recipe=RECIPE, out=tmp_path, progress=False, on_step=interrupt)
+    assert "at step 1 of epoch 1" in describe_checkpoint(str(tmp_path))
+    assert "no checkpoint was written" in describe_checkpoint(str(tmp_path / "elsewhere"))
+
