@@ -73,8 +73,8 @@ class FlaxRunner:
         # 218 s abstract vs 3.4 s concrete on 2 CPU cores).
         dtype, param_dtype = self.dtypes
         with self.jax.default_device(self.device):
-            return self.rf.ResNet(
-                config, form, conv_impl=self.conv_impl, dtype=dtype, param_dtype=param_dtype
+            return self.rf.create_model(
+                config=config, form=form, conv_impl=self.conv_impl, dtype=dtype, param_dtype=param_dtype
             )
 
     def export(self, model) -> dict[str, np.ndarray]:

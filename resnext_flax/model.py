@@ -10,6 +10,7 @@ unbiased batch variance.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import jax
@@ -116,13 +117,13 @@ def shortcut(block: nnx.Module, x):
     return bn(conv(x))
 
 
-def downsample(b: BlockSpec, rngs: nnx.Rngs, **dtypes) -> nnx.List | None:
+def downsample(b: BlockSpec, rngs: nnx.Rngs, norm=Norm, **dtypes) -> nnx.List | None:
     if not b.projection:
         return None
     return nnx.List(
         [
             Conv(b.in_channels, b.out_channels, 1, b.stride, rngs, **dtypes),
-            Norm(b.out_channels, rngs=rngs, **dtypes),
+            norm(b.out_channels, rngs=rngs, **dtypes),
         ]
     )
 
@@ -130,12 +131,12 @@ def downsample(b: BlockSpec, rngs: nnx.Rngs, **dtypes) -> nnx.List | None:
 class BasicBlock(nnx.Module):
     """Two 3x3 convs (ResNet-18/34); form (c) only."""
 
-    def __init__(self, b: BlockSpec, rngs: nnx.Rngs, **dtypes) -> None:
+    def __init__(self, b: BlockSpec, rngs: nnx.Rngs, norm=Norm, **dtypes) -> None:
         self.conv1 = Conv(b.in_channels, b.width, 3, b.conv1_stride, rngs, **dtypes)
-        self.bn1 = Norm(b.width, rngs=rngs, **dtypes)
+        self.bn1 = norm(b.width, rngs=rngs, **dtypes)
         self.conv2 = Conv(b.width, b.width, 3, b.conv2_stride, rngs, **dtypes)
-        self.bn2 = Norm(b.width, rngs=rngs, **dtypes)
-        self.downsample = downsample(b, rngs, **dtypes)
+        self.bn2 = norm(b.width, rngs=rngs, **dtypes)
+        self.downsample = downsample(b, rngs, norm, **dtypes)
 
     def __call__(self, x):
         out = relu(self.bn1(self.conv1(x)))
@@ -146,14 +147,14 @@ class BasicBlock(nnx.Module):
 class Bottleneck(nnx.Module):
     """Form (c), grouped convolution: 1x1 -> 3x3 with C groups -> 1x1."""
 
-    def __init__(self, b: BlockSpec, rngs: nnx.Rngs, conv_impl: str = "auto", **dtypes) -> None:
+    def __init__(self, b: BlockSpec, rngs: nnx.Rngs, conv_impl: str = "auto", norm=Norm, **dtypes) -> None:
         self.conv1 = Conv(b.in_channels, b.width, 1, b.conv1_stride, rngs, **dtypes)
-        self.bn1 = Norm(b.width, rngs=rngs, **dtypes)
+        self.bn1 = norm(b.width, rngs=rngs, **dtypes)
         self.conv2 = GroupConv(b.width, b.cardinality, b.conv2_stride, rngs, conv_impl, **dtypes)
-        self.bn2 = Norm(b.width, rngs=rngs, **dtypes)
+        self.bn2 = norm(b.width, rngs=rngs, **dtypes)
         self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs, **dtypes)
-        self.bn3 = Norm(b.out_channels, rngs=rngs, **dtypes)
-        self.downsample = downsample(b, rngs, **dtypes)
+        self.bn3 = norm(b.out_channels, rngs=rngs, **dtypes)
+        self.downsample = downsample(b, rngs, norm, **dtypes)
 
     def __call__(self, x):
         out = relu(self.bn1(self.conv1(x)))
@@ -165,12 +166,12 @@ class Bottleneck(nnx.Module):
 class Path(nnx.Module):
     """One of the C paths of forms (a)/(b): 1x1 -> 3x3 (-> 1x1 in form (a), no BN after it)."""
 
-    def __init__(self, b: BlockSpec, with_conv3: bool, rngs: nnx.Rngs, **dtypes) -> None:
+    def __init__(self, b: BlockSpec, with_conv3: bool, rngs: nnx.Rngs, norm=Norm, **dtypes) -> None:
         w = b.path_width
         self.conv1 = Conv(b.in_channels, w, 1, b.conv1_stride, rngs, **dtypes)
-        self.bn1 = Norm(w, rngs=rngs, **dtypes)
+        self.bn1 = norm(w, rngs=rngs, **dtypes)
         self.conv2 = Conv(w, w, 3, b.conv2_stride, rngs, **dtypes)
-        self.bn2 = Norm(w, rngs=rngs, **dtypes)
+        self.bn2 = norm(w, rngs=rngs, **dtypes)
         self.conv3 = Conv(w, b.out_channels, 1, 1, rngs, **dtypes) if with_conv3 else None
 
     def __call__(self, x):
@@ -182,11 +183,11 @@ class Path(nnx.Module):
 class EarlyConcatBottleneck(nnx.Module):
     """Form (b), figure 3(b): C paths of 1x1 -> 3x3, concatenated, then one shared 1x1."""
 
-    def __init__(self, b: BlockSpec, rngs: nnx.Rngs, **dtypes) -> None:
-        self.paths = nnx.List([Path(b, False, rngs, **dtypes) for _ in range(b.cardinality)])
+    def __init__(self, b: BlockSpec, rngs: nnx.Rngs, norm=Norm, **dtypes) -> None:
+        self.paths = nnx.List([Path(b, False, rngs, norm, **dtypes) for _ in range(b.cardinality)])
         self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs, **dtypes)
-        self.bn3 = Norm(b.out_channels, rngs=rngs, **dtypes)
-        self.downsample = downsample(b, rngs, **dtypes)
+        self.bn3 = norm(b.out_channels, rngs=rngs, **dtypes)
+        self.downsample = downsample(b, rngs, norm, **dtypes)
 
     def __call__(self, x):
         out = jnp.concatenate([path(x) for path in self.paths], axis=-1)
@@ -197,10 +198,10 @@ class EarlyConcatBottleneck(nnx.Module):
 class AggregatedBottleneck(nnx.Module):
     """Form (a), figure 3(a): C paths of 1x1 -> 3x3 -> 1x1, summed, then one BN."""
 
-    def __init__(self, b: BlockSpec, rngs: nnx.Rngs, **dtypes) -> None:
-        self.paths = nnx.List([Path(b, True, rngs, **dtypes) for _ in range(b.cardinality)])
-        self.bn3 = Norm(b.out_channels, rngs=rngs, **dtypes)
-        self.downsample = downsample(b, rngs, **dtypes)
+    def __init__(self, b: BlockSpec, rngs: nnx.Rngs, norm=Norm, **dtypes) -> None:
+        self.paths = nnx.List([Path(b, True, rngs, norm, **dtypes) for _ in range(b.cardinality)])
+        self.bn3 = norm(b.out_channels, rngs=rngs, **dtypes)
+        self.downsample = downsample(b, rngs, norm, **dtypes)
 
     def __call__(self, x):
         out = sum(path(x) for path in self.paths)
@@ -231,8 +232,10 @@ class ResNet(nnx.Module):
         dtype: jnp.dtype | None = None,
         param_dtype: jnp.dtype = jnp.float32,
         rngs: nnx.Rngs | None = None,
+        norm: Callable[..., nnx.Module] | None = None,
     ) -> None:
         check_form_for(config, form)
+        norm = norm or Norm
         check_conv_impl(conv_impl)
         rngs = rngs if rngs is not None else nnx.Rngs(0)
         dtypes = dict(dtype=dtype, param_dtype=param_dtype)
@@ -241,12 +244,12 @@ class ResNet(nnx.Module):
         p = plan(config)
         s = p.stem
         self.conv1 = Conv(s.in_channels, s.out_channels, s.kernel, s.stride, rngs, **dtypes)
-        self.bn1 = Norm(s.out_channels, rngs=rngs, **dtypes)
+        self.bn1 = norm(s.out_channels, rngs=rngs, **dtypes)
         self.max_pool = s.max_pool
         block = BasicBlock if config.block == "basic" else BLOCKS[form]
         if block is Bottleneck:
             block = partial(Bottleneck, conv_impl=conv_impl)
-        block = partial(block, **dtypes)
+        block = partial(block, norm=norm, **dtypes)
         self.num_stages = len(p.stages)
         for i, stage in enumerate(p.stages):
             setattr(self, f"layer{i + 1}", nnx.List([block(b, rngs) for b in stage]))
@@ -274,11 +277,14 @@ def create_model(
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs | None = None,
+    norm: Callable[..., nnx.Module] | None = None,
 ) -> ResNet:
     """A model from a preset name or an ``ArchConfig``, in block form ``form``.
 
     ``rngs`` seeds the (random) initial weights; the default is ``nnx.Rngs(0)``.
-    ``conv_impl``, ``dtype`` and ``param_dtype`` as in :class:`ResNet`.
+    ``conv_impl``, ``dtype`` and ``param_dtype`` as in :class:`ResNet`. ``norm`` (the Flax
+    examples' name) builds every normalisation layer, called as ``norm(features, rngs=...,
+    dtype=..., param_dtype=...)``; the default is :data:`Norm`, BatchNorm with torch's settings.
     """
     cfg = resolve_config(name, config, num_classes=num_classes, in_channels=in_channels)
-    return ResNet(cfg, form, conv_impl=conv_impl, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    return ResNet(cfg, form, conv_impl=conv_impl, dtype=dtype, param_dtype=param_dtype, rngs=rngs, norm=norm)

@@ -7,6 +7,7 @@ of figure 3 of the paper. Every shape comes from ``resnext_spec.plan``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import torch
@@ -16,7 +17,10 @@ from resnext_spec import ArchConfig, check_form_for, resolve_config
 from resnext_spec.layout import BlockSpec, HeadSpec, StemSpec, plan
 
 # BN settings appear once: eps 1e-5 and momentum 0.1 are torch's (and torchvision's) defaults.
-norm = partial(nn.BatchNorm2d, eps=1e-5, momentum=0.1)
+# Any ``norm_layer`` (torchvision's name: a callable taking the channel count) can replace it,
+# e.g. torchvision's FrozenBatchNorm2d to fine-tune with frozen statistics.
+NormLayer = Callable[[int], nn.Module]
+batch_norm: NormLayer = partial(nn.BatchNorm2d, eps=1e-5, momentum=0.1)
 
 
 def conv(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -24,7 +28,7 @@ def conv(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1) -
     return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False)
 
 
-def projection(b: BlockSpec) -> nn.Sequential | None:
+def projection(b: BlockSpec, norm: NormLayer = batch_norm) -> nn.Sequential | None:
     """torchvision's ``downsample``: 1x1 conv + BN, only where the shape changes."""
     if not b.projection:
         return None
@@ -34,14 +38,14 @@ def projection(b: BlockSpec) -> nn.Sequential | None:
 class BasicBlock(nn.Module):
     """Two 3x3 convs (ResNet-18/34). No paths, so it exists in form (c) only."""
 
-    def __init__(self, b: BlockSpec) -> None:
+    def __init__(self, b: BlockSpec, norm_layer: NormLayer = batch_norm) -> None:
         super().__init__()
         self.conv1 = conv(b.in_channels, b.width, 3, b.conv1_stride)
-        self.bn1 = norm(b.width)
+        self.bn1 = norm_layer(b.width)
         self.conv2 = conv(b.width, b.width, 3, b.conv2_stride)
-        self.bn2 = norm(b.width)
+        self.bn2 = norm_layer(b.width)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = projection(b)
+        self.downsample = projection(b, norm_layer)
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -53,16 +57,16 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     """Form (c), grouped convolution: 1x1 -> 3x3 with groups=C -> 1x1 (torchvision's Bottleneck)."""
 
-    def __init__(self, b: BlockSpec) -> None:
+    def __init__(self, b: BlockSpec, norm_layer: NormLayer = batch_norm) -> None:
         super().__init__()
         self.conv1 = conv(b.in_channels, b.width, 1, b.conv1_stride)
-        self.bn1 = norm(b.width)
+        self.bn1 = norm_layer(b.width)
         self.conv2 = conv(b.width, b.width, 3, b.conv2_stride, groups=b.cardinality)
-        self.bn2 = norm(b.width)
+        self.bn2 = norm_layer(b.width)
         self.conv3 = conv(b.width, b.out_channels, 1)
-        self.bn3 = norm(b.out_channels)
+        self.bn3 = norm_layer(b.out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = projection(b)
+        self.downsample = projection(b, norm_layer)
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -75,13 +79,13 @@ class Bottleneck(nn.Module):
 class Path(nn.Module):
     """One of the C paths of forms (a)/(b): 1x1 -> 3x3 (-> 1x1 in form (a), no BN after it)."""
 
-    def __init__(self, b: BlockSpec, with_conv3: bool) -> None:
+    def __init__(self, b: BlockSpec, with_conv3: bool, norm_layer: NormLayer = batch_norm) -> None:
         super().__init__()
         w = b.path_width
         self.conv1 = conv(b.in_channels, w, 1, b.conv1_stride)
-        self.bn1 = norm(w)
+        self.bn1 = norm_layer(w)
         self.conv2 = conv(w, w, 3, b.conv2_stride)
-        self.bn2 = norm(w)
+        self.bn2 = norm_layer(w)
         self.conv3 = conv(w, b.out_channels, 1) if with_conv3 else None
         self.relu = nn.ReLU(inplace=True)
 
@@ -94,13 +98,13 @@ class Path(nn.Module):
 class EarlyConcatBottleneck(nn.Module):
     """Form (b), figure 3(b): C paths of 1x1 -> 3x3, concatenated, then one shared 1x1."""
 
-    def __init__(self, b: BlockSpec) -> None:
+    def __init__(self, b: BlockSpec, norm_layer: NormLayer = batch_norm) -> None:
         super().__init__()
-        self.paths = nn.ModuleList(Path(b, with_conv3=False) for _ in range(b.cardinality))
+        self.paths = nn.ModuleList(Path(b, False, norm_layer) for _ in range(b.cardinality))
         self.conv3 = conv(b.width, b.out_channels, 1)
-        self.bn3 = norm(b.out_channels)
+        self.bn3 = norm_layer(b.out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = projection(b)
+        self.downsample = projection(b, norm_layer)
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -112,12 +116,12 @@ class EarlyConcatBottleneck(nn.Module):
 class AggregatedBottleneck(nn.Module):
     """Form (a), figure 3(a): C paths of 1x1 -> 3x3 -> 1x1, summed, then one BN."""
 
-    def __init__(self, b: BlockSpec) -> None:
+    def __init__(self, b: BlockSpec, norm_layer: NormLayer = batch_norm) -> None:
         super().__init__()
-        self.paths = nn.ModuleList(Path(b, with_conv3=True) for _ in range(b.cardinality))
-        self.bn3 = norm(b.out_channels)
+        self.paths = nn.ModuleList(Path(b, True, norm_layer) for _ in range(b.cardinality))
+        self.bn3 = norm_layer(b.out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = projection(b)
+        self.downsample = projection(b, norm_layer)
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -132,23 +136,24 @@ BLOCKS = {"a": AggregatedBottleneck, "b": EarlyConcatBottleneck, "c": Bottleneck
 class ResNet(nn.Module):
     """Stem, stages ``layer1..layerN``, global average pool, linear head (logits)."""
 
-    def __init__(self, config: ArchConfig, form: str = "c") -> None:
+    def __init__(self, config: ArchConfig, form: str = "c", norm_layer: NormLayer | None = None) -> None:
         super().__init__()
         check_form_for(config, form)
+        norm_layer = norm_layer or batch_norm
         self.config = config
         self.form = form
         p = plan(config)
-        self._make_stem(p.stem)
+        self._make_stem(p.stem, norm_layer)
         block = BasicBlock if config.block == "basic" else BLOCKS[form]
         for s, stage in enumerate(p.stages):
-            self.add_module(f"layer{s + 1}", nn.Sequential(*(block(b) for b in stage)))
+            self.add_module(f"layer{s + 1}", nn.Sequential(*(block(b, norm_layer) for b in stage)))
         self.num_stages = len(p.stages)
         self._make_head(p.head)
         self._init_weights()
 
-    def _make_stem(self, stem: StemSpec) -> None:
+    def _make_stem(self, stem: StemSpec, norm_layer: NormLayer) -> None:
         self.conv1 = conv(stem.in_channels, stem.out_channels, stem.kernel, stem.stride)
-        self.bn1 = norm(stem.out_channels)
+        self.bn1 = norm_layer(stem.out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1) if stem.max_pool else nn.Identity()
 
@@ -181,7 +186,13 @@ def create_model(
     form: str = "c",
     num_classes: int | None = None,
     in_channels: int | None = None,
+    norm_layer: NormLayer | None = None,
 ) -> ResNet:
-    """A model from a preset name or an ``ArchConfig``, in block form ``form``."""
+    """A model from a preset name or an ``ArchConfig``, in block form ``form``.
+
+    ``norm_layer`` (torchvision's argument) builds every normalisation layer from its channel
+    count; the default is BatchNorm2d with torch's eps and momentum. The canonical weight
+    table expects BatchNorm's four tensors, so a replacement must hold the same ones.
+    """
     cfg = resolve_config(name, config, num_classes=num_classes, in_channels=in_channels)
-    return ResNet(cfg, form)
+    return ResNet(cfg, form, norm_layer)

@@ -3,6 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from helpers import PARAM_COUNTS, TINY, TINY_1X1, TINY_BASIC, batch, broken_weights, layout_cases
 
 import resnext_flax as rf
@@ -135,3 +136,15 @@ def test_canonical_safetensors_round_trip_through_another_form(tmp_path):
     as_a = rf.load(tmp_path / "tiny.safetensors", form="a")
     back = to_form(rf.export_weights(as_a), TINY, "a", "c")
     assert all(np.array_equal(back[k], w[k]) for k in w)
+
+
+@pytest.mark.parametrize("form", ["a", "b", "c"])
+def test_norm_builds_every_normalisation_layer(form):
+    """The Flax examples' `norm`: every BN of every form comes from it, with the model's dtypes."""
+    from functools import partial
+
+    norm = partial(rf.model.Norm, epsilon=1e-3)
+    model = rf.create_model(config=TINY, form=form, norm=norm)
+    bns = [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.BatchNorm)]
+    expected = [n for n in canonical_shapes(TINY, form) if n.endswith(".running_var")]
+    assert len(bns) == len(expected) and all(m.epsilon == 1e-3 for m in bns)

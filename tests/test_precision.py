@@ -107,19 +107,32 @@ def test_a_gradient_off_by_1e4_passes_fp32_and_is_caught_and_named_in_float64(mo
 
 
 @pytest.mark.first_backend_only
-def test_a_flax_model_fault_is_caught_in_the_flax_build_only(monkeypatch):
-    import resnext_flax.model as flax_model
+def plant_flax_bn_eps_1e3(monkeypatch):
+    """Every Flax model the harness builds gets BN eps 1e-3 (Flax's default; torch's is 1e-5),
+    through the model's own `norm` argument."""
+    import resnext_flax
 
-    monkeypatch.setattr(flax_model, "Norm", partial(flax_model.Norm, epsilon=1e-3))
+    norm = partial(resnext_flax.model.Norm, epsilon=1e-3)
+    monkeypatch.setattr(resnext_flax, "create_model", partial(resnext_flax.create_model, norm=norm))
+
+
+def test_a_flax_model_fault_is_caught_in_the_flax_build_only(monkeypatch):
+    plant_flax_bn_eps_1e3(monkeypatch)
     result = tiny(frameworks=["torch", "flax"], forms=["c"], checks=["eval", "train"])
     assert {(r.framework, r.check) for r in result.failures} == {("flax", "eval"), ("flax", "train")}
 
 
 def test_a_fault_in_the_reference_is_reported_as_such_not_as_eight_failures(monkeypatch):
-    import resnext_torch.model as torch_model
+    import torch
 
-    # BN eps 1e-3 in resnext_torch: the reference and the torch builds carry it; the others do not.
-    monkeypatch.setattr(torch_model, "norm", partial(torch_model.nn.BatchNorm2d, eps=1e-3, momentum=0.1))
+    import resnext_torch
+
+    # BN eps 1e-3 in resnext_torch (through torchvision's norm_layer argument): the reference and
+    # the torch builds carry it; the others do not.
+    eps_1e3 = partial(torch.nn.BatchNorm2d, eps=1e-3, momentum=0.1)
+    monkeypatch.setattr(
+        resnext_torch, "create_model", partial(resnext_torch.create_model, norm_layer=eps_1e3)
+    )
     result = tiny(frameworks=["torch", "keras", "flax"], forms=["c"], checks=["eval", "grad_eval"])
     assert not result.passed
     (blamed,) = result.failures
@@ -130,9 +143,7 @@ def test_a_fault_in_the_reference_is_reported_as_such_not_as_eight_failures(monk
 
 
 def test_one_build_failing_alone_is_not_blamed_on_the_reference(monkeypatch):
-    import resnext_flax.model as flax_model
-
-    monkeypatch.setattr(flax_model, "Norm", partial(flax_model.Norm, epsilon=1e-3))
+    plant_flax_bn_eps_1e3(monkeypatch)
     result = tiny(frameworks=["torch", "keras", "flax"], forms=["c"], checks=["eval"])
     assert {(r.framework, r.check) for r in result.failures} == {("flax", "eval")}
 

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import PARAM_COUNTS, TABLE2_PRESETS, TINY_BASIC, resnext50_params_by_hand
+from helpers import PARAM_COUNTS, TABLE2_PRESETS, TINY, TINY_BASIC, resnext50_params_by_hand
 from torch.utils.flop_counter import FlopCounterMode
 
 import resnext_torch as rt
@@ -92,3 +92,18 @@ def test_bad_preset_and_form_are_named():
         rt.create_model("resnet5O")
     with pytest.raises(ResNeXtError, match="form must be one of"):
         rt.create_model("resnet50", form="grouped")
+
+
+@pytest.mark.parametrize("form", ["a", "b", "c"])
+def test_norm_layer_builds_every_normalisation_layer(form):
+    """torchvision's `norm_layer`: every BN of every form (stem, paths, shared, shortcut) comes from it."""
+    made = []
+
+    def norm_layer(channels):
+        made.append(channels)
+        return torch.nn.BatchNorm2d(channels, eps=1e-3)
+
+    model = rt.create_model(config=TINY, form=form, norm_layer=norm_layer)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    expected = [n for n, s in canonical_shapes(TINY, form).items() if n.endswith(".running_var")]
+    assert len(made) == len(bns) == len(expected) and all(m.eps == 1e-3 for m in bns)

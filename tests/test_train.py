@@ -266,4 +266,3 @@ def test_the_ctrl_c_message_names_the_checkpoint_or_says_there_is_none(cifar, tm
         train("torch", cifar, config=TINY, recipe=RECIPE, out=tmp_path, progress=False, on_step=interrupt)
     assert "at step 1 of epoch 1" in describe_checkpoint(str(tmp_path))
     assert "no checkpoint was written" in describe_checkpoint(str(tmp_path / "elsewhere"))
-
