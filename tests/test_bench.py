@@ -131,3 +131,24 @@ def test_keras_peer_is_compared_with_our_resnet50_built_as_v1():
         grid(["keras"], ["jax"], {"resnet50": get_config("resnet50")}, ["c"], ["train"], peers=False)
         == specs[:1]
     )
+
+
+def test_image_size_follows_the_stem_unless_given():
+    """A CIFAR-stem model at 224 px costs 49x its own 32 px: the default is each model's own size."""
+    models = {"resnext26_8x16d": get_config("resnext26_8x16d"), "resnet50": get_config("resnet50")}
+    sizes = {
+        s.model: s.image_size for s in grid(["torch"], [], models, ["c"], ["infer"], False, image_size=None)
+    }
+    assert sizes == {"resnext26_8x16d": 32, "resnet50": 224}
+    given = grid(["torch"], [], models, ["c"], ["infer"], False, image_size=64)
+    assert {s.image_size for s in given} == {64}
+
+
+def test_a_torchvision_that_fails_to_import_is_no_peer(monkeypatch):
+    import sys
+
+    import resnext_bench.run as run
+
+    monkeypatch.setattr(run, "find_spec", lambda name: object())  # "installed"...
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # ...but its import fails
+    assert not run.peer_installed("torch") and run.peer_installed("keras")
