@@ -125,6 +125,40 @@ def broken_weights(config: ArchConfig) -> tuple[dict[str, np.ndarray], list[str]
     return w, phrases
 
 
+def assert_round_trip_is_bitwise(lib, config: ArchConfig, form: str, seed: int) -> dict[str, np.ndarray]:
+    """``lib`` is a framework package (resnext_torch, _keras, _flax: the same four calls): seeded
+    weights imported then exported come back bit for bit, float32, in canonical order, and
+    import back unchanged."""
+    from resnext_spec import random_weights
+
+    w = random_weights(config, form, seed=seed)
+    model = lib.create_model(config=config, form=form)
+    lib.import_weights(model, w)
+    out = lib.export_weights(model)
+    assert list(out) == list(w)
+    assert all(out[k].dtype == np.float32 and np.array_equal(out[k], w[k]) for k in w)
+    lib.import_weights(model, out)  # and what it exports imports back to the same numbers
+    assert all(np.array_equal(v, out[k]) for k, v in lib.export_weights(model).items())
+    return out
+
+
+def assert_broken_import_is_refused_whole(lib) -> None:
+    """A strict import of ``broken_weights`` names every problem and leaves the model as it was."""
+    from resnext_spec import WeightsMismatchError
+
+    model = lib.create_model(config=TINY, form="c")
+    before = lib.export_weights(model)
+    w, phrases = broken_weights(TINY)
+    try:
+        lib.import_weights(model, w)
+    except WeightsMismatchError as e:
+        assert all(p in str(e) for p in phrases), str(e)
+    else:
+        raise AssertionError("a broken dict was imported")
+    after = lib.export_weights(model)
+    assert all(np.array_equal(after[k], before[k]) for k in before)
+
+
 def import_timm():
     """timm, or a skip. timm imports torchvision at import time (FrozenBatchNorm2d, data
     transforms), but its ResNet never calls it; torchvision has no CPU wheel for this

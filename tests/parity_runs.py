@@ -117,3 +117,11 @@ def failures(result: ParityResult, framework: str) -> list[tuple]:
         for r in rows(result, framework)
         if not r.passed
     ]
+
+
+def eval_logits_by_form(result: ParityResult, framework: str) -> dict[str, float]:
+    """Each form's eval-logit error against torch (c); every form the run asked for is there
+    (all three in the tiny runs; (a) and (c) in the real presets)."""
+    forms = {r.form: r.error for r in rows(result, framework, "eval", "logits")}
+    assert set(forms) == set(result.meta["forms"]), forms
+    return forms

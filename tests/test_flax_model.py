@@ -4,14 +4,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from helpers import PARAM_COUNTS, TINY, TINY_1X1, TINY_BASIC, batch, broken_weights, layout_cases
+from helpers import (
+    PARAM_COUNTS,
+    TINY,
+    TINY_1X1,
+    TINY_BASIC,
+    assert_broken_import_is_refused_whole,
+    assert_round_trip_is_bitwise,
+    batch,
+    layout_cases,
+)
 
 import resnext_flax as rf
 from parity.flax_runner import FlaxRunner
 from resnext_flax import train
 from resnext_spec import (
     CheckpointError,
-    WeightsMismatchError,
     canonical_shapes,
     get_config,
     random_weights,
@@ -45,23 +53,11 @@ def test_module_paths_are_the_canonical_names():
 def test_import_then_export_is_bitwise(config, form):
     if config.block == "basic" and form != "c":
         pytest.skip("basic blocks exist in form (c) only")
-    w = random_weights(config, form, seed=5)
-    model = rf.create_model(config=config, form=form)
-    rf.import_weights(model, w)
-    out = rf.export_weights(model)
-    assert list(out) == list(w)
-    assert all(out[k].dtype == np.float32 and np.array_equal(out[k], w[k]) for k in w)
+    assert_round_trip_is_bitwise(rf, config, form, seed=5)
 
 
 def test_failed_import_lists_every_problem_and_changes_nothing():
-    model = rf.create_model(config=TINY, form="c")
-    before = rf.export_weights(model)
-    w, phrases = broken_weights(TINY)
-    with pytest.raises(WeightsMismatchError) as err:
-        rf.import_weights(model, w)
-    assert all(p in str(err.value) for p in phrases), str(err.value)
-    after = rf.export_weights(model)
-    assert all(np.array_equal(after[k], before[k]) for k in before)
+    assert_broken_import_is_refused_whole(rf)
 
 
 def test_jitted_forward_equals_eager_forward():

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import TINY, TINY_1X1, batch
-from parity_runs import cases, failures, rows
+from parity_runs import cases, eval_logits_by_form, failures, rows
 
 import resnext_flax as rf
 from resnext_spec import random_weights, to_form
@@ -29,10 +29,7 @@ def test_every_flax_check_passes(result):
 
 
 def test_eval_logits_match_torch_to_1e5_in_every_form(result):
-    forms = {r.form: r.error for r in rows(result, "flax", "eval", "logits")}
-    assert set(forms) == set(
-        result.meta["forms"]
-    )  # all three in the tiny runs; (a) and (c) in the real presets
+    forms = eval_logits_by_form(result, "flax")
     assert max(forms.values()) <= TOL, forms
 
 

@@ -7,7 +7,16 @@ TensorFlow, then again on JAX).
 import keras
 import numpy as np
 import pytest
-from helpers import PARAM_COUNTS, TINY, TINY_1X1, TINY_BASIC, batch, broken_weights, layout_cases
+from helpers import (
+    PARAM_COUNTS,
+    TINY,
+    TINY_1X1,
+    TINY_BASIC,
+    assert_broken_import_is_refused_whole,
+    assert_round_trip_is_bitwise,
+    batch,
+    layout_cases,
+)
 
 import resnext_keras as rk
 from parity.keras_runner import KerasRunner
@@ -52,26 +61,12 @@ def test_form_c_uses_one_grouped_conv_per_block():
 def test_import_then_export_is_bitwise(config, form):
     if config.block == "basic" and form != "c":
         pytest.skip("basic blocks exist in form (c) only")
-    w = random_weights(config, form, seed=5)
-    model = rk.create_model(config=config, form=form)
-    rk.import_weights(model, w)
-    out = rk.export_weights(model)
-    assert list(out) == list(w)
-    assert all(out[k].dtype == np.float32 and np.array_equal(out[k], w[k]) for k in w)
-    rk.import_weights(model, out)
-    assert all(np.array_equal(v, out[k]) for k, v in rk.export_weights(model).items())
+    assert_round_trip_is_bitwise(rk, config, form, seed=5)
 
 
 @pytest.mark.keras_smoke
 def test_failed_import_lists_every_problem_and_changes_nothing():
-    model = rk.create_model(config=TINY, form="c")
-    before = rk.export_weights(model)
-    w, phrases = broken_weights(TINY)
-    with pytest.raises(WeightsMismatchError) as err:
-        rk.import_weights(model, w)
-    assert all(p in str(err.value) for p in phrases), str(err.value)
-    after = rk.export_weights(model)
-    assert all(np.array_equal(after[k], before[k]) for k in before)
+    assert_broken_import_is_refused_whole(rk)
 
 
 def test_form_mismatch_gets_a_hint():

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 from helpers import TINY, TINY_1X1, batch
-from parity_runs import cases, failures, rows
+from parity_runs import cases, eval_logits_by_form, failures, rows
 
 import resnext_keras as rk
 from resnext_spec import random_weights, to_form
@@ -32,10 +32,7 @@ def test_every_keras_check_passes(result):
 
 
 def test_eval_logits_match_torch_to_1e5_in_every_form(result):
-    forms = {r.form: r.error for r in rows(result, "keras", "eval", "logits")}
-    assert set(forms) == set(
-        result.meta["forms"]
-    )  # all three in the tiny runs; (a) and (c) in the real presets
+    forms = eval_logits_by_form(result, "keras")
     assert max(forms.values()) <= TOL, forms
 
 

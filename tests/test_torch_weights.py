@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, TINY_1X1, TINY_BASIC
+from helpers import TINY, TINY_1X1, TINY_BASIC, assert_round_trip_is_bitwise
 
 import resnext_torch as rt
 from resnext_spec import WeightsMismatchError, random_weights
@@ -14,12 +14,7 @@ from resnext_spec import WeightsMismatchError, random_weights
 def test_import_then_export_is_bitwise(config, form):
     if config.block == "basic" and form != "c":
         pytest.skip("basic blocks exist in form (c) only")
-    w = random_weights(config, form, seed=11)
-    model = rt.create_model(config=config, form=form)
-    rt.import_weights(model, w)
-    out = rt.export_weights(model)
-    assert list(out) == list(w)
-    assert all(out[k].dtype == np.float32 and np.array_equal(out[k], w[k]) for k in w)
+    assert_round_trip_is_bitwise(rt, config, form, seed=11)
 
 
 def snapshot(model):
