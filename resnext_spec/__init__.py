@@ -1,4 +1,5 @@
-"""Framework-free core of ResNeXt three ways: configs, shapes, forms, checkpoints, counts.
+"""Framework-free core of ResNeXt three ways: configs, shapes, forms, checkpoints, counts, the
+tolerances every comparison uses, the training recipe, and the one error class (ResNeXtError).
 
 Imports numpy and safetensors only; the torch, Keras and Flax packages build on it.
 """
