@@ -1,8 +1,8 @@
 """Grouped convolution in Flax NNX, computed natively or as per-group patches.
 
 :class:`GroupedConv` is an ``nnx.Conv`` (the same ``kernel`` parameter, HWIO with I
-the channels of one group) whose ``__call__`` follows ``conv_impl``; why there is a
-choice, and what each lowering measured, is in ``resnext_spec.grouped``.
+the channels of one group) whose ``__call__`` follows ``conv_impl``. Why there is a
+choice: ``resnext_spec.grouped``; what each lowering measured: docs/grouped_convolutions.md.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 :class:`GroupedConv2D` is a ``Conv2D`` (the same ``kernel`` variable, HWIO with I the
 channels of one group, the same name in ``.weights.h5``) whose convolution follows
-``conv_impl``; why there is a choice, and what each lowering measured, is in
-``resnext_spec.grouped``. Written in ``keras.ops`` so that it serves every backend.
+``conv_impl``. Why there is a choice: ``resnext_spec.grouped``; what each lowering
+measured: docs/grouped_convolutions.md. Written in ``keras.ops`` so that it serves every backend.
 """
 
 from __future__ import annotations
