@@ -154,7 +154,12 @@ def test_every_shell_command_shown_uses_flags_its_tool_accepts():
     flags = _tool_flags()
     targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M))
     checked, wrong = 0, []
-    for where, index, code in _blocks("bash"):
+    inline = [  # commands shown in running text and tables: `resnext train --framework ...`
+        (str(page.relative_to(ROOT)), -1, m.group(1))
+        for page in PAGES
+        for m in re.finditer(r"`(resnext[ -][a-z]+ [^`]*--[^`]*)`", FENCE.sub("", page.read_text()))
+    ]
+    for where, index, code in _blocks("bash") + inline:
         for argv in _commands(code):
             names = [Path(a).name for a in argv]
             verb, rest = None, []
