@@ -160,7 +160,7 @@ by stage, in torch, Keras or Flax.""",
     ),
     (
         "code",
-        """from explain import explain
+        """from resnext_explain import explain
 
 lesson = explain("resnext50_32x4d", "layer2.0", framework="flax", image_size=64)
 for stage in lesson.stages:

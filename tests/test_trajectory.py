@@ -39,9 +39,9 @@ def test_keras_stock_sgd_is_caught(monkeypatch):
     """Keras's own SGD decays decoupled and keeps lr-scaled momentum: the one-step sgd check
     passes it (zero momentum, one rate); six steps across an lr drop do not."""
     import keras
-    import resnext_engines.engines as engines
+    import resnext_keras
 
-    class StockSGD(engines.KerasEngine):
+    class StockSGD(resnext_keras.KerasEngine):
         def __init__(self, config, form, weights, recipe, conv_impl="auto", devices=None):
             super().__init__(config, form, weights, recipe, conv_impl, devices)
             self.optimizer = keras.optimizers.SGD(
@@ -54,7 +54,7 @@ def test_keras_stock_sgd_is_caught(monkeypatch):
             self.optimizer.learning_rate = lr
             return float(self.model.train_on_batch(x, y.astype(np.int32), return_dict=True)["loss"]), 0
 
-    monkeypatch.setattr(engines, "KerasEngine", StockSGD)
+    monkeypatch.setattr(resnext_keras, "KerasEngine", StockSGD)
     result = run_parity(
         ["tiny"],
         configs={"tiny": TINY},
