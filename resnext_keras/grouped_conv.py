@@ -91,6 +91,75 @@ def _tf_patches_conv(x, w, groups: int, stride: int, chunks: int, size: int):
     return conv(x, tf.convert_to_tensor(w))
 
 
+def tf_grouped_conv(x, w, groups: int, stride: int):
+    """TensorFlow's own grouped 'valid' conv, with both CPU gradients written as grouped forward convs.
+
+    TensorFlow computes a grouped conv forward on CPU (oneDNN) but has no CPU gradient for
+    it. Both gradients are grouped forward convolutions too, which oneDNN runs fast:
+
+    - input gradient: ``dy`` dilated by the stride (zeros between its rows and columns),
+      padded by ``k - 1`` (and on the high side by the rows the forward's stride left out),
+      convolved with the kernel flipped in space, its in and out channels swapped within
+      each group;
+    - kernel gradient: ``dW[kh, kw, i, (g, o)] = sum over n, h, w of x[n, h*s + kh, w*s + kw,
+      (g, i)] * dy[n, h, w, (g, o)]``, a grouped conv whose batch is the per-group input
+      channel ``i``, whose channels are (group, image), and whose kernel is ``dy`` (images
+      as its input channels) dilated by the stride; its first ``k x k`` outputs are ``dW``.
+
+    The same function as any other lowering, up to the order of the additions.
+    """
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def conv(x, w):
+        def grad(dy):
+            return _tf_input_grad(dy, w, tf.shape(x), groups, stride), _tf_kernel_grad(
+                x, dy, w.shape, groups, stride
+            )
+
+        return tf.nn.conv2d(x, w, stride, "VALID"), grad
+
+    return conv(x, tf.convert_to_tensor(w))
+
+
+def _tf_dilate(t, s: int):
+    """NHWC ``t`` with ``s - 1`` zero rows and columns between its rows and columns."""
+    import tensorflow as tf
+
+    if s == 1:
+        return t
+    n, h, w, c = tf.unstack(tf.shape(t))
+    t = tf.pad(t[:, :, None, :, None, :], [[0, 0], [0, 0], [0, s - 1], [0, 0], [0, s - 1], [0, 0]])
+    return tf.reshape(t, tf.stack([n, h * s, w * s, c]))[:, : (h - 1) * s + 1, : (w - 1) * s + 1, :]
+
+
+def _tf_input_grad(dy, w, x_shape, groups: int, s: int):
+    import tensorflow as tf
+
+    k, _, gi, c_out = w.shape
+    go = c_out // groups
+    ho, wo = tf.shape(dy)[1], tf.shape(dy)[2]
+    left_h, left_w = x_shape[1] - ((ho - 1) * s + k), x_shape[2] - ((wo - 1) * s + k)  # rows stride skipped
+    d = tf.pad(
+        _tf_dilate(dy, s), tf.stack([[0, 0], [k - 1, k - 1 + left_h], [k - 1, k - 1 + left_w], [0, 0]])
+    )
+    flipped = tf.reshape(w, [k, k, gi, groups, go])[::-1, ::-1]
+    flipped = tf.reshape(tf.transpose(flipped, [0, 1, 4, 3, 2]), [k, k, go, groups * gi])
+    return tf.nn.conv2d(d, flipped, 1, "VALID")
+
+
+def _tf_kernel_grad(x, dy, w_shape, groups: int, s: int):
+    import tensorflow as tf
+
+    k, gi = w_shape[0], w_shape[2]
+    n, h, wd = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+    xt = tf.reshape(x, tf.stack([n, h, wd, groups, gi]))
+    xt = tf.reshape(tf.transpose(xt, [4, 1, 2, 3, 0]), tf.stack([gi, h, wd, groups * n]))  # [i, H, W, (g, n)]
+    kt = tf.transpose(dy, [1, 2, 0, 3])  # [Ho, Wo, n, (g, o)]: HWIO, n the input channels of a group
+    out = tf.nn.conv2d(xt, kt, 1, "VALID", dilations=s)  # [i, >= k, >= k, (g, o)]
+    return tf.transpose(out[:, :k, :k, :], [1, 2, 0, 3])
+
+
 def _patches_conv(x, w, groups: int, stride: int):
     """Grouped 'valid' conv of NHWC ``x`` with HWIO ``w``: im2col per group, one batched matmul.
 
@@ -123,8 +192,9 @@ class GroupedConv2D(layers.Conv2D):
         super().__init__(*args, **kwargs)
         self.conv_impl = check_conv_impl(conv_impl)
         self.lowering = resolve_conv_impl(conv_impl, self.groups, *_engine())
-        if self.lowering == "patches" and keras.backend.backend() == "tensorflow":
-            # The patches' many small ops run faster in TensorFlow's graph than compiled by XLA
+        self.tensorflow = keras.backend.backend() == "tensorflow"
+        if self.tensorflow:
+            # Either lowering runs faster in TensorFlow's graph (oneDNN) than compiled by XLA
             # (resnext_spec.grouped): with one layer that does not support jit, Keras's
             # jit_compile="auto" leaves the model out of XLA.
             self.supports_jit = False
@@ -132,6 +202,8 @@ class GroupedConv2D(layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         if self.padding == "valid" and self.lowering == "patches":
             return patches_conv(inputs, kernel, self.groups, self.strides[0])
+        if self.padding == "valid" and self.tensorflow:
+            return tf_grouped_conv(inputs, kernel, self.groups, self.strides[0])
         return super().convolution_op(inputs, kernel)
 
     def get_config(self) -> dict[str, Any]:

@@ -5,12 +5,15 @@ above all, and TensorFlow has no CPU gradient for grouped convolutions. So Keras
 Flax take a ``conv_impl``:
 
 - ``"native"``: the backend's own grouped convolution (``feature_group_count`` in JAX,
-  cuDNN on GPU; ``keras.ops.conv`` on Keras's TensorFlow backend).
+  cuDNN on GPU; torch's on Keras's torch backend). On Keras's TensorFlow backend it is
+  TensorFlow's own grouped kernel (oneDNN), with the two gradients TensorFlow lacks on CPU
+  written as grouped forward convolutions of its own (``resnext_keras.grouped_conv``).
 - ``"patches"``: im2col per group and one batched matrix product over the groups,
   differentiated by plain autodiff; a batch whose patches would pass
   ``PATCHES_BUDGET`` is cut into equal chunks, recomputed in the backward pass.
-- ``"auto"``: ``"patches"`` on CPU, ``"native"`` on GPU and on Keras's torch backend
-  (torch's own grouped conv has a fast CPU gradient).
+- ``"auto"``: ``"native"`` on GPU and on Keras's TensorFlow and torch backends (oneDNN
+  runs grouped convolutions fast, forward and back); ``"patches"`` for JAX on CPU (Flax,
+  Keras on JAX), where XLA's own is slow.
 
 Every lowering computes the same function from the same weights; only the order of
 the additions differs. Why each choice, with the measurements behind it:
@@ -44,7 +47,7 @@ def resolve_conv_impl(impl: str, groups: int, engine: str = "xla", platform: str
         return "native"
     if impl != "auto":
         return impl
-    if engine == "torch":  # torch's own grouped conv has a fast CPU gradient (oneDNN)
+    if engine in ("torch", "tensorflow"):  # oneDNN's grouped convs, forward and both gradients
         return "native"
     return "patches" if platform == "cpu" else "native"
 

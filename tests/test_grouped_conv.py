@@ -81,9 +81,10 @@ def assert_matches(got, truth, dtype, what):
 
 @pytest.mark.keras
 @pytest.mark.keras_smoke
-def test_keras_compiled_train_step_is_the_same_with_the_batch_in_chunks(monkeypatch):
-    """A compiled train step (TensorFlow has no CPU gradient for grouped convs, so "auto" must
-    train there, outside XLA) takes the same step whole and in rematerialised chunks."""
+def test_keras_compiled_train_step_is_the_same_with_each_lowering(monkeypatch):
+    """A compiled train step (TensorFlow has no CPU gradient for grouped convs: ours must train
+    there, outside XLA) takes the same step with patches whole, in rematerialised chunks, and
+    with the native conv (on TensorFlow, its gradients written as grouped forward convs)."""
     import functools
 
     import keras
@@ -95,11 +96,11 @@ def test_keras_compiled_train_step_is_the_same_with_the_batch_in_chunks(monkeypa
     x = np.random.default_rng(0).standard_normal((5, 16, 16, 3)).astype(np.float32)
     y = np.arange(5, dtype=np.int32) % TINY.num_classes
     stepped = []
-    for budget in (None, 1):  # budget 1 byte: every image a chunk of its own
+    for impl, budget in (("patches", None), ("patches", 1), ("native", None)):  # 1 byte: an image a chunk
         if budget:
             chunked = functools.partial(grouped_conv.patches_conv, budget=budget)
             monkeypatch.setattr(grouped_conv, "patches_conv", chunked)
-        model = rk.create_model(config=TINY, conv_impl="patches")
+        model = rk.create_model(config=TINY, conv_impl=impl)
         rk.import_weights(model, w)
         model.compile(
             optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(True)
@@ -109,15 +110,16 @@ def test_keras_compiled_train_step_is_the_same_with_the_batch_in_chunks(monkeypa
         # the torch backend runs eagerly unless asked.
         assert model.jit_compile is (keras.backend.backend() == "jax")
         stepped.append(rk.export_weights(model))
-    moved = {n: rel_error(stepped[1][n], stepped[0][n]) for n in w if "conv2" in n}
-    assert max(moved.values()) < 1e-5, moved
+    for other in stepped[1:]:
+        moved = {n: rel_error(other[n], stepped[0][n]) for n in w if "conv2" in n}
+        assert max(moved.values()) < 1e-5, moved
     assert all(not np.allclose(stepped[0][n], w[n]) for n in moved)  # the grouped kernels did move
 
 
-def test_auto_is_patches_on_cpu_and_native_on_gpu():
+def test_auto_is_patches_for_xla_on_cpu_and_native_elsewhere():
     assert resolve_conv_impl("auto", 32, "xla", "cpu") == "patches"
     assert resolve_conv_impl("auto", 32, "xla", "gpu") == "native"
-    assert resolve_conv_impl("auto", 32, "tensorflow", "cpu") == "patches"
+    assert resolve_conv_impl("auto", 32, "tensorflow", "cpu") == "native"  # oneDNN, gradients as convs
     assert resolve_conv_impl("auto", 32, "tensorflow", "gpu") == "native"
     assert resolve_conv_impl("auto", 32, "torch", "cpu") == "native"  # Keras on torch: torch's own kernel
     assert resolve_conv_impl("patches", 1, "xla", "cpu") == "native"  # nothing to lower without groups
@@ -207,6 +209,23 @@ class TestKeras:
             y, dx, dk = _keras_value_and_grads(keras, layer, xp, dy)
         dx = dx[:, 1:-1, 1:-1, :]  # gradient w.r.t. the unpadded input
         assert_matches((y, dx, dk), truth, dtype, f"keras {impl} C={groups} stride {stride}")
+
+    @pytest.mark.parametrize("impl", ["native", "patches"])
+    @pytest.mark.parametrize("stride", [1, 2])
+    def test_a_batch_of_one_equals_torch_grouped_conv(self, stride, impl):
+        import keras
+
+        from resnext_keras.grouped_conv import GroupedConv2D
+
+        groups, gi, h, w = 8, 4, 7, 6
+        x, k, dy = case_arrays(groups, gi, h, w, stride, np.float32, batch=1)
+        truth = torch_truth(x, k, dy, groups, stride)
+        layer = GroupedConv2D(groups * gi, 3, strides=stride, groups=groups, use_bias=False, conv_impl=impl)
+        xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        layer.build(xp.shape)
+        layer.kernel.assign(k)
+        y, dx, dk = _keras_value_and_grads(keras, layer, xp, dy)
+        assert_matches((y, dx[:, 1:-1, 1:-1, :], dk), truth, np.float32, f"keras {impl} batch 1")
 
     @pytest.mark.parametrize("dtype", [np.float32, np.float64])
     @pytest.mark.parametrize("stride", [1, 2])
