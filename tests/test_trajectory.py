@@ -39,6 +39,7 @@ def test_keras_stock_sgd_is_caught(monkeypatch):
     """Keras's own SGD decays decoupled and keeps lr-scaled momentum: the one-step sgd check
     passes it (zero momentum, one rate); six steps across an lr drop do not."""
     import keras
+
     import resnext_keras
 
     class StockSGD(resnext_keras.KerasEngine):
