@@ -83,6 +83,9 @@ def grid(
 ) -> list[Spec]:
     """Every row to measure, ours then the peer, in a stable order."""
     specs = []
+    with_peer = {
+        fw: peers and peer_installed(fw) for fw in frameworks
+    }  # one torchvision import, not one a model
     for name, config in models.items():
         each = common | {"image_size": common.get("image_size") or default_image_size(config)}
         for fw in frameworks:
@@ -93,7 +96,7 @@ def grid(
                         continue
                     for mode in fw_modes:
                         specs.append(Spec(fw, name, config.to_dict(), mode, form, "ours", backend, **each))
-                if not (peers and peer_installed(fw)):
+                if not with_peer[fw]:
                     continue
                 for peer_name, (base, changes) in PEER_VARIANTS.items():
                     # Our build of the peer's own architecture, then the peer.

@@ -202,7 +202,7 @@ class GroupedConv2D(layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         if self.padding == "valid" and self.lowering == "patches":
             return patches_conv(inputs, kernel, self.groups, self.strides[0])
-        if self.padding == "valid" and self.tensorflow:
+        if self.padding == "valid" and self.lowering == "native" and self.tensorflow:
             return tf_grouped_conv(inputs, kernel, self.groups, self.strides[0])
         return super().convolution_op(inputs, kernel)
 

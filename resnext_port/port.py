@@ -304,10 +304,7 @@ def _read_folder(
     """A model folder: timm's hub layout, a keras-hub preset, or a transformers directory,
     told apart by its config.json."""
     if timm_resnet.is_timm_dir(path):
-        try:
-            found, arch, notes = timm_resnet.read_timm_dir(path)
-        except timm_resnet.TimmError as e:
-            raise PortError(str(e)) from e
+        found, arch, notes = timm_resnet.read_timm_dir(path)  # a TimmError is a PortError
         if found.suffix == ".safetensors":
             raw = read_safetensors(found.read_bytes(), found)
         else:
@@ -316,15 +313,13 @@ def _read_folder(
         return _from_state_dict(raw, notes, found, asked, form, num_classes, arch)
     if keras_hub_resnet.is_keras_hub_dir(path):
         try:
-            found = keras_hub_resnet.read_keras_hub_dir(path)
-        except keras_hub_resnet.KerasHubError as e:
-            raise PortError(str(e)) from e
+            found = keras_hub_resnet.read_keras_hub_dir(path)  # a KerasHubError is a PortError
         except H5_ERRORS as e:
             raise PortError(f"{path}: a damaged keras-hub preset ({type(e).__name__}: {e})") from e
         return _form_c(*found, asked, form, path)
     try:
         weights, config, notes = read_hf_dir(path)
-    except (HFError, CheckpointError) as e:
+    except CheckpointError as e:  # an HFError is a PortError already
         raise PortError(str(e)) from e
     # --model without --num-classes takes the folder's class count here (its config names it)
     lenient = replace(get_config(model), num_classes=num_classes or config.num_classes) if model else None
@@ -367,10 +362,7 @@ def _from_state_dict(
     if variant := timm_resnet.variant_in_names(list(raw)):
         raise PortError(f"{path}: not a network this project holds: {variant}")
     if arch is not None:
-        try:
-            timm_resnet.check_arch(arch, str(path))
-        except timm_resnet.TimmError as e:
-            raise PortError(str(e)) from e
+        timm_resnet.check_arch(arch, str(path))  # a TimmError is a PortError
         notes.append(f"timm {arch}: stride on the 3x3 (timm's ResNets, as torchvision)")
     if asked is not None:
         form = form or infer_form(list(raw))
