@@ -15,6 +15,7 @@ from resnext_spec.errors import run_command
 from resnext_spec.grouped import CONV_IMPLS
 
 from .harness import CHECKS, DEFAULT_MODELS, OPTIONAL_CHECKS, Settings, run_parity
+from .runner_base import COMPILE_MODES, MAX_COMPILED_PATHS
 from .runners import FRAMEWORKS, available_frameworks
 
 
@@ -73,11 +74,19 @@ def parser() -> argparse.ArgumentParser:
         help="Keras backend (default: KERAS_BACKEND, else tensorflow; jax on --device gpu)",
     )
     p.add_argument(
-        "--flax-jit",
-        choices=["auto", "always", "never"],
+        "--compile",
+        choices=list(COMPILE_MODES),
         default="auto",
-        help="which Flax builds run jit-compiled; auto = form (c) only, since XLA takes minutes "
-        "to compile hundreds of explicit paths (default: %(default)s)",
+        help="which Keras and Flax builds run compiled (tf.function / jax.jit); auto = all but "
+        f"those with more than {MAX_COMPILED_PATHS} explicit paths, which compile for minutes "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--eager",
+        action="store_const",
+        const="never",
+        dest="compile",
+        help="run every build op by op, for debugging (same as --compile never)",
     )
     p.add_argument(
         "--conv-impl",
@@ -93,6 +102,11 @@ def parser() -> argparse.ArgumentParser:
         help="draw every error as a fraction of its bound to PATH (.png or .svg; needs matplotlib)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="every copy direction on its own row (by default, one per form)",
+    )
     return p
 
 
@@ -143,7 +157,7 @@ def _main(argv: list[str] | None) -> int:
 
     precision = "bfloat16" if args.precision == "bf16" else args.precision
     # combinations the harness refuses (e.g. trajectory in float64), before any work
-    Settings(checks=tuple(args.checks), device=device, precision=precision)
+    Settings(checks=tuple(args.checks), device=device, precision=precision, compile=args.compile)
     try:
         result = run_parity(
             models,
@@ -156,7 +170,7 @@ def _main(argv: list[str] | None) -> int:
             device=device,
             precision=precision,
             keras_backend=args.keras_backend,
-            flax_jit=args.flax_jit,
+            compile=args.compile,
             conv_impl=args.conv_impl,
             progress=progress,
         )
@@ -165,7 +179,7 @@ def _main(argv: list[str] | None) -> int:
             f"{e}; install the extras for the frameworks you ask for (pip install -e '.[all]') "
             "or pass --frameworks"
         ) from e
-    print_table(result)
+    print_table(result, verbose=args.verbose)
     if args.json:
         write_json(result, args.json)
         print(f"wrote {args.json}")

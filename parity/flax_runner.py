@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from resnext_spec import ArchConfig, is_running_stat
@@ -9,25 +13,30 @@ from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import FROM_CHANNELS_LAST
 
-from .runner_base import SGD, PassResult, check_dtype
+from .runner_base import SGD, PassResult, check_compile, check_dtype, compiles
+
+# XLA's backend optimisation off for the harness's compiles on CPU: each compiled function runs one
+# to three times here, and compiling dominates. resnext26_8x16d on 2 cores: the Flax builds' compile
+# time 45 s -> 30 s (form (c)'s SGD step 5.2 -> 2.5 s, running 0.42 -> 0.63 s per step); every check
+# still passes with the same margins. (On GPU the defaults stay.)
+CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
 class FlaxRunner:
     framework = "flax"
 
     def __init__(
-        self, device: str = "cpu", jit: str = "auto", conv_impl: str = "auto", dtype: str = "float32"
+        self, device: str = "cpu", compile: str = "auto", conv_impl: str = "auto", dtype: str = "float32"
     ) -> None:
-        """``jit``: "always", "never", or "auto" = form (c) only.
+        """``compile``: "auto", "always" or "never" (``runner_base.compiles``).
 
-        Explicit paths make XLA compile times explode (resnext50_32x4d form (a):
-        877 s to compile one gradient pass on 2 CPU cores, 27 s to run it eagerly),
-        and the harness runs each build only once or twice. ``dtype`` "float64"
-        needs JAX's x64 mode on while the runner works (``runner_base.jax_x64``).
+        A compiled build runs every pass through ``jax.jit`` of the split model
+        state, the way the Flax docs write a fast step (``nnx.jit`` walks the module
+        graph on every call); "never" runs the same functions op by op, for
+        debugging. ``dtype`` "float64" needs JAX's x64 mode on while the runner
+        works (``runner_base.jax_x64``).
         """
-        if jit not in ("auto", "always", "never"):
-            raise ConfigError(f"flax jit must be 'auto', 'always' or 'never', got {jit!r}")
-        self.jit = jit
+        self.compile = check_compile(compile)
         self.conv_impl = check_conv_impl(conv_impl)
         self.dtype = check_dtype(dtype)
         import jax
@@ -44,28 +53,14 @@ class FlaxRunner:
             self.device = jax.devices("gpu" if device == "gpu" else "cpu")[0]
         except RuntimeError as e:  # JAX: "Unknown backend: 'gpu' requested, but no platforms ..."
             raise ConfigError(f"--device {device}: JAX has no such device here ({e})") from e
-
-        def loss_and_grads(model, x, labels):
-            """(loss, logits, grads); in train mode the BN running statistics are updated in place."""
-
-            def loss_fn(m):
-                logits = m(x)
-                return train.cross_entropy(logits, labels), logits
-
-            (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-            return loss, logits, grads
-
-        def update(optimizer, model, grads) -> None:
-            optimizer.update(model, grads)
-
-        self._eager_loss_and_grads, self._compiled_loss_and_grads = loss_and_grads, nnx.jit(loss_and_grads)
-        self._eager_update, self._compiled_update = update, nnx.jit(update)
         # (compute dtype, parameter dtype): bfloat16 is mixed precision, float32 parameters.
         self.dtypes = {
             "float32": (jnp.float32, jnp.float32),
             "float64": (jnp.float64, jnp.float64),
             "bfloat16": (jnp.bfloat16, jnp.float32),
         }[dtype]
+        self.compile_s = 0.0  # seconds spent tracing and compiling, summed; the harness reads it
+        self._executables: dict[tuple, Any] = {}  # (function, graph, shapes) -> its executable
 
     def build(self, config: ArchConfig, form: str):
         # A plain initialised build: nnx.eval_shape would skip the random init, but
@@ -87,8 +82,8 @@ class FlaxRunner:
     def count(self, model) -> int:
         return self.rf.count_params(model)
 
-    def _jit(self, model) -> bool:
-        return self.jit == "always" or (self.jit == "auto" and model.form == "c")
+    def compiled(self, model) -> bool:
+        return compiles(self.compile, model.config, model.form)
 
     def _input(self, x: np.ndarray):
         return self.jnp.asarray(x.transpose(0, 2, 3, 1), dtype=self.dtypes[0])
@@ -97,18 +92,42 @@ class FlaxRunner:
     def _numpy(a) -> np.ndarray:
         return np.asarray(a, dtype=np.float64)
 
-    def logits(self, model, x) -> np.ndarray:
-        # One forward pass. Eagerly, JAX compiles each new op on its own: for plain convs that
-        # costs less than compiling the whole network (resnet152 at 32 px, batch 2: 6.2 s eager,
-        # 8.5 s jit), for the patches lowering's many small ops far more (resnext50_32x4d 8.9 s
-        # eager, 2.3 s jit; resnext101_64x4d 9.1 / 5.2), so "auto" compiles grouped form (c).
-        grouped = model.form == "c" and model.config.cardinality > 1
+    def _executable(self, fn: Callable, graphdef, state, args):
+        """``fn`` compiled for this graph and these shapes: once, ahead of time, so that the
+        time spent tracing and compiling is measured apart from the run."""
+        key = (fn, graphdef, *((a.shape, a.dtype) for a in self.jax.tree.leaves((state, args))))
+        if key not in self._executables:
+            t0 = time.perf_counter()
+            with self.jax.default_device(self.device):
+                lowered = self.jax.jit(fn, static_argnums=0).lower(graphdef, state, *args)
+                cpu = self.device.platform == "cpu"
+                self._executables[key] = lowered.compile(CPU_COMPILER_OPTIONS if cpu else None)
+            self.compile_s += time.perf_counter() - t0
+        return self._executables[key]
+
+    def _run(self, fn: Callable, node, model, *args):
+        """``fn(graphdef, state, *args)`` on ``node``'s split state; its new state written back."""
+        nnx = self.nnx
+        graphdef, state = nnx.split(node)
         with self.jax.default_device(self.device):
-            model.eval()
-            nhwc = self._input(x)
-            jit = self.jit == "always" or (self.jit == "auto" and grouped)
-            out = self.train.forward(model, nhwc) if jit else model(nhwc)
-            return self._numpy(out)
+            if self.compiled(model):
+                *out, new_state = self._executable(fn, graphdef, state, args)(state, *args)
+            else:
+                *out, new_state = fn(graphdef, state, *args)
+        nnx.update(node, new_state)
+        return out
+
+    def _optimizer(self, model, sgd: SGD):
+        with self.jax.default_device(self.device):
+            return self.train.make_optimizer(
+                model, lr=sgd.lr, momentum=sgd.momentum, weight_decay=sgd.weight_decay
+            )
+
+    def logits(self, model, x) -> np.ndarray:
+        """Eval-mode logits: one forward pass."""
+        model.eval()
+        (out,) = self._run(_forward, model, model, self._input(x))
+        return self._numpy(out)
 
     def state(self, model) -> dict[str, np.ndarray]:
         """Every canonical tensor (parameters and running statistics), torch layout, float64."""
@@ -127,17 +146,11 @@ class FlaxRunner:
         }
         return PassResult(self._numpy(logits), float(loss), named, self.state(model))
 
-    def _loss_and_grads(self, model):
-        # jit=False runs op by op: the same arithmetic, and far quicker for a single
-        # pass of the explicit-path forms (see __init__).
-        return self._compiled_loss_and_grads if self._jit(model) else self._eager_loss_and_grads
-
     def forward_backward(self, model, x, labels, train) -> PassResult:
         """Logits, mean cross-entropy and its gradients w.r.t. every canonical parameter."""
-        with self.jax.default_device(self.device):
-            model.train() if train else model.eval()
-            loss, logits, grads = self._loss_and_grads(model)(model, self._input(x), self.jnp.asarray(labels))
-            return self._result(model, loss, logits, grads)
+        model.train() if train else model.eval()
+        loss, logits, grads = self._run(_pass, model, model, self._input(x), self.jnp.asarray(labels))
+        return self._result(model, loss, logits, grads)
 
     def full_fp32(self):
         """Full fp32 convs and matmuls while the context is open (JAX on GPU would use TF32)."""
@@ -145,18 +158,57 @@ class FlaxRunner:
 
     def sgd_steps(self, model, x, labels, sgd: SGD) -> tuple[PassResult, dict[str, np.ndarray]]:
         """``sgd.steps`` training-mode steps of ``resnext_flax.train.sgd`` (torch's update), fresh state."""
-        t = self.train
-        with self.jax.default_device(self.device):
-            model.train()
-            optimizer = t.make_optimizer(
-                model, lr=sgd.lr, momentum=sgd.momentum, weight_decay=sgd.weight_decay
-            )
-            update = self._compiled_update if self._jit(model) else self._eager_update
-            x, labels = self._input(x), self.jnp.asarray(labels)
-            first = None
-            for _ in range(sgd.steps):
-                loss, logits, grads = self._loss_and_grads(model)(model, x, labels)
-                if first is None:
-                    first = self._result(model, loss, logits, grads)
-                update(optimizer, model, grads)
-            return first, self.state(model)
+        model.train()
+        optimizer = self._optimizer(model, sgd)
+        x, labels = self._input(x), self.jnp.asarray(labels)
+        first = None
+        for _ in range(sgd.steps):
+            loss, logits, grads = self._run(_step, (model, optimizer), model, x, labels)
+            if first is None:
+                # The pass and the update are one compiled function, so the parameters have moved
+                # by now: the first result's state holds the running statistics the pass left.
+                first = self._result(model, loss, logits, grads)
+                first.state = {k: v for k, v in first.state.items() if is_running_stat(k)}
+        return first, self.state(model)
+
+
+# The compiled functions: pure in (graphdef, state, ...) -> (..., new state), so jax.jit takes them as
+# they are; the model's mode (train/eval) is in its graphdef, so each mode compiles once.
+
+
+def _forward(graphdef, state, x):
+    from flax import nnx
+
+    model = nnx.merge(graphdef, state)
+    return model(x), nnx.state(model)
+
+
+def _value_and_grads(model, x, labels):
+    from flax import nnx
+
+    from resnext_flax.train import cross_entropy
+
+    def loss_fn(m):
+        logits = m(x)
+        return cross_entropy(logits, labels), logits
+
+    (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    return loss, logits, grads
+
+
+def _pass(graphdef, state, x, labels):
+    """(loss, logits, grads, state); in train mode the BN running statistics are updated."""
+    from flax import nnx
+
+    model = nnx.merge(graphdef, state)
+    return *_value_and_grads(model, x, labels), nnx.state(model)
+
+
+def _step(graphdef, state, x, labels):
+    """One SGD step: the pass of :func:`_pass`, then the optimizer's update, in one function."""
+    from flax import nnx
+
+    model, optimizer = nnx.merge(graphdef, state)
+    loss, logits, grads = _value_and_grads(model, x, labels)
+    optimizer.update(model, grads)
+    return loss, logits, grads, nnx.state((model, optimizer))

@@ -40,11 +40,21 @@ from resnext_spec import (
 )
 from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
-from resnext_spec.tolerances import EXACT, FLOOR_SAMPLES, TOL, TOL64, Comparison, compare, perturb
+from resnext_spec.tolerances import (
+    EXACT,
+    FLOOR_SAMPLES,
+    TOL,
+    TOL64,
+    Comparison,
+    Floor,
+    compare,
+    noise_floor,
+    perturb,
+)
 from resnext_spec.versions import versions
 
 from . import trajectory
-from .runner_base import jax_x64
+from .runner_base import check_compile, jax_x64
 from .runners import FRAMEWORKS, SGD, PassResult, Runner, TorchRunner, make_runner
 
 CHECKS = ("counts", "roundtrip", "copy", "eval", "train", "grad_eval", "grad_train", "sgd")
@@ -75,13 +85,14 @@ class Settings:
     device: str = "cpu"
     precision: str = "float32"
     keras_backend: str | None = None
-    flax_jit: str = "auto"
+    compile: str = "auto"
     conv_impl: str = "auto"
     tf32: bool = False
     sgd: SGD = SGD()
 
     def __post_init__(self) -> None:
         check_conv_impl(self.conv_impl)
+        check_compile(self.compile)
         for f in self.forms:
             check_form(f)
         for c in self.checks:
@@ -248,13 +259,13 @@ class Harness:
         # The builds under test compute in the run's precision; bfloat16 rows come from their own runners.
         self.dtype = "float64" if st.precision == "float64" else "float32"
         self.runners: dict[str, Runner] = {
-            fw: make_runner(fw, st.device, st.keras_backend, st.flax_jit, st.conv_impl, self.dtype)
+            fw: make_runner(fw, st.device, st.keras_backend, st.conv_impl, self.dtype, st.compile)
             for fw in st.frameworks
         }
         self.bf16: dict[str, Runner] = {}
         if st.precision == "bfloat16":
             self.bf16 = {
-                fw: make_runner(fw, st.device, st.keras_backend, st.flax_jit, st.conv_impl, "bfloat16")
+                fw: make_runner(fw, st.device, st.keras_backend, st.conv_impl, "bfloat16", st.compile)
                 for fw in st.frameworks
             }
         # The reference at the run's precision, and the float64 truth its floor is measured against
@@ -264,6 +275,9 @@ class Harness:
         self.ref_tf32 = TorchRunner(st.device, tf32=True) if st.tf32 and self.dtype == "float32" else None
         self.tol = TOL64 if self.dtype == "float64" else TOL
         self.trajectories: dict[str, dict[str, list[float]]] = {}  # model -> build -> loss per step
+        self.floors: dict[tuple[int, Callable], Floor] = {}  # (references, quantity) -> its noise floor
+        # "model: framework (form)" -> how it ran: compiled or not, compile and run seconds.
+        self.timings: dict[str, dict[str, Any]] = {}
 
     def needs(self, *checks: str) -> bool:
         return self.settings.needs(*checks)
@@ -319,6 +333,7 @@ class Harness:
 
     def run_model(self, name: str, config: ArchConfig, out: list[CheckResult]) -> None:
         st = self.settings
+        self.floors.clear()  # keyed by the references' id, which a later model's may reuse
         size = st.image_size or (32 if config.stem == "cifar" else 64)
         w = random_weights(config, "c", st.seed)
         x, labels = make_batch(config, st.batch, size, st.seed)
@@ -344,12 +359,14 @@ class Harness:
         # Form by form, so only one form's three builds are alive at once (for the copies).
         for form in forms:
             wf = to_form(w, config, "c", form)
+            compiled_before = {fw: getattr(r, "compile_s", 0.0) for fw, r in self.runners.items()}
             exports: dict[str, dict[str, np.ndarray]] = {}
             models: dict[str, Any] = {}
             for fw, runner in self.runners.items():
                 t0 = time.perf_counter()
                 self.progress(f"{name}: {fw} ({form})")
                 model = runner.build(config, form)
+                compiled = getattr(runner, "compiled", lambda m: False)(model)
                 runner.load(model, wf)
                 row = dict(model=name, framework=fw, form=form)
                 self.check_weights_io(runner, model, config, wf, row, out)
@@ -363,7 +380,15 @@ class Harness:
                     exports[fw] = runner.export(model)
                     models[fw] = model
                 del model
-                self.progress(f"{name}: {fw} ({form}) done in {time.perf_counter() - t0:.1f}s")
+                took = time.perf_counter() - t0
+                compile_s = getattr(runner, "compile_s", 0.0) - compiled_before[fw]
+                self.timings[f"{name}: {fw} ({form})"] = {
+                    "compiled": compiled,
+                    "compile_s": round(compile_s, 2),
+                    "wall_s": round(took, 2),
+                }
+                how = f"compiled, {compile_s:.1f}s of it compiling" if compiled else "eager"
+                self.progress(f"{name}: {fw} ({form}) done in {took:.1f}s ({how})")
             if self.needs("copy"):
                 self.check_copies(name, form, exports, models, out)
             del exports, models
@@ -443,11 +468,14 @@ class Harness:
     def judge(self, pick, mine: dict, refs: tuple[dict, dict, list[dict]], against: dict | None = None):
         """One quantity under the noise-floor rule: against the reference, or ``against`` another build."""
         ref, truth, samples = refs
+        key = (id(ref), pick)
+        if key not in self.floors:  # the same for every build: measured once per model
+            self.floors[key] = noise_floor(pick(ref), pick(truth), [pick(s) for s in samples])
         return compare(
             pick(mine),
             pick(against if against is not None else ref),
             pick(truth),
-            floor_samples=[pick(s) for s in samples],
+            floor=self.floors[key],
             tol=self.tol,
         )
 
@@ -588,7 +616,7 @@ def run_parity(
     device: str = "cpu",
     precision: str = "float32",
     keras_backend: str | None = None,
-    flax_jit: str = "auto",
+    compile: str = "auto",
     conv_impl: str = "auto",
     tf32: bool | None = None,
     configs: dict[str, ArchConfig] | None = None,
@@ -600,8 +628,10 @@ def run_parity(
     configs. ``image_size`` defaults to 32 for CIFAR stems and 64 for ImageNet
     stems. ``precision`` is "float32", "float64" (all nine builds in float64,
     bounds near 1e-12) or "bfloat16" (informational rows only; see the module
-    docstring). ``flax_jit`` ("auto": form (c) only, "always", "never") says which
-    Flax builds run jit-compiled. ``conv_impl`` says how Keras and Flax compute
+    docstring). ``compile`` ("auto", "always", "never") says which Keras and Flax
+    builds run compiled (``runner_base.compiles``: "auto" all but the builds with
+    more than 128 explicit paths; torch and Keras on torch run eagerly, as
+    their frameworks do by default). ``conv_impl`` says how Keras and Flax compute
     grouped convs ("auto": the fast lowering, "native", "patches"; see
     ``resnext_spec.grouped``). ``tf32`` (default: on GPU) adds the informational
     TF32 row. Returns a :class:`ParityResult`; nothing is printed except through
@@ -620,7 +650,7 @@ def run_parity(
         device=device,
         precision=precision,
         keras_backend=keras_backend,
-        flax_jit=flax_jit,
+        compile=compile,
         conv_impl=conv_impl,
         tf32=device == "gpu" if tf32 is None else tf32,
     )
@@ -646,6 +676,7 @@ def run_parity(
         "keras_backend": getattr(harness.runners.get("keras"), "backend", None),
         "tf32_row": settings.tf32,
         "trajectories": harness.trajectories,
+        "builds": harness.timings,
         "versions": versions(),
         "argv": sys.argv,
         "wall_time_s": round(time.perf_counter() - t0, 2),

@@ -7,6 +7,7 @@ Gradients are backend-specific in Keras 3 (``tf.GradientTape``, ``jax.grad`` ove
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import FROM_CHANNELS_LAST
 
-from .runner_base import SGD, PassResult, UnsupportedPrecision, check_dtype
+from .runner_base import SGD, PassResult, UnsupportedPrecision, check_compile, check_dtype, compiles
 
 BACKENDS = ("tensorflow", "jax", "torch")
 # The Keras dtype policy of each runner dtype.
@@ -25,7 +26,22 @@ POLICIES = {"float32": "float32", "float64": "float64", "bfloat16": "mixed_bfloa
 class KerasRunner:
     framework = "keras"
 
-    def __init__(self, backend: str | None = None, conv_impl: str = "auto", dtype: str = "float32") -> None:
+    def __init__(
+        self,
+        backend: str | None = None,
+        conv_impl: str = "auto",
+        dtype: str = "float32",
+        compile: str = "auto",
+    ) -> None:
+        """``compile``: "auto", "always" or "never" (``runner_base.compiles``).
+
+        Compiled as Keras's own ``fit`` compiles its step by default: a
+        ``tf.function`` graph on TensorFlow (no XLA: Keras leaves it off on CPU),
+        ``jax.jit`` on JAX; on torch Keras runs eagerly by default, and so does
+        this runner. "never" runs the same code op by op, for debugging.
+        """
+        self.compile = check_compile(compile)
+        self.compile_s = 0.0  # seconds spent tracing and compiling, summed; the harness reads it
         self.conv_impl = check_conv_impl(conv_impl)
         self.dtype = check_dtype(dtype)
         if backend is not None:
@@ -79,8 +95,46 @@ class KerasRunner:
             t = self.keras.ops.cast(t, "float32")
         return np.asarray(self.keras.ops.convert_to_numpy(t)).astype(np.float64)  # astype copies
 
+    def compiled(self, model) -> bool:
+        """JAX: by ``runner_base.compiles``. TensorFlow: only when asked ("always"): its eager ops run
+        through TF's C++ fast path, and for the one to three calls a build makes, tracing costs more
+        than it saves (resnext26_8x16d on 2 cores: form (a) 9.8 s eager, 27.4 s as tf.function, of
+        which 10.5 s tracing; form (c) 4.0 / 8.0 s). torch: eager, as Keras runs it by default."""
+        if self.backend == "tensorflow":
+            return self.compile == "always"
+        return self.backend == "jax" and compiles(self.compile, model.config, model.form)
+
     def logits(self, model, x) -> np.ndarray:
-        return self._numpy(model(self._input(x), training=False))
+        x = self._input(x)
+        if not self.compiled(model):
+            return self._numpy(model(x, training=False))
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            forward = self._traced(tf.function(lambda x: model(x, training=False)), x)
+            return self._numpy(forward(x))
+
+        def forward(tv, ntv, x):
+            return model.stateless_call(tv, ntv, x, training=False)[0]
+
+        state = [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
+        return self._numpy(self._jitted(forward, *state, x)(*state, x))
+
+    def _traced(self, fn, *args):
+        """A tf.function traced now for ``args``, its tracing time counted as compile time."""
+        t0 = time.perf_counter()
+        concrete = fn.get_concrete_function(*args)
+        self.compile_s += time.perf_counter() - t0
+        return concrete
+
+    def _jitted(self, fn, *args):
+        """``jax.jit(fn)`` compiled now for ``args``, its tracing and compile time counted."""
+        import jax
+
+        t0 = time.perf_counter()
+        exe = jax.jit(fn).lower(*args).compile()
+        self.compile_s += time.perf_counter() - t0
+        return exe
 
     def state(self, model) -> dict[str, np.ndarray]:
         """Every canonical tensor (parameters and running statistics), torch layout, float64."""
@@ -88,8 +142,72 @@ class KerasRunner:
             name: FROM_CHANNELS_LAST[t](self._numpy(var.value)) for name, var, t in self.weight_table(model)
         }
 
+    def _steps(self, model, x: np.ndarray, labels: np.ndarray, train: bool, opt=None, steps: int = 1):
+        """``steps`` passes, each followed by ``opt``'s update when given; the first pass's PassResult.
+
+        Train mode updates the moving statistics. A compiled build runs each pass and
+        its update as one compiled step. With ``opt``, the result's state holds the
+        running statistics the first pass left (the parameters have moved by then).
+        """
+        variables = model.trainable_variables
+        if opt is not None:
+            opt.build(variables)  # its variables made before any graph is traced
+        if not self.compiled(model):
+            step = lambda x, labels: self._value_and_grads(model, x, labels, train)  # noqa: E731
+        elif self.backend == "tensorflow":
+            step = self._tf_step(model, x, labels, train, opt)
+        else:
+            step = self._jax_step(model, x, labels, train, opt)
+        first = None
+        for _ in range(steps):
+            logits, loss, grads = step(x, labels)
+            if opt is not None and not self.compiled(model):
+                opt.apply(grads, variables)
+            if first is None:
+                first = self._result(model, logits, loss, grads)
+                if opt is not None:
+                    first.state = {k: v for k, v in first.state.items() if is_running_stat(k)}
+        return first
+
+    def _tf_step(self, model, x, labels, train: bool, opt):
+        """The pass (and update) as one tf.function, traced now."""
+        import tensorflow as tf
+
+        def step(x, labels):
+            logits, loss, grads = self._value_and_grads(model, x, labels, train)
+            if opt is not None:
+                opt.apply(grads, model.trainable_variables)
+            return logits, loss, grads
+
+        return self._traced(tf.function(step), x, labels)
+
+    def _jax_step(self, model, x, labels, train: bool, opt):
+        """The pass (and update) as one jax.jit of ``stateless_call``, compiled now; it writes the
+        new values back into the model's (and optimizer's) variables after each call."""
+        groups = [model.trainable_variables, model.non_trainable_variables, opt.variables if opt else []]
+
+        def pure(tv, ntv, ov, x, labels):
+            loss, logits, grads, ntv = _jax_value_and_grads(model, tv, ntv, x, labels, train)
+            if opt is not None:
+                tv, ov = opt.stateless_apply(ov, grads, tv)
+            return logits, loss, grads, (tv, ntv, ov)
+
+        def values():
+            return [[v.value for v in g] for g in groups]
+
+        exe = self._jitted(pure, *values(), x, labels)
+
+        def step(x, labels):
+            logits, loss, grads, new = exe(*values(), x, labels)
+            for g, vals in zip(groups, new, strict=True):
+                for v, value in zip(g, vals, strict=True):
+                    v.assign(value)
+            return logits, loss, grads
+
+        return step
+
     def _value_and_grads(self, model, x: np.ndarray, labels: np.ndarray, train: bool):
-        """(logits, loss, grads in ``model.trainable_variables`` order); train mode updates moving stats."""
+        """(logits, loss, grads in trainable-variable order) op by op; train mode updates moving stats."""
         variables = model.trainable_variables
         if self.backend == "tensorflow":
             import tensorflow as tf
@@ -99,16 +217,9 @@ class KerasRunner:
                 loss = cross_entropy(logits, labels)
             return logits, loss, tape.gradient(loss, variables)
         if self.backend == "jax":
-            import jax
-
             frozen = model.non_trainable_variables
-
-            def f(tv, ntv):
-                logits, new_ntv = model.stateless_call(tv, ntv, x, training=train)
-                return cross_entropy(logits, labels), (logits, new_ntv)
-
-            (loss, (logits, new_ntv)), grads = jax.value_and_grad(f, has_aux=True)(
-                [v.value for v in variables], [v.value for v in frozen]
+            loss, logits, grads, new_ntv = _jax_value_and_grads(
+                model, [v.value for v in variables], [v.value for v in frozen], x, labels, train
             )
             for v, value in zip(frozen, new_ntv, strict=True):
                 v.assign(value)
@@ -135,7 +246,7 @@ class KerasRunner:
 
     def forward_backward(self, model, x, labels, train) -> PassResult:
         """Logits, mean cross-entropy and its gradients w.r.t. every canonical parameter."""
-        return self._result(model, *self._value_and_grads(model, self._input(x), np.asarray(labels), train))
+        return self._steps(model, self._input(x), np.asarray(labels), train)
 
     def full_fp32(self):
         """Full fp32 convs and matmuls while the context is open (JAX on GPU would use TF32)."""
@@ -155,14 +266,20 @@ class KerasRunner:
             coupled_weight_decay=sgd.weight_decay,
             lr_dtype="float64" if self.dtype == "float64" else None,
         )
-        x, labels = self._input(x), np.asarray(labels)
-        first = None
-        for _ in range(sgd.steps):
-            logits, loss, grads = self._value_and_grads(model, x, labels, True)
-            if first is None:
-                first = self._result(model, logits, loss, grads)
-            opt.apply(grads, model.trainable_variables)
+        first = self._steps(model, self._input(x), np.asarray(labels), True, opt, sgd.steps)
         return first, self.state(model)
+
+
+def _jax_value_and_grads(model, tv, ntv, x, labels, train: bool):
+    """(loss, logits, grads, new non-trainable values) of a Keras model on JAX, through ``stateless_call``."""
+    import jax
+
+    def f(tv, ntv):
+        logits, new_ntv = model.stateless_call(tv, ntv, x, training=train)
+        return cross_entropy(logits, labels), (logits, new_ntv)
+
+    (loss, (logits, new_ntv)), grads = jax.value_and_grad(f, has_aux=True)(tv, ntv)
+    return loss, logits, grads, new_ntv
 
 
 def _loaded_backend() -> str | None:

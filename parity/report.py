@@ -39,8 +39,29 @@ def _cell(rows: list[CheckResult]) -> tuple[str, bool]:
     return text, ok
 
 
-def table_rows(result: ParityResult, model: str) -> tuple[list[str], list[tuple[list[str], list[bool]]]]:
-    """Rows of builds x checks for one model, each cell the worst error of that check."""
+def _fold_copies(grouped: dict, keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The copy rows of each form as one row ("6 copies"), unless one of them failed."""
+    out = []
+    for form in dict.fromkeys(form for _, form in keys):
+        mine = [k for k in keys if k[1] == form]
+        rows = [r for k in mine for rs in grouped[k].values() for r in rs]
+        if rows and all(r.passed for r in rows):
+            name = f"{len(mine)} copies"
+            grouped[name, form] = {"copy": rows}
+            out.append((name, form))
+        else:
+            out.extend(mine)
+    return out
+
+
+def table_rows(
+    result: ParityResult, model: str, verbose: bool = False
+) -> tuple[list[str], list[tuple[list[str], list[bool]]]]:
+    """Rows of builds x checks for one model, each cell the worst error of that check.
+
+    The six copy directions of a form fold into one row when all are bitwise
+    (``verbose`` shows every direction).
+    """
     every = CHECKS + OPTIONAL_CHECKS + INFO_CHECKS + (REFERENCE_CHECK,)
     checks = [c for c in every if any(r.check == c for r in result.results)]
     grouped: dict[tuple[str, str], dict[str, list[CheckResult]]] = defaultdict(lambda: defaultdict(list))
@@ -50,29 +71,36 @@ def table_rows(result: ParityResult, model: str) -> tuple[list[str], list[tuple[
     # Builds framework by framework (the harness makes them form by form), then the copies.
     order = {fw: i for i, fw in enumerate(FRAMEWORKS)}
     builds = sorted((k for k in grouped if k[0] in order), key=lambda k: (order[k[0]], k[1]))
-    keys = builds + [k for k in grouped if k[0] not in order]
+    copies = [k for k in grouped if k[0] not in order]
+    keys = builds + (copies if verbose else _fold_copies(grouped, copies))
+    ran = result.meta.get("builds", {})
     rows = []
     for fw, form in keys:
         by_check = grouped[fw, form]
-        cells, oks = [fw, form], []
+        timing = ran.get(f"{model}: {fw} ({form})")
+        how = "" if timing is None else "compiled" if timing["compiled"] else "eager"
+        cells, oks = [fw, form, how], []
         for c in checks:
             text, ok = _cell(by_check[c]) if by_check.get(c) else ("", True)
             cells.append(text)
             oks.append(ok)
         cells.append("PASS" if all(oks) else "FAIL")
         rows.append((cells, oks))
-    return ["build", "form", *checks, "result"], rows
+    return ["build", "form", "ran", *checks, "result"], rows
 
 
-def print_table(result: ParityResult) -> None:
-    """One table per model; an error shows its float64 floor where the floor sets the bound."""
+def print_table(result: ParityResult, verbose: bool = False) -> None:
+    """One table per model; an error shows its float64 floor where the floor sets the bound.
+
+    ``verbose``: every copy direction on its own row (by default a form's six fold into one).
+    """
     try:
         from rich.console import Console
         from rich.table import Table
     except ImportError:  # plain text when rich is not installed
         Console = None
     for model in result.meta.get("models", []):
-        header, rows = table_rows(result, model)
+        header, rows = table_rows(result, model, verbose)
         precision = result.meta.get("precision", "float32")
         title = f"{model}: every build against torch form (c), {precision}"
         if precision == "bfloat16":
@@ -85,10 +113,10 @@ def print_table(result: ParityResult) -> None:
             continue
         table = Table(title=title)
         for h in header:
-            table.add_column(h, justify="left" if h in ("build", "form") else "right")
+            table.add_column(h, justify="left" if h in ("build", "form", "ran") else "right")
         for cells, oks in rows:
-            styled = cells[:2] + [
-                c if ok else f"[red]{c}[/red]" for c, ok in zip(cells[2:-1], oks, strict=True)
+            styled = cells[:3] + [
+                c if ok else f"[red]{c}[/red]" for c, ok in zip(cells[3:-1], oks, strict=True)
             ]
             styled.append("[green]PASS[/green]" if cells[-1] == "PASS" else "[bold red]FAIL[/bold red]")
             table.add_row(*styled)
@@ -111,6 +139,14 @@ def print_summary(result: ParityResult) -> None:
         f"{n - bad} passed, {bad} failed in {result.meta.get('wall_time_s', 0):.1f} s"
         + (f" (worst error over bound per check: {ratios})" if ratios else "")
     )
+    builds = result.meta.get("builds", {})
+    compiled = [t for t in builds.values() if t["compiled"]]
+    if compiled:
+        seconds = sum(t["compile_s"] for t in compiled)
+        print(
+            f"{len(compiled)} of {len(builds)} builds ran compiled, {seconds:.1f} s of it tracing and "
+            "compiling (the rest ran eagerly; --eager runs all eagerly)"
+        )
     tf32 = result.worst("tf32")
     if tf32:
         print(f"TF32 (shown, not judged): torch (c) eval logits off full fp32 by {tf32.error:.1e}")

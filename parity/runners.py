@@ -35,21 +35,22 @@ def make_runner(
     framework: str,
     device: str = "cpu",
     keras_backend: str | None = None,
-    flax_jit: str = "auto",
     conv_impl: str = "auto",
     dtype: str = "float32",
+    compile: str = "auto",
 ) -> Runner:
     """The runner of ``framework`` ('torch', 'keras' or 'flax') on ``device`` ('cpu' or 'gpu').
 
     ``conv_impl`` says how Keras and Flax compute grouped convs (``resnext_spec.grouped``);
-    ``dtype`` what every pass computes in (``DTYPES``).
+    ``dtype`` what every pass computes in (``DTYPES``); ``compile`` which Keras and Flax
+    builds run compiled ("auto", "always", "never"; ``runner_base.compiles``).
     """
     check_dtype(dtype)
     if framework == "torch":
         return TorchRunner(device, dtype)
     if framework == "keras":
         # On GPU Keras runs on JAX (this workplace's GPU machines have no TensorFlow).
-        return KerasRunner(keras_backend or ("jax" if device == "gpu" else None), conv_impl, dtype)
+        return KerasRunner(keras_backend or ("jax" if device == "gpu" else None), conv_impl, dtype, compile)
     if framework == "flax":
-        return FlaxRunner(device, flax_jit, conv_impl, dtype)
+        return FlaxRunner(device, compile, conv_impl, dtype)
     raise ConfigError(f"unknown framework {framework!r}; choose from {list(FRAMEWORKS)}")

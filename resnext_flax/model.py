@@ -61,8 +61,12 @@ class BatchNorm(nnx.BatchNorm):
         var = jnp.mean(jnp.square(x32 - jax.lax.stop_gradient(mean)), axis=axes)
         m = self.momentum
         stop = jax.lax.stop_gradient
-        self.mean[...] = m * self.mean[...] + (1 - m) * stop(mean).astype(self.mean.dtype)
-        self.var[...] = m * self.var[...] + (1 - m) * stop(var * (n / (n - 1))).astype(self.var.dtype)
+        # set_value, not ``self.mean[...] =``: Flax's indexed write reads ``.sharding`` of the new
+        # value, which on a tracer walks the whole jaxpr so far (JAX's error-message path), making
+        # tracing quadratic in depth (resnext26_8x16d form (a), train mode: 13.5 s to trace, 9.2 s
+        # of it there; 4.0 s with set_value).
+        self.mean.set_value(m * self.mean[...] + (1 - m) * stop(mean).astype(self.mean.dtype))
+        self.var.set_value(m * self.var[...] + (1 - m) * stop(var * (n / (n - 1))).astype(self.var.dtype))
         scale = jax.lax.rsqrt(var + self.epsilon) * self.scale[...].astype(stats_dtype)
         out = (x32 - mean) * scale + self.bias[...].astype(stats_dtype)
         return out.astype(self.dtype or x.dtype)

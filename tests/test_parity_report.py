@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from parity.harness import CheckResult, ParityResult
-from parity.report import PLOT_FLOOR, merge_results, plot_ratios, read_json, write_json
+from parity.report import PLOT_FLOOR, merge_results, plot_ratios, read_json, table_rows, write_json
 from resnext_spec.errors import ResNeXtError
 
 
@@ -100,3 +100,38 @@ def test_runs_of_different_models_merge_into_one_report():
 def test_runs_that_are_not_one_experiment_are_not_merged(other, message):
     with pytest.raises(ResNeXtError, match=message):
         merge_results([one_model_run("x", 1.0), other])
+
+
+def _copies(failing: str | None = None) -> ParityResult:
+    pairs = ["torch->keras", "keras->torch", "torch->flax", "flax->torch", "keras->flax", "flax->keras"]
+    rows = [row(p, f, "copy", 1.0 if p == failing and f == "b" else 0.0, 0.0) for f in "ab" for p in pairs]
+    return ParityResult(results=rows, meta={"models": ["m"]})
+
+
+def test_a_forms_six_bitwise_copies_fold_into_one_row_and_verbose_shows_each():
+    _, rows = table_rows(_copies(), "m")
+    assert [cells[:2] for cells, _ in rows] == [["6 copies", "a"], ["6 copies", "b"]]
+    assert all(cells[-1] == "PASS" for cells, _ in rows)
+    _, every = table_rows(_copies(), "m", verbose=True)
+    assert len(every) == 12
+
+
+def test_a_failing_copy_is_never_folded_away():
+    _, rows = table_rows(_copies(failing="flax->keras"), "m")
+    names = [(cells[0], cells[1], cells[-1]) for cells, _ in rows]
+    assert names[0] == ("6 copies", "a", "PASS")
+    assert len(names) == 1 + 6  # form b's six directions, each on its own row
+    assert ("flax->keras", "b", "FAIL") in names
+
+
+def test_the_table_says_which_builds_ran_compiled():
+    result = ParityResult(
+        results=[row("flax", "a", "eval", 1e-7, 1e-5), row("torch", "a", "eval", 0.0, 1e-5)],
+        meta={
+            "models": ["m"],
+            "builds": {"m: flax (a)": {"compiled": True, "compile_s": 2.0, "wall_s": 3.0}},
+        },
+    )
+    header, rows = table_rows(result, "m")
+    ran = {cells[0]: cells[header.index("ran")] for cells, _ in rows}
+    assert ran == {"torch": "", "flax": "compiled"}
