@@ -16,9 +16,9 @@ from resnext_spec.layout import FROM_CHANNELS_LAST
 from .runner_base import SGD, PassResult, check_compile, check_dtype, compiles
 
 # XLA's backend optimisation off for the harness's compiles on CPU: each compiled function runs one
-# to three times here, and compiling dominates. resnext26_8x16d on 2 cores: the Flax builds' compile
-# time 45 s -> 30 s (form (c)'s SGD step 5.2 -> 2.5 s, running 0.42 -> 0.63 s per step); every check
-# still passes with the same margins. (On GPU the defaults stay.)
+# to three times here, and compiling dominates. resnext26_8x16d on 2 cores, one run each: the Flax
+# builds' compile time 45 s -> 28 s (form (c)'s SGD step 5.2 -> 2.5 s, running 0.42 -> 0.63 s per
+# step); every check still passes. (On GPU the defaults stay.)
 CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
