@@ -94,59 +94,44 @@ def rel_error(y: np.ndarray, ref: np.ndarray) -> float:
 
 def worst_error(ys: Mapping[str, np.ndarray], refs: Mapping[str, np.ndarray]) -> tuple[float, str]:
     """The largest per-tensor :func:`rel_error` over ``refs`` and the name of its tensor."""
-    missing = sorted(set(refs) - set(ys))
-    if missing:
-        raise KeyError(f"no value to compare for {missing[:5]}")
-    worst, name = 0.0, ""
-    for k, ref in refs.items():
-        e = rel_error(ys[k], ref)
-        if e > worst or not name:
-            worst, name = e, k
+    worst, name, _, _ = _errors(ys, refs)
     return worst, name
 
 
 def l2_error(ys: Mapping[str, np.ndarray], refs: Mapping[str, np.ndarray]) -> float:
     """Global relative L2 error over a set of tensors."""
-    num = sum(
-        float(np.sum((np.asarray(ys[k], np.float64) - np.asarray(r, np.float64)) ** 2))
-        for k, r in refs.items()
-    )
-    den = sum(float(np.sum(np.asarray(r, np.float64) ** 2)) for r in refs.values())
-    return float(np.sqrt(num / den)) if den else (0.0 if num == 0 else float("inf"))
+    return _errors(ys, refs)[2]
 
 
 def _errors(
-    ys: Mapping[str, np.ndarray], ref32: Mapping[str, np.ndarray], ref64: Mapping[str, np.ndarray] | None
+    ys: Mapping[str, np.ndarray],
+    refs: Mapping[str, np.ndarray],
+    truth: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[float, str, float, float | None]:
-    """:func:`worst_error` and :func:`l2_error` against ``ref32``, and :func:`l2_error` against
-    ``ref64``, in one pass: each tensor is read and widened to float64 once (the harness judges
-    every parameter of nine builds, and doing it three times over was a tenth of a run)."""
-    missing = sorted(set(ref32) - set(ys))
+    """:func:`worst_error` and :func:`l2_error` against ``refs``, and :func:`l2_error` against
+    ``truth``, in one pass: each tensor is read and widened to float64 once (the harness judges
+    every parameter of nine builds, and reading them three times over was a tenth of a run)."""
+    missing = sorted(set(refs) - set(ys))
     if missing:
         raise KeyError(f"no value to compare for {missing[:5]}")
     worst, name = 0.0, ""
-    num = den = num64 = den64 = 0.0
-    for k, r in ref32.items():
-        y = np.asarray(ys[k], np.float64)
-        r = np.asarray(r, np.float64)
-        if y.shape != r.shape:
-            raise ValueError(f"shape mismatch: {y.shape} vs reference {r.shape}")
-        d = y - r
-        scale, diff = (float(np.max(np.abs(r))), float(np.max(np.abs(d)))) if r.size else (0.0, 0.0)
-        e = diff / scale if scale else (0.0 if diff == 0.0 else float("inf"))
+    num = den = num_t = den_t = 0.0
+    for k, r in refs.items():
+        y, r = np.asarray(ys[k], np.float64), np.asarray(r, np.float64)
+        e = rel_error(y, r)
         if e > worst or not name:
             worst, name = e, k
-        num += float(np.sum(d * d))
-        den += float(np.sum(r * r))
-        if ref64 is not None:
-            t = np.asarray(ref64[k], np.float64)
-            num64 += float(np.sum((y - t) ** 2))
-            den64 += float(np.sum(t**2))
+        num += float(np.sum((y - r) ** 2))
+        den += float(np.sum(r**2))
+        if truth is not None:
+            t = np.asarray(truth[k], np.float64)
+            num_t += float(np.sum((y - t) ** 2))
+            den_t += float(np.sum(t**2))
 
     def ratio(n: float, d: float) -> float:
         return float(np.sqrt(n / d)) if d else (0.0 if n == 0 else float("inf"))
 
-    return worst, name, ratio(num, den), ratio(num64, den64) if ref64 is not None else None
+    return worst, name, ratio(num, den), ratio(num_t, den_t) if truth is not None else None
 
 
 @dataclass(frozen=True)
@@ -192,9 +177,8 @@ def noise_floor(
     """
     worst = l2 = 0.0
     for sample in (ref32, *floor_samples):
-        truth = {k: ref64[k] for k in sample}
-        worst = max(worst, worst_error(sample, truth)[0])
-        l2 = max(l2, l2_error(sample, truth))
+        e, _, e_l2, _ = _errors(sample, {k: ref64[k] for k in sample})
+        worst, l2 = max(worst, e), max(l2, e_l2)
     return Floor(worst, l2)
 
 
