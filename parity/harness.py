@@ -359,14 +359,14 @@ class Harness:
         # Form by form, so only one form's three builds are alive at once (for the copies).
         for form in forms:
             wf = to_form(w, config, "c", form)
-            compiled_before = {fw: getattr(r, "compile_s", 0.0) for fw, r in self.runners.items()}
+            compiled_before = {fw: r.compile_s for fw, r in self.runners.items()}
             exports: dict[str, dict[str, np.ndarray]] = {}
             models: dict[str, Any] = {}
             for fw, runner in self.runners.items():
                 t0 = time.perf_counter()
                 self.progress(f"{name}: {fw} ({form})")
                 model = runner.build(config, form)
-                compiled = getattr(runner, "compiled", lambda m: False)(model)
+                compiled = runner.compiled(model)
                 runner.load(model, wf)
                 row = dict(model=name, framework=fw, form=form)
                 self.check_weights_io(runner, model, config, wf, row, out)
@@ -381,7 +381,7 @@ class Harness:
                     models[fw] = model
                 del model
                 took = time.perf_counter() - t0
-                compile_s = getattr(runner, "compile_s", 0.0) - compiled_before[fw]
+                compile_s = runner.compile_s - compiled_before[fw]
                 self.timings[f"{name}: {fw} ({form})"] = {
                     "compiled": compiled,
                     "compile_s": round(compile_s, 2),

@@ -68,14 +68,18 @@ class Runner(Protocol):
         self, model: Any, x: np.ndarray, labels: np.ndarray, sgd: SGD
     ) -> tuple[PassResult, dict[str, np.ndarray]]: ...
     def full_fp32(self) -> AbstractContextManager: ...
+    def compiled(self, model: Any) -> bool: ...  # whether this build's passes run compiled
+
+    compile_s: float  # seconds spent tracing and compiling so far
 
 
 COMPILE_MODES = ("auto", "always", "never")
 # "auto" compiles a build unless its blocks hold more explicit paths (forms a and b) than this.
-# XLA's compile time grows faster than the graph: resnext26_8x16d form (a) (64 paths) compiled its
-# gradient pass in 4.6 s and its SGD step in 7.7 s, where eagerly the two ran in 48 s; resnext50_32x4d
-# form (a) (512 paths) took 62 s and 115 s to trace and compile, which eagerly run in far less,
-# since the harness runs each compiled function only one to three times (2 CPU cores).
+# XLA's compile time grows faster than the graph (2 CPU cores): resnext26_8x16d form (a) (64 paths)
+# traced and compiled its gradient pass in 6.6 s and its SGD step in 10.5 s, where eagerly the pass
+# and three steps ran in 39 s; resnext50_32x4d form (a) (512 paths) took 62 s and 115 s to trace and
+# compile its two passes, where one gradient pass ran eagerly in 27 s (docs/results/cpu_forward_times.md),
+# and the harness runs each compiled function only one to three times.
 MAX_COMPILED_PATHS = 128
 
 

@@ -15,6 +15,7 @@ from .runner_base import SGD, PassResult, check_dtype
 
 class TorchRunner:
     framework = "torch"
+    compile_s = 0.0  # torch runs eagerly, the reference as torch itself runs by default
 
     def __init__(self, device: str = "cpu", dtype: str = "float32", tf32: bool = False) -> None:
         import torch
@@ -37,6 +38,9 @@ class TorchRunner:
 
     def load(self, model, weights: dict[str, np.ndarray]) -> None:
         self.rt.import_weights(model, weights)
+
+    def compiled(self, model) -> bool:
+        return False
 
     def count(self, model) -> int:
         return self.rt.count_params(model)
