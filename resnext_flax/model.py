@@ -10,6 +10,7 @@ unbiased batch variance.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import partial
 
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from resnext_spec import ArchConfig, check_form_for, resolve_config
+from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_config
 from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import BlockSpec, plan
@@ -225,6 +226,11 @@ class ResNet(nnx.Module):
     input's, as in Flax) and ``param_dtype`` the parameters'; ``jnp.bfloat16`` /
     ``jnp.float32`` is mixed precision, with BN statistics kept in float32.
     Float64 needs JAX's x64 mode (``jax.enable_x64``).
+
+    As a backbone it has the same calls as the torch build (timm's): ``num_classes=0`` ends at
+    the pooled features (``fc`` is None); ``forward_features``, ``forward_head``,
+    ``reset_classifier``, ``features_only`` (every stage's output, ``feature_info``) and
+    ``forward_stages`` (every comparison point).
     """
 
     def __init__(
@@ -237,14 +243,18 @@ class ResNet(nnx.Module):
         param_dtype: jnp.dtype = jnp.float32,
         rngs: nnx.Rngs | None = None,
         norm: Callable[..., nnx.Module] | None = None,
+        features_only: bool = False,
     ) -> None:
         check_form_for(config, form)
+        if features_only and not config.headless:
+            raise ConfigError("features_only=True returns stage outputs: it takes num_classes=0 (headless)")
         norm = norm or Norm
         check_conv_impl(conv_impl)
         rngs = rngs if rngs is not None else nnx.Rngs(0)
         dtypes = dict(dtype=dtype, param_dtype=param_dtype)
         self.config = config
         self.form = form
+        self.features_only = features_only
         p = plan(config)
         s = p.stem
         self.conv1 = Conv(s.in_channels, s.out_channels, s.kernel, s.stride, rngs, **dtypes)
@@ -257,17 +267,62 @@ class ResNet(nnx.Module):
         self.num_stages = len(p.stages)
         for i, stage in enumerate(p.stages):
             setattr(self, f"layer{i + 1}", nnx.List([block(b, rngs) for b in stage]))
-        self.fc = nnx.Linear(p.head.in_features, p.head.num_classes, rngs=rngs, **dtypes)
+        self.feature_info = tuple(feature_info(config))  # a tuple: graph metadata must hash
+        self.num_features = p.head.in_features
+        self.fc = self._classifier(config.num_classes, rngs)
 
-    def __call__(self, x):
+    def _classifier(self, num_classes: int, rngs: nnx.Rngs) -> nnx.Linear | None:
+        if not num_classes:
+            return None
+        dtypes = dict(dtype=self.conv1.dtype, param_dtype=self.conv1.param_dtype)
+        return nnx.Linear(self.num_features, num_classes, rngs=rngs, **dtypes)
+
+    def reset_classifier(self, num_classes: int, rngs: nnx.Rngs | None = None) -> None:
+        """A new head for ``num_classes`` classes (0: headless), freshly drawn from ``rngs``
+        (default ``nnx.Rngs(0)``); the backbone is untouched."""
+        if self.features_only and num_classes:
+            raise ConfigError("a features_only model has no head to reset")
+        self.config = dataclasses.replace(self.config, num_classes=num_classes)
+        self.fc = self._classifier(num_classes, rngs if rngs is not None else nnx.Rngs(0))
+
+    def stem(self, x):
         x = relu(self.bn1(self.conv1(x)))
         if self.max_pool:
             # -inf padding, as torch's MaxPool2d(3, 2, 1).
             x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        return x
+
+    def stages(self, x) -> list:
+        """The output of every stage, from the stem's output."""
+        outs = []
         for i in range(self.num_stages):
             for block in getattr(self, f"layer{i + 1}"):
                 x = block(x)
-        return self.fc(jnp.mean(x, axis=(1, 2)))
+            outs.append(x)
+        return outs
+
+    def forward_features(self, x):
+        """NHWC images -> the last stage's feature map."""
+        return self.stages(self.stem(x))[-1]
+
+    def forward_head(self, x, pre_logits: bool = False):
+        """Feature map -> logits (or the pooled features with ``pre_logits=True``)."""
+        x = jnp.mean(x, axis=(1, 2))
+        return x if pre_logits or self.fc is None else self.fc(x)
+
+    def forward_stages(self, x) -> dict:
+        """Every comparison point of ``resnext_spec.stage_names``: stem, stages, pooled, logits."""
+        out = {"stem": self.stem(x)}
+        out.update(zip((f.module for f in self.feature_info), self.stages(out["stem"]), strict=True))
+        out["pool"] = self.forward_head(out[self.feature_info[-1].module], pre_logits=True)
+        if self.fc is not None:
+            out["logits"] = self.fc(out["pool"])
+        return out
+
+    def __call__(self, x):
+        if self.features_only:
+            return self.stages(self.stem(x))
+        return self.forward_head(self.forward_features(x))
 
 
 def create_model(
@@ -282,13 +337,28 @@ def create_model(
     param_dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs | None = None,
     norm: Callable[..., nnx.Module] | None = None,
+    features_only: bool = False,
 ) -> ResNet:
     """A model from a preset name or an ``ArchConfig``, in block form ``form``.
+
+    ``num_classes=0`` makes a headless backbone (pooled features out); ``features_only=True``
+    (headless implied) returns every stage's output.
 
     ``rngs`` seeds the (random) initial weights; the default is ``nnx.Rngs(0)``.
     ``conv_impl``, ``dtype`` and ``param_dtype`` as in :class:`ResNet`. ``norm`` (the Flax
     examples' name) builds every normalisation layer, called as ``norm(features, rngs=...,
     dtype=..., param_dtype=...)``; the default is :data:`Norm`, BatchNorm with torch's settings.
     """
+    if features_only:
+        num_classes = 0 if num_classes is None else num_classes
     cfg = resolve_config(name, config, num_classes=num_classes, in_channels=in_channels)
-    return ResNet(cfg, form, conv_impl=conv_impl, dtype=dtype, param_dtype=param_dtype, rngs=rngs, norm=norm)
+    return ResNet(
+        cfg,
+        form,
+        conv_impl=conv_impl,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        rngs=rngs,
+        norm=norm,
+        features_only=features_only,
+    )

@@ -1,7 +1,7 @@
 """ResNet / ResNeXt in Keras 3 (TensorFlow, JAX or torch backend), forms (a), (b) and (c)."""
 
 from .engine import KerasEngine
-from .model import BatchNorm, ResNet, create_model, layer_name
+from .model import BatchNorm, ResNet, create_model, layer_name, stages_model
 from .train import TorchSGD, full_fp32
 from .weights import (
     count_params,
@@ -27,5 +27,6 @@ __all__ = [
     "load",
     "load_weights_file",
     "save",
+    "stages_model",
     "save_weights_atomic",
 ]

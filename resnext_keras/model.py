@@ -17,7 +17,7 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-from resnext_spec import ArchConfig, check_form_for, resolve_config
+from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_config
 from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import BlockSpec, StemSpec, plan
@@ -193,6 +193,18 @@ def residual(f: Layers, x, b: BlockSpec, form: str):
     return f.relu(f"{b.name}.relu")(y)
 
 
+POOLINGS = (None, "avg", "max")
+
+
+def features_output(f: Layers, x, pooling: str | None):
+    """A headless model's output, as keras.applications' ``pooling``: the feature map, or it pooled."""
+    if pooling == "avg":
+        return layers.GlobalAveragePooling2D(dtype=f.dtype, name="avgpool")(x)
+    if pooling == "max":
+        return layers.GlobalMaxPooling2D(dtype=f.dtype, name="global_maxpool")(x)
+    return x
+
+
 @keras.saving.register_keras_serializable(package="resnext_keras")
 class ResNet(keras.Model):
     """Stem, stages, global average pool, linear head; NHWC images in, logits out.
@@ -202,6 +214,13 @@ class ResNet(keras.Model):
     whichever is chosen. ``dtype`` is a Keras dtype policy for every layer
     ("float64", "mixed_bfloat16", ...; None: the global policy); BN statistics
     stay float32 at least under any of them. Float64 on JAX needs its x64 mode.
+
+    A headless config (``num_classes=0``; ``create_model(include_top=False)``) ends as
+    keras.applications does: the last feature map, or with ``pooling="avg"``/``"max"`` its
+    global pool. ``features_only=True`` outputs every stage's feature map.
+    ``pyramid_outputs`` (keras-hub's name) maps each stage to its symbolic output and
+    ``stage_outputs`` every comparison point, so ``keras.Model(model.input,
+    model.pyramid_outputs)`` is a feature extractor; ``stages_model`` builds the latter.
     """
 
     def __init__(
@@ -210,25 +229,43 @@ class ResNet(keras.Model):
         form: str = "c",
         conv_impl: str = "auto",
         dtype: str | keras.DTypePolicy | None = None,
+        pooling: str | None = None,
+        features_only: bool = False,
         **kwargs: Any,
     ) -> None:
         check_form_for(config, form)
         check_conv_impl(conv_impl)
+        _check_head(config, pooling, features_only)
         p = plan(config)
         policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
         f = Layers(policy, conv_impl)
         inputs = keras.Input((None, None, config.in_channels), name="images", dtype=policy.compute_dtype)
-        x = stem(f, inputs, p.stem)
-        for b in p.blocks:
-            x = residual(f, x, b, form)
-        x = layers.GlobalAveragePooling2D(dtype=policy, name="avgpool")(x)
-        logits = layers.Dense(p.head.num_classes, dtype=policy, name="fc")(x)
+        stages = {"stem": stem(f, inputs, p.stem)}
+        x = stages["stem"]
+        for info, stage in zip(feature_info(config), p.stages, strict=True):
+            for b in stage:
+                x = residual(f, x, b, form)
+            stages[info.module] = x
+        if config.headless:
+            outputs = list(stages.values())[1:] if features_only else features_output(f, x, pooling)
+        else:
+            stages["pool"] = layers.GlobalAveragePooling2D(dtype=policy, name="avgpool")(x)
+            outputs = layers.Dense(p.head.num_classes, dtype=policy, name="fc")(stages["pool"])
+            stages["logits"] = outputs
+        if pooling == "avg":
+            stages["pool"] = outputs
         kwargs.setdefault("name", f"resnet_{form}")
-        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.config = config
         self.form = form
         self.conv_impl = conv_impl
+        self.pooling = pooling
+        self.features_only = features_only
         self.layer_dtype_policy = policy  # the Functional model keeps float32 as its own policy
+        self.feature_info = feature_info(config)
+        self.num_features = p.head.in_features
+        self.pyramid_outputs = {i.module: stages[i.module] for i in self.feature_info}
+        self.stage_outputs = stages
 
     def get_config(self) -> dict[str, Any]:
         # Keras's own keys (name, trainable, dtype) from the base Layer, then the constructor's.
@@ -240,6 +277,8 @@ class ResNet(keras.Model):
             "config": self.config.to_dict(),
             "form": self.form,
             "conv_impl": self.conv_impl,
+            "pooling": self.pooling,
+            "features_only": self.features_only,
         }
 
     @classmethod
@@ -247,6 +286,28 @@ class ResNet(keras.Model):
         config = dict(config)
         arch = ArchConfig.from_dict(config.pop("config"))
         return cls(arch, config.pop("form"), config.pop("conv_impl", "auto"), **config)
+
+
+def _check_head(config: ArchConfig, pooling: str | None, features_only: bool) -> None:
+    if pooling not in POOLINGS:
+        raise ConfigError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
+    if not config.headless and (pooling is not None or features_only):
+        what = f"pooling={pooling!r}" if pooling is not None else "features_only=True"
+        raise ConfigError(f"{what} is for a headless model: give include_top=False (or num_classes=0)")
+    if features_only and pooling is not None:
+        raise ConfigError("features_only=True outputs feature maps: it takes no pooling")
+
+
+def stages_model(model: ResNet) -> keras.Model:
+    """A functional model of ``model``'s layers whose output is the dict of every comparison point
+    (``resnext_spec.stage_names``): stem, each stage, average-pooled features, logits. It shares
+    ``model``'s variables, so it computes with whatever weights ``model`` holds."""
+    outputs = dict(model.stage_outputs)
+    if "pool" not in outputs:
+        last = outputs[model.feature_info[-1].module]
+        pool = layers.GlobalAveragePooling2D(dtype=model.layer_dtype_policy, name="stages_avgpool")
+        outputs["pool"] = pool(last)
+    return keras.Model(model.input, outputs, name=f"{model.name}_stages")
 
 
 def create_model(
@@ -258,10 +319,19 @@ def create_model(
     in_channels: int | None = None,
     conv_impl: str = "auto",
     dtype: str | keras.DTypePolicy | None = None,
+    include_top: bool = True,
+    pooling: str | None = None,
+    features_only: bool = False,
 ) -> ResNet:
     """A model from a preset name or an ``ArchConfig``, in block form ``form``.
 
-    ``conv_impl`` and ``dtype`` as in :class:`ResNet`.
+    ``include_top=False`` (keras.applications' argument; the same as ``num_classes=0``) makes
+    a headless backbone. ``conv_impl``, ``dtype``, ``pooling`` and ``features_only`` as in
+    :class:`ResNet`.
     """
+    if not include_top or features_only:
+        if num_classes:
+            raise ConfigError(f"include_top=False has no classifier: num_classes={num_classes} cannot apply")
+        num_classes = 0
     cfg = resolve_config(name, config, num_classes=num_classes, in_channels=in_channels)
-    return ResNet(cfg, form, conv_impl, dtype)
+    return ResNet(cfg, form, conv_impl, dtype, pooling, features_only)

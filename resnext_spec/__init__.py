@@ -10,8 +10,19 @@ from .counting import count_flops, count_params
 from .errors import ConfigError, ResNeXtError
 from .forms import to_form
 from .init import init_weights, random_weights
-from .layout import BlockSpec, LayerSpec, Plan, canonical_shapes, is_running_stat, layers, plan
-from .weights import WeightsMismatchError, check_weights
+from .layout import (
+    BlockSpec,
+    FeatureInfo,
+    LayerSpec,
+    Plan,
+    canonical_shapes,
+    feature_info,
+    is_running_stat,
+    layers,
+    plan,
+    stage_names,
+)
+from .weights import HeadLeftOutWarning, WeightsMismatchError, check_weights
 
 __all__ = [
     "FORMS",
@@ -19,6 +30,8 @@ __all__ = [
     "BlockSpec",
     "CheckpointError",
     "ConfigError",
+    "FeatureInfo",
+    "HeadLeftOutWarning",
     "LayerSpec",
     "Plan",
     "ResNeXtError",
@@ -30,6 +43,7 @@ __all__ = [
     "check_weights",
     "count_flops",
     "count_params",
+    "feature_info",
     "init_weights",
     "get_config",
     "is_running_stat",
@@ -41,5 +55,6 @@ __all__ = [
     "random_weights",
     "resolve_config",
     "save_checkpoint",
+    "stage_names",
     "to_form",
 ]

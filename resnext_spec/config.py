@@ -31,7 +31,8 @@ class ArchConfig:
     """A ResNet / ResNeXt architecture.
 
     ``cardinality`` (C) and ``base_width`` (d) follow torchvision's
-    ``groups`` and ``width_per_group``: ResNet is C=1, d=64.
+    ``groups`` and ``width_per_group``: ResNet is C=1, d=64. ``num_classes=0`` is a
+    headless backbone (``headless``).
     """
 
     block: str = "bottleneck"
@@ -43,6 +44,12 @@ class ArchConfig:
     stride_on: str = "3x3"
     num_classes: int = 1000
     in_channels: int = 3
+
+    @property
+    def headless(self) -> bool:
+        """``num_classes=0`` (timm's spelling; Keras ``include_top=False``): no classifier, the
+        network ends at its features, and its canonical weights have no ``fc.*``."""
+        return self.num_classes == 0
 
     def __post_init__(self) -> None:
         # Accept lists (e.g. from JSON) but store a tuple so the config is hashable.
@@ -59,10 +66,15 @@ class ArchConfig:
             raise ConfigError(
                 f"layers must be a non-empty tuple of positive ints (blocks per stage), got {self.layers!r}"
             )
-        for name in ("cardinality", "base_width", "stem_width", "num_classes", "in_channels"):
+        for name in ("cardinality", "base_width", "stem_width", "in_channels"):
             value = getattr(self, name)
             if not _is_positive_int(value):
                 raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        headless = self.num_classes == 0 and type(self.num_classes) is int
+        if not (_is_positive_int(self.num_classes) or headless):
+            raise ConfigError(
+                f"num_classes must be a positive int, or 0 for a headless model, got {self.num_classes!r}"
+            )
         if self.block == "basic" and (self.cardinality != 1 or self.base_width != 64):
             raise ConfigError(
                 "block='basic' has no paths: it needs cardinality=1 and base_width=64, "

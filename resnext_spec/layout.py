@@ -192,7 +192,42 @@ def block_layers(b: BlockSpec, form: str) -> list[LayerSpec]:
 
 
 def head_layers(head: HeadSpec) -> list[LayerSpec]:
+    """The classifier; a headless model (``num_classes=0``) has none."""
+    if head.num_classes == 0:
+        return []
     return [LayerSpec("fc", "linear", (head.num_classes, head.in_features))]
+
+
+HEAD_TENSORS = ("fc.weight", "fc.bias")
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One stage's output as a backbone gives it (timm's ``feature_info`` keys)."""
+
+    module: str  # "layer2"
+    num_chs: int
+    reduction: int  # input size / feature-map size
+
+
+def feature_info(config: ArchConfig) -> list[FeatureInfo]:
+    """Every stage's output channels and stride: 4, 8, 16, 32 after the ImageNet stem (which
+    reduces by 4), 1, 2, 4, 8 after the CIFAR stem."""
+    p = plan(config)
+    reduction = p.stem.stride * (2 if p.stem.max_pool else 1)
+    info = []
+    for s, stage in enumerate(p.stages):
+        reduction *= stage[0].stride
+        info.append(FeatureInfo(f"layer{s + 1}", stage[-1].out_channels, reduction))
+    return info
+
+
+def stage_names(config: ArchConfig) -> tuple[str, ...]:
+    """The points where two builds are compared, in the order the network reaches them: the stem's
+    output, each stage's, the pooled features, and the logits (absent from a headless model).
+    ``forward_stages`` in every framework returns a dict with exactly these keys."""
+    names = ("stem", *(f.module for f in feature_info(config)), "pool")
+    return names if config.headless else (*names, "logits")
 
 
 def layers(config: ArchConfig, form: str = "c") -> list[LayerSpec]:

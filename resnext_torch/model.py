@@ -7,14 +7,16 @@ of figure 3 of the paper. Every shape comes from ``resnext_spec.plan``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from resnext_spec import ArchConfig, check_form_for, resolve_config
-from resnext_spec.layout import BlockSpec, HeadSpec, StemSpec, plan
+from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_config
+from resnext_spec.errors import ConfigError
+from resnext_spec.layout import BlockSpec, StemSpec, plan
 
 # BN settings appear once: eps 1e-5 and momentum 0.1 are torch's (and torchvision's) defaults.
 # Any ``norm_layer`` (torchvision's name: a callable taking the channel count) can replace it,
@@ -134,21 +136,40 @@ BLOCKS = {"a": AggregatedBottleneck, "b": EarlyConcatBottleneck, "c": Bottleneck
 
 
 class ResNet(nn.Module):
-    """Stem, stages ``layer1..layerN``, global average pool, linear head (logits)."""
+    """Stem, stages ``layer1..layerN``, global average pool, linear head (logits).
 
-    def __init__(self, config: ArchConfig, form: str = "c", norm_layer: NormLayer | None = None) -> None:
+    As a backbone it speaks timm's language: ``num_classes=0`` ends at the pooled features
+    (``fc`` is an identity and the canonical weights have no ``fc.*``); ``forward_features``
+    gives the last feature map and ``forward_head`` the rest; ``reset_classifier`` puts on a
+    new head; ``features_only=True`` makes ``forward`` return every stage's output, described
+    by ``feature_info``. ``forward_stages`` gives every comparison point at once.
+    """
+
+    def __init__(
+        self,
+        config: ArchConfig,
+        form: str = "c",
+        norm_layer: NormLayer | None = None,
+        features_only: bool = False,
+    ) -> None:
         super().__init__()
         check_form_for(config, form)
+        if features_only and not config.headless:
+            raise ConfigError("features_only=True returns stage outputs: it takes num_classes=0 (headless)")
         norm_layer = norm_layer or batch_norm
         self.config = config
         self.form = form
+        self.features_only = features_only
         p = plan(config)
         self._make_stem(p.stem, norm_layer)
         block = BasicBlock if config.block == "basic" else BLOCKS[form]
         for s, stage in enumerate(p.stages):
             self.add_module(f"layer{s + 1}", nn.Sequential(*(block(b, norm_layer) for b in stage)))
         self.num_stages = len(p.stages)
-        self._make_head(p.head)
+        self.feature_info = feature_info(config)
+        self.num_features = p.head.in_features
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = self._classifier(config.num_classes)
         self._init_weights()
 
     def _make_stem(self, stem: StemSpec, norm_layer: NormLayer) -> None:
@@ -157,9 +178,9 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1) if stem.max_pool else nn.Identity()
 
-    def _make_head(self, head: HeadSpec) -> None:
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(head.in_features, head.num_classes)
+    def _classifier(self, num_classes: int) -> nn.Module:
+        # timm's convention: a headless model keeps an ``fc`` that passes the features through.
+        return nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
     def _init_weights(self) -> None:
         # torchvision's init: He-normal (fan-out) convs, BN as identity.
@@ -170,13 +191,48 @@ class ResNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """NCHW images -> logits."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new head for ``num_classes`` classes (0: headless), freshly initialised as
+        ``nn.Linear`` draws it; the backbone is untouched."""
+        if self.features_only and num_classes:
+            raise ConfigError("a features_only model has no head to reset")
+        self.config = dataclasses.replace(self.config, num_classes=num_classes)
+        self.fc = self._classifier(num_classes).to(self.conv1.weight.device, self.conv1.weight.dtype)
+
+    def stem(self, x: Tensor) -> Tensor:
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+
+    def stages(self, x: Tensor) -> list[Tensor]:
+        """The output of every stage, from the stem's output."""
+        outs = []
         for s in range(self.num_stages):
             x = getattr(self, f"layer{s + 1}")(x)
+            outs.append(x)
+        return outs
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """NCHW images -> the last stage's feature map (N, num_features, H/32, W/32 for ImageNet)."""
+        return self.stages(self.stem(x))[-1]
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Feature map -> logits (or the pooled features with ``pre_logits=True``)."""
         x = torch.flatten(self.avgpool(x), 1)
-        return self.fc(x)
+        return x if pre_logits else self.fc(x)
+
+    def forward_stages(self, x: Tensor) -> dict[str, Tensor]:
+        """Every comparison point of ``resnext_spec.stage_names``: stem, stages, pooled, logits."""
+        out = {"stem": self.stem(x)}
+        out.update(zip((f.module for f in self.feature_info), self.stages(out["stem"]), strict=True))
+        out["pool"] = self.forward_head(out[self.feature_info[-1].module], pre_logits=True)
+        if not self.config.headless:
+            out["logits"] = self.fc(out["pool"])
+        return out
+
+    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
+        """NCHW images -> logits (pooled features if headless; stage outputs if ``features_only``)."""
+        if self.features_only:
+            return self.stages(self.stem(x))
+        return self.forward_head(self.forward_features(x))
 
 
 def create_model(
@@ -187,12 +243,17 @@ def create_model(
     num_classes: int | None = None,
     in_channels: int | None = None,
     norm_layer: NormLayer | None = None,
+    features_only: bool = False,
 ) -> ResNet:
     """A model from a preset name or an ``ArchConfig``, in block form ``form``.
 
+    ``num_classes=0`` makes a headless backbone (pooled features out). ``features_only=True``
+    (headless implied) returns every stage's output, timm's ``features_only``.
     ``norm_layer`` (torchvision's argument) builds every normalisation layer from its channel
     count; the default is BatchNorm2d with torch's eps and momentum. The canonical weight
     table expects BatchNorm's four tensors, so a replacement must hold the same ones.
     """
+    if features_only:
+        num_classes = 0 if num_classes is None else num_classes
     cfg = resolve_config(name, config, num_classes=num_classes, in_channels=in_channels)
-    return ResNet(cfg, form, norm_layer)
+    return ResNet(cfg, form, norm_layer, features_only)
