@@ -13,7 +13,7 @@ from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import FROM_CHANNELS_LAST
 
-from .runner_base import SGD, PassResult, check_compile, check_dtype, compiles
+from .runner_base import SGD, PassResult, check_compile, check_dtype, compiles, split_stages
 
 # XLA's backend optimisation off for the harness's compiles on CPU: each compiled function runs one
 # to three times here, and compiling dominates. resnext26_8x16d on 2 cores, one run each: the Flax
@@ -123,11 +123,12 @@ class FlaxRunner:
                 model, lr=sgd.lr, momentum=sgd.momentum, weight_decay=sgd.weight_decay
             )
 
-    def logits(self, model, x) -> np.ndarray:
-        """Eval-mode logits: one forward pass."""
+    def stages(self, model, x) -> dict[str, np.ndarray]:
+        """Eval-mode outputs at every stage and the logits (maps NCHW): one forward pass."""
         model.eval()
         (out,) = self._run(_forward, model, model, self._input(x))
-        return self._numpy(out)
+        logits, stages = split_stages(out, model.config, self._numpy, nhwc=True)
+        return {**stages, "logits": self._numpy(logits)}
 
     def state(self, model) -> dict[str, np.ndarray]:
         """Every canonical tensor (parameters and running statistics), torch layout, float64."""
@@ -135,7 +136,7 @@ class FlaxRunner:
             name: FROM_CHANNELS_LAST[t](self._numpy(var[...])) for name, var, t in self.weight_table(model)
         }
 
-    def _result(self, model, loss, logits, grads) -> PassResult:
+    def _result(self, model, loss, out, grads) -> PassResult:
         nnx = self.nnx
         # The gradient state mirrors the model, so the weight table read on it finds each gradient.
         grad_model = nnx.merge(nnx.graphdef(model), grads, nnx.state(model, nnx.Not(nnx.Param)))
@@ -144,13 +145,14 @@ class FlaxRunner:
             for name, var, t in self.weight_table(grad_model)
             if not is_running_stat(name)
         }
-        return PassResult(self._numpy(logits), float(loss), named, self.state(model))
+        logits, stages = split_stages(out, model.config, self._numpy, nhwc=True)
+        return PassResult(self._numpy(logits), float(loss), named, self.state(model), stages)
 
     def forward_backward(self, model, x, labels, train) -> PassResult:
         """Logits, mean cross-entropy and its gradients w.r.t. every canonical parameter."""
         model.train() if train else model.eval()
-        loss, logits, grads = self._run(_pass, model, model, self._input(x), self.jnp.asarray(labels))
-        return self._result(model, loss, logits, grads)
+        loss, out, grads = self._run(_pass, model, model, self._input(x), self.jnp.asarray(labels))
+        return self._result(model, loss, out, grads)
 
     def full_fp32(self):
         """Full fp32 convs and matmuls while the context is open (JAX on GPU would use TF32)."""
@@ -163,11 +165,11 @@ class FlaxRunner:
         x, labels = self._input(x), self.jnp.asarray(labels)
         first = None
         for _ in range(sgd.steps):
-            loss, logits, grads = self._run(_step, (model, optimizer), model, x, labels)
+            loss, out, grads = self._run(_step, (model, optimizer), model, x, labels)
             if first is None:
                 # The pass and the update are one compiled function, so the parameters have moved
                 # by now: the first result's state holds the running statistics the pass left.
-                first = self._result(model, loss, logits, grads)
+                first = self._result(model, loss, out, grads)
                 first.state = {k: v for k, v in first.state.items() if is_running_stat(k)}
         return first, self.state(model)
 
@@ -180,24 +182,25 @@ def _forward(graphdef, state, x):
     from flax import nnx
 
     model = nnx.merge(graphdef, state)
-    return model(x), nnx.state(model)
+    return model.forward_stages(x), nnx.state(model)
 
 
 def _value_and_grads(model, x, labels):
+    """(loss, every stage's output with the logits, grads)."""
     from flax import nnx
 
     from resnext_flax.train import cross_entropy
 
     def loss_fn(m):
-        logits = m(x)
-        return cross_entropy(logits, labels), logits
+        out = m.forward_stages(x)
+        return cross_entropy(out["logits"], labels), out
 
-    (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-    return loss, logits, grads
+    (loss, out), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    return loss, out, grads
 
 
 def _pass(graphdef, state, x, labels):
-    """(loss, logits, grads, state); in train mode the BN running statistics are updated."""
+    """(loss, stage outputs with logits, grads, state); in train mode BN's running statistics move."""
     from flax import nnx
 
     model = nnx.merge(graphdef, state)
@@ -209,6 +212,6 @@ def _step(graphdef, state, x, labels):
     from flax import nnx
 
     model, optimizer = nnx.merge(graphdef, state)
-    loss, logits, grads = _value_and_grads(model, x, labels)
+    loss, out, grads = _value_and_grads(model, x, labels)
     optimizer.update(model, grads)
-    return loss, logits, grads, nnx.state((model, optimizer))
+    return loss, out, grads, nnx.state((model, optimizer))

@@ -48,8 +48,10 @@ from resnext_spec.tolerances import (
     Comparison,
     Floor,
     compare,
+    first_over,
     noise_floor,
     perturb,
+    stage_errors,
 )
 from resnext_spec.versions import versions
 
@@ -136,6 +138,7 @@ class CheckResult:
     l2_fp64: float | None = None  # L2 error against the float64 reference itself
     detail: str = ""
     chaotic: bool = False  # the reference has no correct digit here: shown, not judged
+    stages: dict[str, float] | None = None  # eval/stages: each stage point's error, in network order
 
 
 @dataclass
@@ -192,7 +195,9 @@ def _bitwise(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[bool, 
 def _float32(v: PassResult | dict[str, np.ndarray]) -> PassResult | dict[str, np.ndarray]:
     """An fp32 computation's float64 results, stored as float32: exact, and half the memory."""
     if isinstance(v, PassResult):
-        return PassResult(v.logits.astype(np.float32), v.loss, _float32(v.grads), _float32(v.state))
+        return PassResult(
+            v.logits.astype(np.float32), v.loss, _float32(v.grads), _float32(v.state), _float32(v.stages)
+        )
     return {k: a.astype(np.float32) for k, a in v.items()}
 
 
@@ -206,7 +211,7 @@ def _to_c(measured: dict[str, Any], config: ArchConfig, form: str) -> dict[str, 
     for mode in ("eval", "train"):
         if mode in measured:
             r = measured[mode]
-            out[mode] = PassResult(r.logits, r.loss, conv(r.grads), conv(r.state))
+            out[mode] = PassResult(r.logits, r.loss, conv(r.grads), conv(r.state), r.stages)
     if "sgd" in measured:
         out["sgd"] = conv(measured["sgd"])
     return out
@@ -241,6 +246,7 @@ def _judged(row: dict[str, str], check: str, quantity: str, c: Comparison, detai
 # (check, quantity) -> the tensors it compares, picked from a build's or a reference's results.
 QUANTITIES: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, np.ndarray]]] = {
     ("eval", "logits"): lambda r: {"logits": r["eval"].logits},
+    ("eval", "stages"): lambda r: r["eval"].stages,
     ("grad_eval", "gradients"): lambda r: r["eval"].grads,
     ("train", "logits"): lambda r: {"logits": r["train"].logits},
     ("train", "running stats"): lambda r: _stats(r["train"].state),
@@ -298,7 +304,8 @@ class Harness:
             out["eval"] = runner.forward_backward(model, x, labels, False)
         elif needs("eval"):
             runner.load(model, w)
-            out["eval"] = PassResult(runner.logits(model, x), math.nan, {}, {})
+            stages = runner.stages(model, x)
+            out["eval"] = PassResult(stages.pop("logits"), math.nan, {}, {}, stages)
         if needs("sgd"):
             runner.load(model, w)
             out["train"], out["sgd"] = runner.sgd_steps(model, x, labels, self.settings.sgd)
@@ -462,8 +469,21 @@ class Harness:
             if self.needs(check):
                 c = self.judge(pick, mine, refs)
                 out.append(_judged(row, check, quantity, c))
+                if quantity == "stages":
+                    self.locate(out[-1], pick(mine), pick(refs[0]))
                 ok = ok and c.passed
         return ok
+
+    @staticmethod
+    def locate(result: CheckResult, mine: dict, ref: dict) -> None:
+        """Each stage point's error on ``result``, and on a failure the first point where it went
+        over the bound: where the build parts from the reference (a wrong stride, padding or BN
+        convention shows up at its own stage, and every later one inherits it)."""
+        result.stages = stage_errors(mine, ref)
+        first = first_over(result.stages, result.bound)
+        if not result.passed and first is not None:
+            errors = ", ".join(f"{k} {e:.1e}" for k, e in result.stages.items())
+            result.detail = f"parts at {first}: {errors}"
 
     def judge(self, pick, mine: dict, refs: tuple[dict, dict, list[dict]], against: dict | None = None):
         """One quantity under the noise-floor rule: against the reference, or ``against`` another build."""
@@ -527,7 +547,7 @@ class Harness:
         """torch (c) eval logits with TF32 allowed, against the full-fp32 reference: shown, not judged."""
         model = self.ref_tf32.build(config, "c")
         self.ref_tf32.load(model, w)
-        logits = self.ref_tf32.logits(model, x)
+        logits = self.ref_tf32.stages(model, x)["logits"]
         c = compare(
             {"logits": logits}, {"logits": refs[0]["eval"].logits}, {"logits": refs[1]["eval"].logits}
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 
 import numpy as np
 
@@ -16,7 +17,15 @@ from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import FROM_CHANNELS_LAST
 
-from .runner_base import SGD, PassResult, UnsupportedPrecision, check_compile, check_dtype, compiles
+from .runner_base import (
+    SGD,
+    PassResult,
+    UnsupportedPrecision,
+    check_compile,
+    check_dtype,
+    compiles,
+    split_stages,
+)
 
 BACKENDS = ("tensorflow", "jax", "torch")
 # The Keras dtype policy of each runner dtype.
@@ -60,6 +69,9 @@ class KerasRunner:
         from resnext_keras.weights import weight_table
 
         self.keras, self.rk, self.weight_table = keras, resnext_keras, weight_table
+        # model -> its stages model (``resnext_keras.stages_model``), which every pass runs: the same
+        # variables, with every stage's output beside the logits.
+        self._nets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.backend = keras.backend.backend()
         if dtype == "float64" and self.backend != "tensorflow":
             # Measured on JAX with x64 on: BN and average pooling 2.4e-7 / 3.6e-8 off float64.
@@ -104,21 +116,30 @@ class KerasRunner:
             return self.compile == "always"
         return self.backend == "jax" and compiles(self.compile, model.config, model.form)
 
-    def logits(self, model, x) -> np.ndarray:
-        x = self._input(x)
+    def net(self, model):
+        """The functional model every pass runs: ``model``'s layers, with every stage's output."""
+        if model not in self._nets:
+            self._nets[model] = self.rk.stages_model(model)
+        return self._nets[model]
+
+    def stages(self, model, x) -> dict[str, np.ndarray]:
+        """Eval-mode outputs at every stage and the logits (maps NCHW): one forward pass."""
+        x, net = self._input(x), self.net(model)
         if not self.compiled(model):
-            return self._numpy(model(x, training=False))
-        if self.backend == "tensorflow":
+            out = net(x, training=False)
+        elif self.backend == "tensorflow":
             import tensorflow as tf
 
-            forward = self._traced(tf.function(lambda x: model(x, training=False)), x)
-            return self._numpy(forward(x))
+            out = self._traced(tf.function(lambda x: net(x, training=False)), x)(x)
+        else:
 
-        def forward(tv, ntv, x):
-            return model.stateless_call(tv, ntv, x, training=False)[0]
+            def forward(tv, ntv, x):
+                return net.stateless_call(tv, ntv, x, training=False)[0]
 
-        state = [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
-        return self._numpy(self._jitted(forward, *state, x)(*state, x))
+            state = [v.value for v in net.trainable_variables], [v.value for v in net.non_trainable_variables]
+            out = self._jitted(forward, *state, x)(*state, x)
+        logits, stages = split_stages(out, model.config, self._numpy, nhwc=True)
+        return {**stages, "logits": self._numpy(logits)}
 
     def _traced(self, fn, *args):
         """A tf.function traced now for ``args``, its tracing time counted as compile time."""
@@ -149,48 +170,49 @@ class KerasRunner:
         its update as one compiled step. With ``opt``, the result's state holds the
         running statistics the first pass left (the parameters have moved by then).
         """
-        variables = model.trainable_variables
+        net = self.net(model)
+        variables = net.trainable_variables
         if opt is not None:
             opt.build(variables)  # its variables made before any graph is traced
         if not self.compiled(model):
-            step = lambda x, labels: self._value_and_grads(model, x, labels, train)  # noqa: E731
+            step = lambda x, labels: self._value_and_grads(net, x, labels, train)  # noqa: E731
         elif self.backend == "tensorflow":
-            step = self._tf_step(model, x, labels, train, opt)
+            step = self._tf_step(net, x, labels, train, opt)
         else:
-            step = self._jax_step(model, x, labels, train, opt)
+            step = self._jax_step(net, x, labels, train, opt)
         first = None
         for _ in range(steps):
-            logits, loss, grads = step(x, labels)
+            out, loss, grads = step(x, labels)
             if opt is not None and not self.compiled(model):
                 opt.apply(grads, variables)
             if first is None:
-                first = self._result(model, logits, loss, grads)
+                first = self._result(model, net, out, loss, grads)
                 if opt is not None:
                     first.state = {k: v for k, v in first.state.items() if is_running_stat(k)}
         return first
 
-    def _tf_step(self, model, x, labels, train: bool, opt):
+    def _tf_step(self, net, x, labels, train: bool, opt):
         """The pass (and update) as one tf.function, traced now."""
         import tensorflow as tf
 
         def step(x, labels):
-            logits, loss, grads = self._value_and_grads(model, x, labels, train)
+            out, loss, grads = self._value_and_grads(net, x, labels, train)
             if opt is not None:
-                opt.apply(grads, model.trainable_variables)
-            return logits, loss, grads
+                opt.apply(grads, net.trainable_variables)
+            return out, loss, grads
 
         return self._traced(tf.function(step), x, labels)
 
-    def _jax_step(self, model, x, labels, train: bool, opt):
+    def _jax_step(self, net, x, labels, train: bool, opt):
         """The pass (and update) as one jax.jit of ``stateless_call``, compiled now; it writes the
         new values back into the model's (and optimizer's) variables after each call."""
-        groups = [model.trainable_variables, model.non_trainable_variables, opt.variables if opt else []]
+        groups = [net.trainable_variables, net.non_trainable_variables, opt.variables if opt else []]
 
         def pure(tv, ntv, ov, x, labels):
-            loss, logits, grads, ntv = _jax_value_and_grads(model, tv, ntv, x, labels, train)
+            loss, out, grads, ntv = _jax_value_and_grads(net, tv, ntv, x, labels, train)
             if opt is not None:
                 tv, ov = opt.stateless_apply(ov, grads, tv)
-            return logits, loss, grads, (tv, ntv, ov)
+            return out, loss, grads, (tv, ntv, ov)
 
         def values():
             return [[v.value for v in g] for g in groups]
@@ -198,51 +220,53 @@ class KerasRunner:
         exe = self._jitted(pure, *values(), x, labels)
 
         def step(x, labels):
-            logits, loss, grads, new = exe(*values(), x, labels)
+            out, loss, grads, new = exe(*values(), x, labels)
             for g, vals in zip(groups, new, strict=True):
                 for v, value in zip(g, vals, strict=True):
                     v.assign(value)
-            return logits, loss, grads
+            return out, loss, grads
 
         return step
 
-    def _value_and_grads(self, model, x: np.ndarray, labels: np.ndarray, train: bool):
-        """(logits, loss, grads in trainable-variable order) op by op; train mode updates moving stats."""
-        variables = model.trainable_variables
+    def _value_and_grads(self, net, x: np.ndarray, labels: np.ndarray, train: bool):
+        """(stage outputs with the logits, loss, grads in ``net``'s trainable-variable order) op by
+        op; train mode updates the moving statistics."""
+        variables = net.trainable_variables
         if self.backend == "tensorflow":
             import tensorflow as tf
 
             with tf.GradientTape() as tape:
-                logits = model(x, training=train)
-                loss = cross_entropy(logits, labels)
-            return logits, loss, tape.gradient(loss, variables)
+                out = net(x, training=train)
+                loss = cross_entropy(out["logits"], labels)
+            return out, loss, tape.gradient(loss, variables)
         if self.backend == "jax":
-            frozen = model.non_trainable_variables
-            loss, logits, grads, new_ntv = _jax_value_and_grads(
-                model, [v.value for v in variables], [v.value for v in frozen], x, labels, train
+            frozen = net.non_trainable_variables
+            loss, out, grads, new_ntv = _jax_value_and_grads(
+                net, [v.value for v in variables], [v.value for v in frozen], x, labels, train
             )
             for v, value in zip(frozen, new_ntv, strict=True):
                 v.assign(value)
-            return logits, loss, grads
+            return out, loss, grads
         if self.backend == "torch":
             import torch
 
             for v in variables:
                 v.value.grad = None
-            logits = model(torch.as_tensor(x), training=train)
-            loss = cross_entropy(logits, torch.as_tensor(labels))
+            out = net(torch.as_tensor(x), training=train)
+            loss = cross_entropy(out["logits"], torch.as_tensor(labels))
             loss.backward()
-            return logits.detach(), loss.detach(), [v.value.grad for v in variables]
+            return {k: v.detach() for k, v in out.items()}, loss.detach(), [v.value.grad for v in variables]
         raise NotImplementedError(f"no gradient code for the Keras backend {self.backend!r}")
 
-    def _result(self, model, logits, loss, grads) -> PassResult:
-        index = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    def _result(self, model, net, out, loss, grads) -> PassResult:
+        index = {id(v): i for i, v in enumerate(net.trainable_variables)}
         named = {
             name: FROM_CHANNELS_LAST[t](self._numpy(grads[index[id(var)]]))
             for name, var, t in self.weight_table(model)
             if not is_running_stat(name)
         }
-        return PassResult(self._numpy(logits), float(self._numpy(loss)), named, self.state(model))
+        logits, stages = split_stages(out, model.config, self._numpy, nhwc=True)
+        return PassResult(self._numpy(logits), float(self._numpy(loss)), named, self.state(model), stages)
 
     def forward_backward(self, model, x, labels, train) -> PassResult:
         """Logits, mean cross-entropy and its gradients w.r.t. every canonical parameter."""
@@ -270,16 +294,17 @@ class KerasRunner:
         return first, self.state(model)
 
 
-def _jax_value_and_grads(model, tv, ntv, x, labels, train: bool):
-    """(loss, logits, grads, new non-trainable values) of a Keras model on JAX, through ``stateless_call``."""
+def _jax_value_and_grads(net, tv, ntv, x, labels, train: bool):
+    """(loss, stage outputs with the logits, grads, new non-trainable values) of a stages model on
+    JAX, through ``stateless_call``."""
     import jax
 
     def f(tv, ntv):
-        logits, new_ntv = model.stateless_call(tv, ntv, x, training=train)
-        return cross_entropy(logits, labels), (logits, new_ntv)
+        out, new_ntv = net.stateless_call(tv, ntv, x, training=train)
+        return cross_entropy(out["logits"], labels), (out, new_ntv)
 
-    (loss, (logits, new_ntv)), grads = jax.value_and_grad(f, has_aux=True)(tv, ntv)
-    return loss, logits, grads, new_ntv
+    (loss, (out, new_ntv)), grads = jax.value_and_grad(f, has_aux=True)(tv, ntv)
+    return loss, out, grads, new_ntv
 
 
 def _loaded_backend() -> str | None:

@@ -15,12 +15,12 @@ reduced-precision rows: torch autocast, Keras ``mixed_bfloat16``, Flax bf16 comp
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from resnext_spec import ArchConfig
+from resnext_spec import ArchConfig, stage_names
 from resnext_spec.errors import ConfigError
 
 FRAMEWORKS = ("torch", "keras", "flax")
@@ -35,13 +35,16 @@ class PassResult:
     ``state`` holds every canonical tensor after the pass, so a training-mode
     pass shows the running statistics it updated (the first result of
     ``sgd_steps`` may hold those statistics only, where its runner fuses the
-    pass with the update).
+    pass with the update). ``stages`` holds what the pass computed on the way to the
+    logits, at every point of ``resnext_spec.stage_names`` but the logits (maps NCHW),
+    so a build that parts from the reference shows where.
     """
 
     logits: np.ndarray
     loss: float
     grads: dict[str, np.ndarray]
     state: dict[str, np.ndarray]
+    stages: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class Runner(Protocol):
     def export(self, model: Any) -> dict[str, np.ndarray]: ...
     def load(self, model: Any, weights: dict[str, np.ndarray]) -> None: ...
     def count(self, model: Any) -> int: ...
-    def logits(self, model: Any, x: np.ndarray) -> np.ndarray: ...
+    def stages(self, model: Any, x: np.ndarray) -> dict[str, np.ndarray]: ...  # eval, with "logits"
     def forward_backward(self, model: Any, x: np.ndarray, labels: np.ndarray, train: bool) -> PassResult: ...
     def sgd_steps(
         self, model: Any, x: np.ndarray, labels: np.ndarray, sgd: SGD
@@ -124,3 +127,17 @@ def jax_x64(needed: bool) -> AbstractContextManager:
     except ImportError:
         return nullcontext()
     return jax.enable_x64(True)
+
+
+def split_stages(
+    out: dict[str, Any], config: ArchConfig, numpy, nhwc: bool
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """A ``forward_stages`` result as (logits as the framework has them, the other points as
+    float64 numpy in torch's NCHW layout, in the network's order): what a :class:`PassResult`
+    holds. (The order is restored: JAX's pytrees and Keras on torch sort a dict's keys.)"""
+    stages = {}
+    for name in stage_names(config):
+        if name != "logits":
+            a = numpy(out[name])
+            stages[name] = a.transpose(0, 3, 1, 2) if nhwc and a.ndim == 4 else a
+    return out.get("logits"), stages

@@ -10,7 +10,7 @@ import numpy as np
 from resnext_spec import ArchConfig
 from resnext_spec.layout import canonical_shapes, is_running_stat
 
-from .runner_base import SGD, PassResult, check_dtype
+from .runner_base import SGD, PassResult, check_dtype, split_stages
 
 
 class TorchRunner:
@@ -69,11 +69,12 @@ class TorchRunner:
     def _input(self, x: np.ndarray):
         return self.torch.from_numpy(np.ascontiguousarray(x)).to(self.device, self.param_dtype)
 
-    def logits(self, model, x) -> np.ndarray:
-        """Eval-mode logits, no autograd: the eval check alone needs no gradient pass."""
+    def stages(self, model, x) -> dict[str, np.ndarray]:
+        """Eval-mode outputs at every stage and the logits, no autograd: the eval check alone
+        needs no gradient pass."""
         model.eval()
         with self._precision(), self.torch.no_grad():
-            return _numpy(model(self._input(x)))
+            return {k: _numpy(v) for k, v in model.forward_stages(self._input(x)).items()}
 
     def state(self, model) -> dict[str, np.ndarray]:
         """Every canonical tensor (parameters and running statistics) in float64."""
@@ -81,28 +82,28 @@ class TorchRunner:
         return {n: _numpy(sd[n]) for n in canonical_shapes(model.config, model.form)}
 
     def _backward(self, model, x, labels, train: bool):
-        """One forward and backward pass; gradients left in ``.grad``. Returns (logits, loss)."""
+        """One forward and backward pass; gradients left in ``.grad``. Returns (stage outputs
+        with the logits, loss)."""
         import torch.nn.functional as F
 
         model.train(train)
         model.zero_grad(set_to_none=True)
         yt = self.torch.from_numpy(np.asarray(labels)).long().to(self.device)
         with self._precision():
-            logits = model(self._input(x))
-            loss = F.cross_entropy(logits, yt)
+            out = model.forward_stages(self._input(x))
+            loss = F.cross_entropy(out["logits"], yt)
         loss.backward()
-        return logits, loss
+        return out, loss
 
-    def _result(self, model, logits, loss) -> PassResult:
+    def _result(self, model, out, loss) -> PassResult:
         params = dict(model.named_parameters())
         grads = {
             n: _numpy(params[n].grad)
             for n in canonical_shapes(model.config, model.form)
             if not is_running_stat(n)
         }
-        return PassResult(
-            logits.detach().cpu().double().numpy(), float(loss.detach()), grads, self.state(model)
-        )
+        logits, stages = split_stages(out, model.config, _numpy, nhwc=False)
+        return PassResult(_numpy(logits), float(loss.detach()), grads, self.state(model), stages)
 
     def forward_backward(self, model, x, labels, train) -> PassResult:
         """Logits, mean cross-entropy and its gradients w.r.t. every canonical parameter.
@@ -126,9 +127,9 @@ class TorchRunner:
         )
         first = None
         for _ in range(sgd.steps):
-            logits, loss = self._backward(model, x, labels, True)
+            out, loss = self._backward(model, x, labels, True)
             if first is None:
-                first = self._result(model, logits, loss)
+                first = self._result(model, out, loss)
             opt.step()
         return first, self.state(model)
 

@@ -119,7 +119,7 @@ def _errors(
     for k, r in refs.items():
         y, r = np.asarray(ys[k], np.float64), np.asarray(r, np.float64)
         e = rel_error(y, r)
-        if e > worst or not name:
+        if not name or (not np.isnan(worst) and not e <= worst):  # a NaN is the worst there is
             worst, name = e, k
         num += float(np.sum((y - r) ** 2))
         den += float(np.sum(r**2))
@@ -132,6 +132,17 @@ def _errors(
         return float(np.sqrt(n / d)) if d else (0.0 if n == 0 else float("inf"))
 
     return worst, name, ratio(num, den), ratio(num_t, den_t) if truth is not None else None
+
+
+def stage_errors(ys: Mapping[str, np.ndarray], refs: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """:func:`rel_error` of each stage point (``resnext_spec.stage_names``) in ``refs``' order: the
+    network's order, so the first that is over a bound is where two models part."""
+    return {k: rel_error(ys[k], r) for k, r in refs.items()}
+
+
+def first_over(errors: Mapping[str, float], bound: float) -> str | None:
+    """The first name whose error is over ``bound`` (None if none is)."""
+    return next((k for k, e in errors.items() if not e <= bound), None)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def passes(runner, form: str) -> dict[str, np.ndarray]:
     model = runner.build(TINY, form)
     out = {}
     runner.load(model, w)
-    out["eval logits"] = runner.logits(model, x)
+    out["eval logits"] = runner.stages(model, x)["logits"]
     for train in (False, True):
         runner.load(model, w)
         r = runner.forward_backward(model, x, labels, train)

@@ -30,13 +30,16 @@ def test_passing_run_prints_the_table_writes_json_and_plot_and_exits_0(tmp_path,
     assert main([*QUICK, "--frameworks", "torch,keras,flax", "--json", str(path), "--plot", str(plot)]) == 0
     out, err = capsys.readouterr()
     assert "resnet18: every build against torch form (c)" in out and "PASS" in out
-    assert "6 passed, 0 failed" in out
+    assert "9 passed, 0 failed" in out  # 3 builds x (count, eval logits, eval stage outputs)
     assert "resnet18: keras (c)" in err  # progress on stderr
     data = json.loads(path.read_text())
-    assert data["passed"] is True and len(data["results"]) == 6
+    assert data["passed"] is True and len(data["results"]) == 9
     assert {"torch", "keras", "flax", "numpy"} <= set(data["meta"]["versions"])
     row = next(r for r in data["results"] if r["framework"] == "flax" and r["check"] == "eval")
     assert row["error"] <= row["bound"] and row["floor"] is not None
+    stages = next(r for r in data["results"] if r["framework"] == "keras" and r["quantity"] == "stages")
+    assert list(stages["stages"]) == ["stem", "layer1", "layer2", "layer3", "layer4", "pool"]
+    assert max(stages["stages"].values()) == stages["error"] <= stages["bound"]
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 

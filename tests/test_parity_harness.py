@@ -16,7 +16,7 @@ import resnext_keras.model as keras_model
 from parity import CHECKS, run_parity
 from parity.harness import make_batch
 from parity.runners import make_runner
-from resnext_spec import count_params, get_config, list_presets, random_weights, to_form
+from resnext_spec import count_params, get_config, list_presets, random_weights, stage_names, to_form
 from resnext_spec.errors import ResNeXtError
 from resnext_spec.tolerances import rel_error
 
@@ -78,16 +78,22 @@ def test_every_preset_form_c_counts_and_eval_logits_agree(zoo, name):
 
 
 @pytest.mark.parametrize("framework", frameworks())
-def test_eval_only_logits_are_the_gradient_pass_logits(framework):
-    """The eval check alone skips the gradient pass; the logits it reads must be the same ones."""
+def test_eval_only_outputs_are_the_gradient_pass_outputs(framework):
+    """The eval check alone skips the gradient pass; the logits and stage outputs it reads must be
+    the same ones."""
     runner = make_runner(framework)
     x, labels = make_batch(TINY, 2, 16, seed=0)
     w = random_weights(TINY, "c", seed=0)
     for form in "ac":
         model = runner.build(TINY, form)
         runner.load(model, to_form(w, TINY, "c", form))
-        with_grads = runner.forward_backward(model, x, labels, False).logits
-        assert rel_error(runner.logits(model, x), with_grads) < 1e-6, form
+        with_grads = runner.forward_backward(model, x, labels, False)
+        alone = runner.stages(model, x)
+        assert list(alone) == list(stage_names(TINY)), form
+        assert rel_error(alone.pop("logits"), with_grads.logits) < 1e-6, form
+        assert {k: rel_error(v, with_grads.stages[k]) < 1e-6 for k, v in alone.items()} == dict.fromkeys(
+            with_grads.stages, True
+        ), form
 
 
 # ---- planted faults --------------------------------------------------------------------------
@@ -126,6 +132,16 @@ def caught(result):
     return {(r.framework, r.form, r.check) for r in result.failures}
 
 
+def parted_at(result, form="c"):
+    """The stage where the Keras build's eval outputs first went over their bound, as the report
+    says it, beside the stage found from the per-stage errors the JSON keeps."""
+    (row,) = [r for r in result.results if (r.framework, r.form, r.quantity) == ("keras", form, "stages")]
+    assert not row.passed and list(row.stages) == list(stage_names(TINY)[:-1])
+    first = next(k for k, e in row.stages.items() if not e <= row.bound)  # NaN is over
+    assert row.detail.startswith(f"parts at {first}: "), row.detail
+    return first
+
+
 def test_the_unfaulted_tiny_run_passes(monkeypatch):
     assert run_with(monkeypatch).passed
 
@@ -160,6 +176,8 @@ def permute_path(w):
 )
 def test_weight_faults_are_caught_in_the_faulty_build_only(monkeypatch, corrupt, form, expect):
     result = run_with(monkeypatch, corrupt, forms=(form,))
+    # each fault sits in one stage (layer1.0, layer2.0, layer1.0): the report says which
+    assert parted_at(result, form) == {swap_running_stats: "layer2"}.get(corrupt, "layer1")
     assert not result.passed
     got = caught(result)
     assert {fw for fw, _, _ in got} <= {"keras", "torch->keras", "keras->torch"}
@@ -175,9 +193,11 @@ def test_bn_eps_1e3_is_caught(monkeypatch):
         )
 
     monkeypatch.setattr(keras_model.Layers, "norm", norm)
-    got = caught(run_with(monkeypatch))
+    result = run_with(monkeypatch)
+    got = caught(result)
     assert ("keras", "c", "eval") in got and ("keras", "c", "train") in got
     assert not any(fw == "torch" for fw, _, _ in got)
+    assert parted_at(result) == "stem"  # the stem's BN is the first of them
 
 
 def test_same_padding_on_a_stride_2_conv_is_caught(monkeypatch):
@@ -197,9 +217,11 @@ def test_same_padding_on_a_stride_2_conv_is_caught(monkeypatch):
 
     original = keras_model.Layers.conv
     monkeypatch.setattr(keras_model.Layers, "conv", conv)
-    got = caught(run_with(monkeypatch))
+    result = run_with(monkeypatch)
+    got = caught(result)
     assert ("keras", "c", "eval") in got and ("keras", "c", "train") in got
     assert not any(fw == "torch" for fw, _, _ in got)
+    assert parted_at(result) == "layer2"  # TINY's only stride-2 3x3 conv opens its second stage
 
 
 def test_failures_name_the_tensor_that_is_off(monkeypatch):

@@ -2,7 +2,15 @@
 
 import numpy as np
 
-from resnext_spec.tolerances import CHAOTIC_FLOOR, K_FLOOR, TOL, compare
+from resnext_spec.tolerances import (
+    CHAOTIC_FLOOR,
+    K_FLOOR,
+    TOL,
+    compare,
+    first_over,
+    stage_errors,
+    worst_error,
+)
 
 TRUTH = {"t": np.array([1.0, -2.0, 4.0])}
 
@@ -31,3 +39,23 @@ def test_a_reference_with_no_correct_digit_is_chaotic_shown_not_judged():
     assert wild.chaotic and wild.passed and wild.error == 50.0
     edge = compare(moved(50.0), moved(0.0), TRUTH, floor_samples=[moved(CHAOTIC_FLOOR / 2)])
     assert not edge.chaotic and not edge.passed
+
+
+def test_a_nan_tensor_is_the_worst_and_fails():
+    # A swapped running mean/variance puts a negative variance under a square root: NaN, which
+    # `e > worst` would skip, naming a tensor that is fine.
+    ref = {"a": np.ones(3), "b": np.ones(3), "c": np.ones(3)}
+    ys = {"a": np.ones(3) * 1.5, "b": np.array([1.0, np.nan, 1.0]), "c": np.ones(3) * 2}
+    error, tensor = worst_error(ys, ref)
+    assert np.isnan(error) and tensor == "b"
+    assert not compare(ys, ref).passed
+
+
+def test_the_first_stage_over_the_bound_is_where_two_models_part():
+    ref = {"stem": np.ones(4), "layer1": np.ones(4), "layer2": np.ones(4), "pool": np.ones(2)}
+    ys = {"stem": np.ones(4), "layer1": np.ones(4) + 1e-3, "layer2": np.ones(4) + 1e-1, "pool": np.ones(2)}
+    errors = stage_errors(ys, ref)
+    assert list(errors) == list(ref) and abs(errors["layer1"] - 1e-3) < 1e-12
+    assert first_over(errors, 1e-5) == "layer1" and first_over(errors, 1e-2) == "layer2"
+    assert first_over(errors, 1.0) is None
+    assert first_over({"stem": 0.0, "layer1": float("nan")}, 1e-5) == "layer1"
