@@ -3,8 +3,8 @@
 Formats by suffix: .pth/.pt (torch state_dict or a checkpoint holding one),
 .safetensors, .weights.h5 (Keras), .msgpack (Flax); a folder (or a new path with
 no suffix) is a Hugging Face transformers ResNet model directory. Exit codes: 0 ported
-(and verified, with --verify), 1 --verify found the logits apart, 2 bad input
-(nothing is written).
+(and verified, with --verify), 1 --verify found the two apart (it says at which stage),
+2 bad input (nothing is written).
 """
 
 from __future__ import annotations
@@ -31,13 +31,17 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--form", choices=FORMS, help="block form of SRC (default: from the file or its names)")
     p.add_argument("--to-form", choices=FORMS, help="block form to write (default: SRC's)")
-    p.add_argument("--num-classes", type=int, help="classes of the head, with --model")
+    p.add_argument("--num-classes", type=int, help="classes of the head, with --model (0: headless)")
     p.add_argument(
         "--stride-on",
         choices=("1x1", "3x3"),
         help="where SRC's blocks stride (ResNet v1: 1x1; default: the file's metadata, else 3x3)",
     )
-    p.add_argument("--verify", action="store_true", help="compare logits of SRC and of DST as written")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare SRC and DST as written at every stage (stem, stages, pooled features, logits)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     return p
 
@@ -68,9 +72,13 @@ def _main(argv: list[str] | None) -> int:
         f"ported {result.src} -> {result.dst}: {describe(result.config)}, "
         f"form ({result.src_form}) -> ({result.dst_form}) in {result.seconds:.1f} s"
     )
-    if result.verify_error is not None:
-        verdict = "ok" if result.verified else "FAILED"
-        print(f"verify: max relative logit error {result.verify_error:.2e} (tolerance {TOL:.0e}): {verdict}")
+    if result.verify_stages is not None:
+        output = "logit" if "logits" in result.verify_stages else "pooled feature"
+        verdict = "ok" if result.verified else f"FAILED: they part at {result.parted_at}"
+        print(
+            f"verify: max relative {output} error {result.verify_error:.2e} (tolerance {TOL:.0e}): {verdict}"
+        )
+        print("verify, per stage: " + ", ".join(f"{k} {e:.1e}" for k, e in result.verify_stages.items()))
         return 0 if result.verified else 1
     return 0
 

@@ -12,6 +12,9 @@ or ``pytorch_model.bin``. Its tensors are torchvision's under other names:
 
 The config says where the stride sits (``downsample_in_bottleneck``: on the first
 1x1, as ResNet v1). transformers has no grouped ResNet, so ResNeXt has no HF layout.
+A ``ResNetModel`` or ``ResNetBackbone`` folder holds the same tensors without the
+``resnet.`` prefix and without the classifier: it is read as a headless model
+(``num_classes=0``), and a headless model is written as a ``ResNetModel``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,8 @@ from .errors import PortError
 from .torch_file import read_torch_state_dict
 
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+PREFIX = "resnet."  # ResNetForImageClassification's base model; ResNetModel's own names have none
+HEADLESS = ("ResNetModel", "ResNetBackbone")
 _STEM = "resnet.embedder.embedder."
 _BLOCK = re.compile(
     r"resnet\.encoder\.stages\.(\d+)\.layers\.(\d+)\.(layer\.(\d+)|shortcut)\.(convolution|normalization)\.(.+)"
@@ -64,11 +70,12 @@ def config_from_hf(hf: dict, path) -> ArchConfig:
     if problems:
         raise HFError(f"{path}: a transformers ResNet this project cannot express: " + ", ".join(problems))
     labels = hf.get("id2label") or {}
+    headless = any(a in HEADLESS for a in hf.get("architectures") or [])
     return ArchConfig(
         block=block,
         layers=tuple(depths),
         stride_on="1x1" if hf.get("downsample_in_bottleneck", False) else "3x3",
-        num_classes=int(hf.get("num_labels", len(labels) or 1000)),
+        num_classes=0 if headless else int(hf.get("num_labels", len(labels) or 1000)),
         in_channels=int(hf.get("num_channels", 3)),
     )
 
@@ -87,8 +94,16 @@ def hf_config(config: ArchConfig) -> dict:
             f"not {config}"
         )
     expansion = 4 if config.block == "bottleneck" else 1
+    labels = (
+        {}
+        if config.headless
+        else {
+            "id2label": {str(i): f"LABEL_{i}" for i in range(config.num_classes)},
+            "label2id": {f"LABEL_{i}": i for i in range(config.num_classes)},
+        }
+    )
     return {
-        "architectures": ["ResNetForImageClassification"],
+        "architectures": ["ResNetModel" if config.headless else "ResNetForImageClassification"],
         "model_type": "resnet",
         "layer_type": config.block,
         "depths": list(config.layers),
@@ -98,8 +113,7 @@ def hf_config(config: ArchConfig) -> dict:
         "downsample_in_first_stage": False,
         "downsample_in_bottleneck": config.stride_on == "1x1",
         "num_channels": config.in_channels,
-        "id2label": {str(i): f"LABEL_{i}" for i in range(config.num_classes)},
-        "label2id": {f"LABEL_{i}": i for i in range(config.num_classes)},
+        **labels,
     }
 
 
@@ -169,9 +183,17 @@ def read_hf_dir(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], ArchCon
     else:
         raw, more, _ = read_torch_state_dict(found)
         notes += more
-    if not any(k.startswith("classifier.") for k in raw):
-        raise HFError(
-            f"{found}: a ResNetModel backbone without the classifier head; port a ...ForImageClassification"
+    has_head = any(k.startswith("classifier.") for k in raw)
+    if config.headless or not has_head:
+        if has_head:
+            raise HFError(f"{found}: config.json names a {HEADLESS} model, but the weights hold a classifier")
+        if not all(k.startswith(("embedder.", "encoder.")) for k in raw):
+            raise HFError(f"{found}: a transformers ResNet without the classifier head and with other names")
+        raw = {PREFIX + k: v for k, v in raw.items()}
+        config = replace(config, num_classes=0)
+        notes.append(
+            "a transformers ResNetModel/ResNetBackbone (no classifier): ported as a headless model, "
+            "num_classes=0, whose pooled features are ResNetModel's pooler_output"
         )
     weights = {}
     for k, v in raw.items():
@@ -188,7 +210,8 @@ def read_hf_dir(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], ArchCon
 
 
 def write_hf_dir(path: str | os.PathLike, weights: dict[str, np.ndarray], config: ArchConfig) -> None:
-    """A directory ``ResNetForImageClassification.from_pretrained`` loads: config.json + model.safetensors.
+    """A directory ``ResNetForImageClassification.from_pretrained`` loads (``ResNetModel`` for a
+    headless ``config``): config.json + model.safetensors.
 
     ``weights`` are canonical form (c). The folder is written beside and renamed into place,
     so a failed write leaves nothing at ``path``.
@@ -198,6 +221,8 @@ def write_hf_dir(path: str | os.PathLike, weights: dict[str, np.ndarray], config
     hf = hf_config(config)
     weights = check_weights(weights, config, "c")
     tensors = {hf_name(k): np.ascontiguousarray(v, np.float32) for k, v in weights.items()}
+    if config.headless:  # a ResNetModel's own names
+        tensors = {k.removeprefix(PREFIX): v for k, v in tensors.items()}
     for k in [k for k in tensors if k.endswith("running_var")]:  # transformers' BatchNorm2d has this buffer
         tensors[k[: -len("running_var")] + "num_batches_tracked"] = np.zeros((), np.int64)
     path = Path(path)

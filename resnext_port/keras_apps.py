@@ -44,7 +44,8 @@ class KerasAppsError(PortError):
 
 
 def depth_and_classes(path: str | os.PathLike) -> tuple[str, tuple[int, ...], int] | None:
-    """(model name, blocks per stage, classes) when the file is shaped like a keras.applications ResNet.
+    """(model name, blocks per stage, classes) when the file is shaped like a keras.applications ResNet;
+    0 classes for a file saved without its top (``include_top=False``).
 
     Two layouts: Keras 3's ``.weights.h5`` (``layers/conv2d_7/vars/0``: by class and order)
     and the legacy ``.h5`` that Keras 2 wrote and keras.applications downloads are
@@ -75,10 +76,12 @@ def depth_and_classes(path: str | os.PathLike) -> tuple[str, tuple[int, ...], in
             )
         if convs not in DEPTHS:
             return None
-        if len(kernel_shape) != 2 or kernel_shape[0] != 2048:
+        if len(kernel_shape) != 2:  # the last weights are a BN's, or there is no dense layer
+            return (*DEPTHS[convs], 0)
+        if kernel_shape[0] != 2048:
             raise KerasAppsError(
-                f"a keras.applications {DEPTHS[convs][0]} without its top (include_top=False): "
-                "this project's networks end in the classifier; save the model with include_top=True"
+                f"a keras.applications {DEPTHS[convs][0]} whose top takes {kernel_shape[0]} features, "
+                "not the 2048 its last stage gives"
             )
         return (*DEPTHS[convs], int(kernel_shape[1]))
 
@@ -94,7 +97,8 @@ def read_keras_applications(
     if found is None:
         return None
     name, layers, classes = found
-    model = getattr(keras.applications, name)(weights=None, classes=classes, classifier_activation=None)
+    top = dict(classes=classes, classifier_activation=None) if classes else dict(include_top=False)
+    model = getattr(keras.applications, name)(weights=None, **top)
     model.load_weights(path)
     config = replace(get_config("resnet50"), layers=layers, stride_on="1x1", num_classes=classes)
 
@@ -117,10 +121,13 @@ def read_keras_applications(
                 weights |= conv_bn(f"{keras_block}_{k}", f"{ours}.conv{k}", f"{ours}.bn{k}")
             if j == 0:
                 weights |= conv_bn(f"{keras_block}_0", f"{ours}.downsample.0", f"{ours}.downsample.1")
-    kernel, bias = model.get_layer("predictions").get_weights()
-    weights |= {"fc.weight": kernel.T, "fc.bias": bias}
-    return (
-        {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()},
-        config,
-        [NOTE.format(model=name)],
-    )
+    notes = [NOTE.format(model=name)]
+    if classes:
+        kernel, bias = model.get_layer("predictions").get_weights()
+        weights |= {"fc.weight": kernel.T, "fc.bias": bias}
+    else:
+        notes.append(
+            "saved with include_top=False: ported as a headless model (num_classes=0); the file does "
+            "not record a pooling, so Keras builds take pooling= and torch/Flax give average-pooled features"
+        )
+    return {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}, config, notes

@@ -80,7 +80,7 @@ def config_from_keras_hub(backbone: dict, task: dict, where) -> ArchConfig:
             f"{where}: a keras-hub ResNet this project cannot express: " + ", ".join(problems)
         )
     classes = task.get("num_classes")
-    if not isinstance(classes, int) or classes < 1:
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 0:  # 0: a backbone alone
         raise KerasHubError(f"{where}: num_classes {classes!r} is not a class count")
     return ArchConfig(block=BLOCKS[backbone["block_type"]], layers=tuple(depths), num_classes=classes)
 
@@ -94,19 +94,18 @@ def _by_class(layers, cls: str) -> list:
 
 
 def read_keras_hub_dir(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], ArchConfig, list[str]]:
-    """Canonical weights (form c), config and notes of a keras-hub ResNet classifier preset."""
+    """Canonical weights (form c), config and notes of a keras-hub ResNet classifier preset, or of
+    a backbone preset (no task files), read as a headless model."""
     import h5py
 
     path = Path(path)
     backbone = _json(path / "config.json")
     if (kind := backbone.get("class_name")) != "ResNetBackbone":
         raise KerasHubError(f"{path}: a keras-hub {kind} preset; of keras-hub's models, ResNets are read")
-    if not (path / "task.json").is_file() or not (path / "task.weights.h5").is_file():
-        raise KerasHubError(
-            f"{path}: a keras-hub ResNetBackbone without the classifier head (no task.json and "
-            "task.weights.h5); save a ResNetImageClassifier preset"
-        )
-    task = _json(path / "task.json")["config"]
+    headless = not (path / "task.json").is_file() and not (path / "task.weights.h5").is_file()
+    if not headless and not ((path / "task.json").is_file() and (path / "task.weights.h5").is_file()):
+        raise KerasHubError(f"{path}: a keras-hub preset with one of task.json and task.weights.h5, not both")
+    task = {"num_classes": 0} if headless else _json(path / "task.json")["config"]
     config = config_from_keras_hub(backbone["config"], task, path)
     order = {"bottleneck": ("1", "2", "0", "3"), "basic": ("1", "0", "2")}[config.block]
     names = [("conv1", "bn1")]  # (our conv, our BN) in the order keras-hub builds them
@@ -131,10 +130,13 @@ def read_keras_hub_dir(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], 
             weights[f"{conv}.weight"] = np.asarray(kernel["vars/0"]).transpose(3, 2, 0, 1)
             for i, leaf in enumerate(("weight", "bias", "running_mean", "running_var")):
                 weights[f"{bn}.{leaf}"] = np.asarray(norm[f"vars/{i}"])
-    with h5py.File(path / "task.weights.h5", "r") as f:
-        dense = f["layers/dense/vars"]
-        weights["fc.weight"], weights["fc.bias"] = np.asarray(dense["0"]).T, np.asarray(dense["1"])
     notes = [NOTE]
+    if headless:
+        notes.append("a keras-hub ResNetBackbone preset (no task): ported as a headless model, num_classes=0")
+    else:
+        with h5py.File(path / "task.weights.h5", "r") as f:
+            dense = f["layers/dense/vars"]
+            weights["fc.weight"], weights["fc.bias"] = np.asarray(dense["0"]).T, np.asarray(dense["1"])
     if task.get("activation") not in (None, "linear"):
         notes.append(f"its {task['activation']} activation is left out: the ported model gives logits")
     return {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}, config, notes

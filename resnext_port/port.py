@@ -34,7 +34,8 @@ from resnext_spec import (
 )
 from resnext_spec import to_form as convert_form
 from resnext_spec.checkpoint import FORMAT_NAME, H5_ERRORS, read_safetensors, read_safetensors_metadata
-from resnext_spec.tolerances import TOL, rel_error
+from resnext_spec.layout import stage_names
+from resnext_spec.tolerances import TOL, first_over, stage_errors
 
 from . import keras_hub_resnet, timm_resnet
 from .errors import PortError
@@ -85,11 +86,22 @@ class PortResult:
     dst_form: str
     seconds: float
     notes: list[str]
-    verify_error: float | None = None
+    # --verify: each stage point's relative error (resnext_spec.stage_names), in network order
+    verify_stages: dict[str, float] | None = None
+
+    @property
+    def verify_error(self) -> float | None:
+        """The output's error: the logits', or a headless model's pooled features'."""
+        return None if self.verify_stages is None else list(self.verify_stages.values())[-1]
 
     @property
     def verified(self) -> bool | None:
-        return None if self.verify_error is None else self.verify_error <= TOL
+        return None if self.verify_stages is None else self.parted_at is None
+
+    @property
+    def parted_at(self) -> str | None:
+        """The first stage point whose error is over the tolerance: where the two models part."""
+        return None if self.verify_stages is None else first_over(self.verify_stages, TOL)
 
 
 def format_of(path: str | os.PathLike) -> str:
@@ -138,15 +150,16 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
     Read off the tensors: the stem kernel (7: ImageNet stem, 3: CIFAR stem), the
     blocks per stage, the block type (a conv3 or not), the cardinality (form c:
     the grouped conv's channels per group; a/b: the number of paths), the width
-    per path, the classes. Where the stride sits (1x1 or 3x3) leaves no trace in
-    the weights; it is taken from a preset that matches, else torchvision's 3x3.
+    per path, the classes (0, headless, when there is no ``fc``). Where the stride sits
+    (1x1 or 3x3) leaves no trace in the weights; it is taken from a preset that matches,
+    else torchvision's 3x3.
     """
     names = [n for n in weights if not n.endswith("num_batches_tracked")]
     form = form or infer_form(names)
     shape = {n: tuple(np.shape(weights[n])) for n in names}
     try:
         stem_width, in_channels, k, _ = shape["conv1.weight"]
-        num_classes = shape["fc.weight"][0]
+        num_classes = shape["fc.weight"][0] if "fc.weight" in shape else 0  # none: a headless backbone
         stages = sorted({int(m.group(1)) for n in names if (m := re.match(r"layer(\d+)\.", n))})
         layers = tuple(
             1 + max(int(m.group(1)) for n in names if (m := re.match(rf"layer{s}\.(\d+)\.", n)))
@@ -436,8 +449,9 @@ def write(path: str | os.PathLike, w: Weights) -> None:
 # ---- verify ---------------------------------------------------------------------------------
 
 
-def logits(framework: str, w: Weights, seed: int = 0) -> np.ndarray:
-    """Eval-mode logits of a seeded batch (2 images, 64 px; 32 for CIFAR stems)."""
+def outputs(framework: str, w: Weights, seed: int = 0) -> dict[str, np.ndarray]:
+    """Eval-mode outputs of a seeded batch (2 images, 64 px; 32 for CIFAR stems) at every point of
+    ``resnext_spec.stage_names`` (stem, each stage, pooled features, logits), float64, maps NCHW."""
     size = 32 if w.config.stem == "cifar" else 64
     x = np.random.default_rng(seed).standard_normal((2, w.config.in_channels, size, size)).astype(np.float32)
     model = build(framework, w.config, w.form, w.weights)
@@ -446,20 +460,29 @@ def logits(framework: str, w: Weights, seed: int = 0) -> np.ndarray:
 
         model.eval()
         with torch.no_grad():
-            return model(torch.from_numpy(x)).double().numpy()
-    nhwc = x.transpose(0, 2, 3, 1)
-    if framework == "keras":
+            out = {k: v.double().numpy() for k, v in model.forward_stages(torch.from_numpy(x)).items()}
+    elif framework == "keras":
         import keras
 
         import resnext_keras
 
         with resnext_keras.full_fp32():  # JAX on a GPU would compute in TF32
-            return np.asarray(keras.ops.convert_to_numpy(model(nhwc, training=False)), np.float64)
-    import resnext_flax
+            got = resnext_keras.stages_model(model)(x.transpose(0, 2, 3, 1), training=False)
+            out = {k: keras.ops.convert_to_numpy(v) for k, v in got.items()}
+    else:
+        import resnext_flax
 
-    model.eval()
-    with resnext_flax.full_fp32():
-        return np.asarray(model(nhwc), np.float64)
+        model.eval()
+        with resnext_flax.full_fp32():
+            out = model.forward_stages(x.transpose(0, 2, 3, 1))
+    nhwc = framework != "torch"
+    arrays = {k: np.asarray(out[k], np.float64) for k in stage_names(w.config)}
+    return {k: a.transpose(0, 3, 1, 2) if nhwc and a.ndim == 4 else a for k, a in arrays.items()}
+
+
+def logits(framework: str, w: Weights, seed: int = 0) -> np.ndarray:
+    """Eval-mode logits (a headless model's pooled features) of :func:`outputs`' batch."""
+    return list(outputs(framework, w, seed).values())[-1]
 
 
 # ---- the whole job --------------------------------------------------------------------------
@@ -483,7 +506,8 @@ def port(
     Nothing is written unless everything checked out: ``dst`` is written
     atomically, and an existing ``dst`` is kept unless ``force``. With
     ``verify``, the file written is read back and its logits compared with the
-    source's, each in its own framework. Raises :class:`PortError` (or
+    source's at every stage, each in its own framework, so a mismatch says where the two
+    part (``PortResult.parted_at``). Raises :class:`PortError` (or
     :class:`CheckpointError`) naming the problem.
     """
     say = progress or (lambda msg: None)
@@ -524,10 +548,10 @@ def port(
         source.notes,
     )
     if verify:
-        say("verifying: logits of the source and of the file written, each in its own framework")
+        say("verifying: every stage's output of the source and of the file written, each in its framework")
         back = read(dst)
-        result.verify_error = rel_error(
-            logits(FRAMEWORK_OF[format_of(dst)], back), logits(FRAMEWORK_OF[format_of(src)], source)
+        result.verify_stages = stage_errors(
+            outputs(FRAMEWORK_OF[format_of(dst)], back), outputs(FRAMEWORK_OF[format_of(src)], source)
         )
     result.seconds = time.perf_counter() - t0
     return result
