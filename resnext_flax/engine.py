@@ -17,11 +17,11 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from resnext_spec import ArchConfig
 from resnext_spec.checkpoint import atomic_write_bytes
 from resnext_spec.errors import ConfigError
-from resnext_spec.training import Recipe, padded, pick_devices
+from resnext_spec.training import HEAD, Recipe, padded, pick_devices
 
-from .model import create_model
-from .train import forward, sgd, train_step
-from .weights import export_weights, import_weights, load_msgpack, save_msgpack
+from .model import BatchNorm, create_model
+from .train import finetune_sgd, forward, sgd, train_step
+from .weights import export_weights, import_weights, load_msgpack, save_msgpack, submodule, weight_table
 
 
 class FlaxEngine:
@@ -52,9 +52,21 @@ class FlaxEngine:
         self.model = create_model(config=config, form=form, conv_impl=conv_impl)
         import_weights(self.model, weights)
         # The learning rate lives in the optimizer state, so an epoch's rate is set without recompiling.
-        tx = optax.inject_hyperparams(sgd)(
-            lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
-        )
+        hp = dict(lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+        n_stages = len(config.layers)
+        if recipe.freeze == "none" and recipe.head_lr is None:
+            tx = optax.inject_hyperparams(sgd)(**hp)
+        else:  # fine-tuning: parameter groups, as torch's
+            tx = optax.inject_hyperparams(finetune_sgd, static_args="labels")(
+                **hp, head_lr_scale=recipe.head_lr_scale, labels=self._labels(recipe, n_stages)
+            )
+        # Frozen BatchNorms stay in eval mode: their statistics do not move either.
+        self.frozen_norms = [
+            submodule(self.model, name.rsplit(".", 1)[0])
+            for name, _, _ in weight_table(self.model)
+            if name.endswith(".running_mean") and recipe.is_frozen(name, n_stages)
+        ]
+        assert all(isinstance(bn, BatchNorm) for bn in self.frozen_norms)
         self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
         self._step, self._forward = train_step, forward
         self.mesh, self.mesh_devices = None, None
@@ -66,6 +78,19 @@ class FlaxEngine:
             self._correct = jax.jit(lambda logits, y: (logits.argmax(-1) == y).sum())
             self.mesh_devices = [str(d) for d in chosen]
             self._replicate()
+
+    def _labels(self, recipe: Recipe, n_stages: int):
+        """The parameter group of every parameter, as a pytree like ``nnx.state(model, nnx.Param)``."""
+        group = {}
+        for name, var, _ in weight_table(self.model):
+            if recipe.is_frozen(name, n_stages):
+                group[id(var)] = "frozen"
+            else:
+                group[id(var)] = "head" if name.startswith(HEAD) else "body"
+        params = self.nnx.state(self.model, self.nnx.Param)
+        return self._jax.tree.map(
+            lambda v: group[id(v)], params, is_leaf=lambda x: isinstance(x, self.nnx.Variable)
+        )
 
     def _replicate(self) -> None:
         """Every parameter, statistic and optimizer slot on every device of the mesh."""
@@ -79,6 +104,8 @@ class FlaxEngine:
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[float, int]:
         self.optimizer.opt_state.hyperparams["lr"][...] = lr
         self.model.train()
+        for bn in self.frozen_norms:
+            bn.use_running_average = True
         y = y.astype(np.int32)
         if self.mesh is None:
             loss, logits = self._step(self.model, self.optimizer, x, y)

@@ -21,6 +21,20 @@ def sgd(lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4) -> o
     return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(lr, momentum=momentum))
 
 
+def finetune_sgd(
+    lr: float, momentum: float, weight_decay: float, head_lr_scale: float, labels
+) -> optax.GradientTransformation:
+    """:func:`sgd` in torch-like parameter groups: ``labels`` (a pytree like the parameters, or a
+    function of them) names each ``"body"``, ``"head"`` (its lr scaled by ``head_lr_scale``) or
+    ``"frozen"`` (no update at all, weight decay included)."""
+    groups = {
+        "body": sgd(lr, momentum, weight_decay),
+        "head": sgd(lr * head_lr_scale, momentum, weight_decay),
+        "frozen": optax.set_to_zero(),
+    }
+    return optax.multi_transform(groups, labels)
+
+
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 

@@ -15,9 +15,10 @@ import numpy as np
 from resnext_spec import ArchConfig, CheckpointError
 from resnext_spec.checkpoint import atomic_write_bytes
 from resnext_spec.errors import ConfigError
-from resnext_spec.training import Recipe, padded, pick_devices
+from resnext_spec.layout import layers
+from resnext_spec.training import HEAD, Recipe, padded, pick_devices
 
-from .model import create_model
+from .model import create_model, layer_name
 from .train import TorchSGD
 from .weights import export_weights, import_weights, save_weights_atomic
 
@@ -55,7 +56,13 @@ class KerasEngine:
         with self._scope():  # the variables are laid out (replicated) by the distribution
             self.model = create_model(config=config, form=form, conv_impl=conv_impl)
             import_weights(self.model, weights)
-            self.optimizer = TorchSGD(recipe.lr, recipe.momentum, recipe.weight_decay)
+            # Fine-tuning: a frozen layer is not trainable, which in Keras also runs its BatchNorm
+            # in inference mode, so its statistics stay as loaded too.
+            for spec in layers(config, form):
+                if recipe.is_frozen(spec.name, len(config.layers)):
+                    self.model.get_layer(layer_name(spec.name)).trainable = False
+            head = {layer_name(HEAD.rstrip(".")) + "/": recipe.head_lr_scale} if recipe.head_lr else {}
+            self.optimizer = TorchSGD(recipe.lr, recipe.momentum, recipe.weight_decay, lr_multipliers=head)
             self.model.compile(
                 optimizer=self.optimizer,
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

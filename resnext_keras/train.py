@@ -18,6 +18,9 @@ class TorchSGD(keras.optimizers.Optimizer):
     the weights beside the step, never entering the momentum), and its momentum
     buffer holds ``lr``-scaled steps, so after a learning-rate drop it still moves
     at the old rate for a while. With this class a Keras run takes torch's steps.
+
+    ``lr_multipliers`` maps a variable path prefix (``"fc/"``) to a factor on the learning
+    rate of the variables under it: torch's parameter groups, for a classifier's own rate.
     """
 
     def __init__(
@@ -27,6 +30,7 @@ class TorchSGD(keras.optimizers.Optimizer):
         coupled_weight_decay: float = 0.0,
         name: str = "torch_sgd",
         lr_dtype: str | None = None,
+        lr_multipliers: dict[str, float] | None = None,
         **kwargs,
     ):
         # Keras keeps the learning rate in a floatx (float32) variable: a float64 model would
@@ -43,12 +47,17 @@ class TorchSGD(keras.optimizers.Optimizer):
             raise ConfigError(f"weight decay must be >= 0, got {coupled_weight_decay}")
         self.momentum = momentum
         self.coupled_weight_decay = coupled_weight_decay
+        self.lr_multipliers = dict(lr_multipliers or {})
 
     def build(self, variables):
         if self.built:
             return
         super().build(variables)
         self.momentums = self.add_optimizer_variables(variables, "momentum")
+        # Per variable, by index: update_step may be handed the backend's variable, which has no path.
+        self.lr_factors = [
+            next((f for p, f in self.lr_multipliers.items() if v.path.startswith(p)), 1.0) for v in variables
+        ]
 
     def update_step(self, gradient, variable, learning_rate):
         def const(value):
@@ -56,6 +65,9 @@ class TorchSGD(keras.optimizers.Optimizer):
             return ops.convert_to_tensor(value, dtype=variable.dtype)
 
         lr = ops.cast(learning_rate, variable.dtype)
+        factor = self.lr_factors[self._get_variable_index(variable)]
+        if factor != 1.0:
+            lr = ops.multiply(lr, const(factor))
         g = ops.cast(gradient, variable.dtype)
         if self.coupled_weight_decay:
             g = ops.add(g, ops.multiply(variable, const(self.coupled_weight_decay)))
@@ -68,6 +80,7 @@ class TorchSGD(keras.optimizers.Optimizer):
         return super().get_config() | {
             "momentum": self.momentum,
             "coupled_weight_decay": self.coupled_weight_decay,
+            "lr_multipliers": self.lr_multipliers,
         }
 
 

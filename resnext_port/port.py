@@ -35,6 +35,7 @@ from resnext_spec import (
 from resnext_spec import to_form as convert_form
 from resnext_spec.checkpoint import FORMAT_NAME, H5_ERRORS, read_safetensors, read_safetensors_metadata
 from resnext_spec.layout import stage_names
+from resnext_spec.sources import Source
 from resnext_spec.tolerances import TOL, first_over, stage_errors
 
 from . import keras_hub_resnet, timm_resnet
@@ -74,6 +75,8 @@ class Weights:
     form: str
     notes: list[str] = field(default_factory=list)
     stride_recorded: bool = True  # False: read off tensor shapes, which cannot show where the stride sits
+    # The input the source expects (resnext_spec.sources.PREPROCESSING); None: ours, the data's statistics
+    preprocessing: str | None = None
 
 
 @dataclass
@@ -279,7 +282,7 @@ def _read(path: Path, model: str | None, form: str | None, num_classes: int | No
                     f"{path}: a damaged keras.applications weights file ({type(e).__name__}: {e})"
                 ) from e
             if found is not None:
-                return _form_c(*found, asked, form, path)
+                return _form_c(*found, asked, form, path, preprocessing="caffe")
             if fmt == LEGACY_H5:
                 raise PortError(
                     f"{path}: a legacy Keras .h5 that is not a keras.applications ResNet50/101/152; "
@@ -329,14 +332,14 @@ def _read_folder(
             found = keras_hub_resnet.read_keras_hub_dir(path)  # a KerasHubError is a PortError
         except H5_ERRORS as e:
             raise PortError(f"{path}: a damaged keras-hub preset ({type(e).__name__}: {e})") from e
-        return _form_c(*found, asked, form, path)
+        return _form_c(*found, asked, form, path, preprocessing="imagenet")
     try:
         weights, config, notes = read_hf_dir(path)
     except CheckpointError as e:  # an HFError is a PortError already
         raise PortError(str(e)) from e
     # --model without --num-classes takes the folder's class count here (its config names it)
     lenient = replace(get_config(model), num_classes=num_classes or config.num_classes) if model else None
-    return _form_c(weights, config, notes, lenient, form, path)
+    return _form_c(weights, config, notes, lenient, form, path, preprocessing="imagenet")
 
 
 def _form_c(
@@ -346,11 +349,12 @@ def _form_c(
     asked: ArchConfig | None,
     form: str | None,
     path: Path,
+    preprocessing: str | None = None,
 ) -> Weights:
     """Weights from a reader that maps another library's layout to form (c), held to what was asked."""
     _agree(config, asked, path)
     _agree_form("c", form, path)
-    return Weights(weights, config, "c", notes)
+    return Weights(weights, config, "c", notes, preprocessing=preprocessing)
 
 
 def _from_state_dict(
@@ -380,7 +384,7 @@ def _from_state_dict(
     if asked is not None:
         form = form or infer_form(list(raw))
         check_form_for(asked, form)
-        return Weights(_fit(raw, asked, form, path), asked, form, notes)
+        return Weights(_fit(raw, asked, form, path), asked, form, notes, preprocessing="imagenet")
     try:
         config, form = infer_config(raw, form)
     except PortError as e:
@@ -392,7 +396,14 @@ def _from_state_dict(
     notes.append(f"inferred the architecture from the tensor shapes: {describe(config)}, form ({form})")
     if arch is not None:
         config = replace(config, stride_on="3x3")
-    return Weights(_fit(raw, config, form, path), config, form, notes, stride_recorded=arch is not None)
+    return Weights(
+        _fit(raw, config, form, path),
+        config,
+        form,
+        notes,
+        stride_recorded=arch is not None,
+        preprocessing="imagenet",  # torchvision's and timm's ResNets; said in a note where it is assumed
+    )
 
 
 def _agree(stored: ArchConfig | None, asked: ArchConfig | None, path) -> ArchConfig | None:
@@ -404,6 +415,13 @@ def _agree(stored: ArchConfig | None, asked: ArchConfig | None, path) -> ArchCon
 def _agree_form(stored: str, asked: str | None, path) -> None:
     if asked is not None and asked != stored:
         raise PortError(f"{path}: the file holds form ({stored}), not ({asked}); use --to-form to convert")
+
+
+def read_source(path: str | os.PathLike) -> Source:
+    """:func:`read` as ``resnext_spec.sources`` hands it to other tools (``resnext-train --init-from``):
+    registered as the ``resnext.checkpoint_readers`` entry point in pyproject.toml."""
+    w = read(path)
+    return Source(w.weights, w.config, w.form, w.notes, w.preprocessing)
 
 
 # ---- writing --------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ steps with torch's SGD (weight decay added to the gradient before momentum).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -27,6 +28,12 @@ class Recipe:
     Defaults are the ResNeXt paper's CIFAR recipe (Xie et al. 2017, section 5.3):
     batch 128, lr 0.1, momentum 0.9, weight decay 5e-4, 300 epochs, lr divided by 10
     at 50% and 75% of training. Milestones are fractions of ``epochs``.
+
+    Fine-tuning: ``freeze`` keeps part of the network exactly as loaded -- its parameters
+    out of the optimizer and its BatchNorms in eval mode, so their statistics do not move
+    either: ``"none"``, ``"stem"``, ``"stages-K"`` (the stem and stages 1..K) or
+    ``"backbone"`` (all but the classifier: a linear probe). ``head_lr`` is the
+    classifier's own learning rate (None: ``lr``), following the same milestones.
     """
 
     epochs: int = 300
@@ -37,9 +44,15 @@ class Recipe:
     milestones: tuple[float, ...] = (0.5, 0.75)
     seed: int = 0
     zero_init_residual: bool = False
+    freeze: str = "none"
+    head_lr: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
+        if not FREEZE.fullmatch(str(self.freeze)):
+            problems.append(f"freeze must be none, stem, stages-K (K >= 1) or backbone, got {self.freeze!r}")
+        if self.head_lr is not None and not self.head_lr > 0:
+            problems.append(f"head lr must be > 0, got {self.head_lr}")
         if not (isinstance(self.epochs, int) and self.epochs >= 1):
             problems.append(f"epochs must be a whole number >= 1, got {self.epochs!r}")
         if not (isinstance(self.batch_size, int) and self.batch_size >= 2):
@@ -66,6 +79,26 @@ class Recipe:
     def lr_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (from 0), as torch's MultiStepLR stepped once an epoch."""
         return self.lr / 10 ** sum(epoch >= m for m in self.milestone_epochs())
+
+    @property
+    def head_lr_scale(self) -> float:
+        """The classifier's learning rate over everyone else's (1 without ``head_lr``)."""
+        return 1.0 if self.head_lr is None else self.head_lr / self.lr
+
+    def frozen_prefixes(self, num_stages: int) -> tuple[str, ...]:
+        """The canonical-name prefixes ``freeze`` holds still in a network of ``num_stages`` stages."""
+        if self.freeze == "none":
+            return ()
+        stages = num_stages if self.freeze == "backbone" else 0
+        if self.freeze.startswith("stages-"):
+            stages = int(self.freeze.split("-")[1])
+            if stages > num_stages:
+                raise ConfigError(f"freeze {self.freeze}: the network has {num_stages} stages")
+        return ("conv1.", "bn1.", *(f"layer{s + 1}." for s in range(stages)))
+
+    def is_frozen(self, name: str, num_stages: int) -> bool:
+        """Whether the canonical tensor or layer ``name`` stays as loaded."""
+        return (name + ".").startswith(self.frozen_prefixes(num_stages))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -104,6 +137,9 @@ class Engine(Protocol):
 
     def restore(self, folder: str) -> None: ...
 
+
+FREEZE = re.compile(r"none|stem|backbone|stages-[1-9]\d*")
+HEAD = "fc."  # the classifier's canonical prefix: what head_lr applies to
 
 CPU_DEVICES_HINT = "on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N before start gives N devices"
 

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from resnext_spec import ArchConfig, atomic_write
-from resnext_spec.training import Recipe
+from resnext_spec.training import HEAD, Recipe
 
 from .distributed import convert_sync_batchnorm
 from .model import create_model
@@ -55,8 +55,25 @@ class TorchEngine:
                 convert_sync_batchnorm(self.model, dist.new_group())
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
+        # Fine-tuning: frozen parameters leave the optimizer (nothing moves them, weight decay
+        # included) and their BatchNorms stay in eval mode; the head may have its own lr.
+        n_stages = len(config.layers)
+        frozen = {n for n, _ in self.model.named_parameters() if recipe.is_frozen(n, n_stages)}
+        self.frozen_norms = [
+            m
+            for n, m in self.model.named_modules()
+            if isinstance(m, torch.nn.BatchNorm2d) and recipe.is_frozen(n, n_stages)
+        ]
+        groups: dict[float, list] = {}
+        for name, p in self.model.named_parameters():
+            p.requires_grad_(name not in frozen)
+            if name not in frozen:
+                groups.setdefault(recipe.head_lr_scale if name.startswith(HEAD) else 1.0, []).append(p)
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+            [{"params": ps, "lr_scale": scale} for scale, ps in groups.items()],
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
         )
 
     def _nchw(self, x: np.ndarray):
@@ -67,8 +84,10 @@ class TorchEngine:
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[float, int]:
         torch = self.torch
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # checkpoints from before it have none
         self.model.train()
+        for m in self.frozen_norms:
+            m.eval()
         labels = torch.from_numpy(y.astype(np.int64)).to(self.device)
         logits = self.net(self._nchw(x))
         loss = torch.nn.functional.cross_entropy(logits, labels)

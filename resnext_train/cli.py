@@ -6,6 +6,12 @@ loads, state.json). --resume continues from the checkpoint and ends where an
 uninterrupted run ends (a checkpoint is written at the end of every epoch).
 Exit codes: 0 done, 2 bad input (one line), 3 a bug (its traceback), 130 interrupted.
 
+Fine-tuning: --init-from FILE starts from any checkpoint resnext-port reads (a timm,
+torchvision, transformers, keras.applications or keras-hub file, or ours), in any
+framework and form; a head of other classes is replaced by a fresh one. --freeze keeps
+the stem, stages 1..K or the whole backbone exactly as loaded; --head-lr gives the
+classifier its own learning rate.
+
 Data-parallel: `torchrun --nproc-per-node N resnext-train --framework torch ...`
 (DistributedDataParallel; --sync-bn for BN over the global batch), or `--devices
 N|all` for Flax and Keras on JAX (a device mesh; BN over the global batch). The
@@ -37,9 +43,23 @@ def parser() -> argparse.ArgumentParser:
         prog="resnext-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--framework", required=True, choices=FRAMEWORKS)
-    arch = p.add_mutually_exclusive_group(required=True)
+    arch = p.add_mutually_exclusive_group()
     arch.add_argument("--model", choices=list_presets(), metavar="PRESET", help="a preset name")
     arch.add_argument("--config", metavar="FILE.json", help="an ArchConfig as JSON (its to_dict keys)")
+    p.add_argument(
+        "--init-from",
+        metavar="FILE",
+        help="start from this checkpoint (any file resnext-port reads); its network is the run's",
+    )
+    p.add_argument(
+        "--freeze",
+        default="none",
+        metavar="{none,stem,stages-K,backbone}",
+        help="keep these exactly as loaded, BN statistics included (backbone: a linear probe)",
+    )
+    p.add_argument(
+        "--head-lr", type=float, default=None, help="the classifier's learning rate (default --lr)"
+    )
     p.add_argument(
         "--data", required=True, help="CIFAR-10/100 folder or .tar.gz, or a folder with train/ and val/"
     )
@@ -83,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # no TensorFlow C++ INFO lines (CPU flags, oneDNN)
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if not (args.model or args.config or args.init_from):
+        raise ConfigError("give the network: --model PRESET, --config FILE.json or --init-from CHECKPOINT")
     config = _config_flag(args.config) if args.config else None
     if args.keras_backend:
         if args.framework != "keras":
@@ -113,6 +135,8 @@ def _main(argv: list[str] | None) -> int:
         milestones=args.milestones,
         seed=args.seed,
         zero_init_residual=args.zero_init_residual,
+        freeze=args.freeze,
+        head_lr=args.head_lr,
     )
     out = args.out or os.path.join("runs", f"{args.model or 'custom'}-{args.framework}-{args.form}")
     try:
@@ -135,6 +159,8 @@ def _main(argv: list[str] | None) -> int:
             devices=devices,
             sync_bn=args.sync_bn,
             stop_after=args.stop_after,
+            init_from=args.init_from,
+            on_note=(lambda note: print(f"note: {note}")) if rank == 0 else None,
         )
     except KeyboardInterrupt:
         if rank == 0:

@@ -36,7 +36,10 @@ from resnext_spec import (
 )
 from resnext_spec.checkpoint import atomic_write_bytes
 from resnext_spec.errors import ConfigError, ResNeXtError
+from resnext_spec.forms import to_form
 from resnext_spec.grouped import check_conv_impl
+from resnext_spec.layout import HEAD_TENSORS
+from resnext_spec.sources import PREPROCESSING, caffe_to_rgb, read_source
 from resnext_spec.training import Engine, Recipe
 
 from .engines import make_engine
@@ -44,7 +47,7 @@ from .engines import make_engine
 FRAMEWORKS = ("torch", "keras", "flax")
 CHECKPOINT = "checkpoint"
 # What config.json must agree on for --resume to continue a run.
-RESUME_KEYS = ("framework", "keras_backend", "arch", "form", "recipe", "conv_impl", "dataset")
+RESUME_KEYS = ("framework", "keras_backend", "arch", "form", "recipe", "conv_impl", "dataset", "init_from")
 
 
 class TrainError(ResNeXtError):
@@ -186,6 +189,8 @@ def train(
     devices: int | str | None = None,
     sync_bn: bool = False,
     stop_after: int | None = None,
+    init_from: str | os.PathLike | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """Train one build with the recipe; returns the metrics of every epoch (also in metrics.jsonl).
 
@@ -196,6 +201,15 @@ def train(
     ``weights`` (canonical, of ``form``) replaces the recipe's initialisation: to
     fine-tune a ported checkpoint, or to start a run from slightly moved weights.
 
+    ``init_from`` starts from any checkpoint ``resnext-port`` reads (``resnext_spec.sources``):
+    its architecture is the run's (``model``/``config``, if given, must be the same network),
+    its weights are converted to ``form``, and where its classes are not the data's (or it
+    has no head) the head is replaced by a freshly initialised one. The images are
+    normalised as the source expects (ImageNet statistics for torchvision, timm,
+    transformers and keras-hub networks). ``on_note`` is told what was done, in words;
+    the notes are in ``config.json`` too. ``recipe.freeze`` and ``recipe.head_lr`` set
+    what a fine-tune trains.
+
     Data parallelism: launched by torchrun (a ``torch.distributed`` process group is
     initialised), torch trains with DistributedDataParallel, each process on its shard
     of every global batch (``recipe.batch_size``), ``sync_bn`` normalising over the
@@ -203,9 +217,15 @@ def train(
     Flax and in Keras on JAX. ``stop_after`` ends this call after that epoch (counted
     from 1) with its checkpoint; ``resume`` goes on from there, on any number of workers.
     """
-    dataset, config, recipe, record = _settle(
-        framework, data, model, config, form, recipe, conv_impl, image_size, stop_after
+    if init_from is not None and weights is not None:
+        raise ConfigError("give weights= or init_from=, not both")
+    dataset, config, recipe, record, source = _settle(
+        framework, data, model, config, form, recipe, conv_impl, image_size, stop_after, init_from
     )
+    if source is not None:
+        weights = _weights_from(source, config, form, recipe, record)
+        for note in record["notes"]:
+            (on_note or (lambda _: None))(note)
     out = os.fspath(out)
     found = _check_out_folder(out, record, resume)
     if weights is None:
@@ -284,8 +304,9 @@ def train(
     return metrics
 
 
-def _settle(framework, data, model, config, form, recipe, conv_impl, image_size, stop_after):
-    """Every setting checked and resolved before any work: (dataset, config, recipe, the run's record).
+def _settle(framework, data, model, config, form, recipe, conv_impl, image_size, stop_after, init_from=None):
+    """Every setting checked and resolved before any work: (dataset, config, recipe, the run's record,
+    the ``init_from`` checkpoint read, or None).
 
     The record is what ``config.json`` holds, and what ``--resume`` must agree with.
     """
@@ -296,16 +317,27 @@ def _settle(framework, data, model, config, form, recipe, conv_impl, image_size,
         raise TrainError(f"stop after epoch {stop_after}: epochs count from 1")
     recipe = recipe or Recipe()
     dataset = data if isinstance(data, Dataset) else load_dataset(data, image_size=image_size)
-    config = resolve_config(model, config)
+    source = None
+    if init_from is None:
+        config = resolve_config(model, config)
+    else:
+        source = read_source(init_from)
+        if model is not None or config is not None:
+            _same_network(resolve_config(model, config), source.config, init_from)
+        config = source.config
     if config.num_classes != dataset.num_classes:  # the head fits the data
         config = dataclasses.replace(config, num_classes=dataset.num_classes)
     check_form_for(config, form)
+    recipe.frozen_prefixes(len(config.layers))  # a freeze past the last stage is refused now
     keras_backend = None
     if framework == "keras":
         import keras
 
         keras_backend = keras.backend.backend()
-    mean, std = channel_stats(dataset.train)
+    if source is not None and source.preprocessing is not None:
+        mean, std = (np.asarray(v) for v in PREPROCESSING[source.preprocessing])
+    else:
+        mean, std = channel_stats(dataset.train)
     record = {
         "framework": framework,
         "keras_backend": keras_backend,
@@ -318,8 +350,53 @@ def _settle(framework, data, model, config, form, recipe, conv_impl, image_size,
         "data": dataset.name if isinstance(data, Dataset) else os.fspath(data),
         "mean": mean.tolist(),
         "std": std.tolist(),
+        "init_from": None if init_from is None else os.fspath(init_from),
+        "preprocessing": None if source is None else source.preprocessing,
+        "notes": [],
     }
-    return dataset, config, recipe, record
+    return dataset, config, recipe, record, source
+
+
+def _same_network(asked: ArchConfig, found: ArchConfig, path) -> None:
+    """Refuse a checkpoint of another network than ``--model``/``--config`` names (the head aside)."""
+    differ = [
+        f"{f.name} {getattr(found, f.name)!r} (asked {getattr(asked, f.name)!r})"
+        for f in dataclasses.fields(ArchConfig)
+        if f.name != "num_classes" and getattr(found, f.name) != getattr(asked, f.name)
+    ]
+    if differ:
+        raise TrainError(
+            f"--init-from {os.fspath(path)}: another network than the one asked for: {', '.join(differ)}"
+        )
+
+
+def _weights_from(
+    source, config: ArchConfig, form: str, recipe: Recipe, record: dict
+) -> dict[str, np.ndarray]:
+    """The checkpoint's weights for the run: in ``form``, with a fresh head where the classes differ,
+    and (keras.applications) conv1 taking RGB; every change written into ``record["notes"]``."""
+    notes = record["notes"]
+    notes.extend(source.notes)
+    weights = to_form(source.weights, source.config, source.form, form)
+    if source.form != form:
+        notes.append(f"converted the weights from form ({source.form}) to ({form})")
+    if source.config.num_classes != config.num_classes:
+        fresh = init_weights(config, form, recipe.seed, recipe.zero_init_residual)
+        weights = {k: v for k, v in weights.items() if k not in HEAD_TENSORS}
+        weights |= {k: fresh[k] for k in HEAD_TENSORS}
+        had = f"{source.config.num_classes} classes" if source.config.num_classes else "no head (headless)"
+        notes.append(
+            f"replaced the head: the checkpoint has {had}, the data {config.num_classes}; "
+            f"fc is freshly initialised (seed {recipe.seed})"
+        )
+    if source.preprocessing == "caffe":
+        weights = caffe_to_rgb(weights)
+        notes.append(
+            "conv1's input channels reversed, so the network takes RGB where the checkpoint took BGR"
+        )
+    if source.preprocessing is not None:
+        notes.append(f"images normalised as the checkpoint expects ({source.preprocessing} statistics)")
+    return weights
 
 
 def _check_out_folder(out: str, record: dict, resume: bool) -> str | None:
