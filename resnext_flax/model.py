@@ -269,7 +269,8 @@ class ResNet(nnx.Module):
             setattr(self, f"layer{i + 1}", nnx.List([block(b, rngs) for b in stage]))
         self.feature_info = tuple(feature_info(config))  # a tuple: graph metadata must hash
         self.num_features = p.head.in_features
-        self.fc = self._classifier(config.num_classes, rngs)
+        # nnx.data: a headless model's None stays a data slot, so reset_classifier can put a head there.
+        self.fc = nnx.data(self._classifier(config.num_classes, rngs))
 
     def _classifier(self, num_classes: int, rngs: nnx.Rngs) -> nnx.Linear | None:
         if not num_classes:
@@ -283,7 +284,7 @@ class ResNet(nnx.Module):
         if self.features_only and num_classes:
             raise ConfigError("a features_only model has no head to reset")
         self.config = dataclasses.replace(self.config, num_classes=num_classes)
-        self.fc = self._classifier(num_classes, rngs if rngs is not None else nnx.Rngs(0))
+        self.fc = nnx.data(self._classifier(num_classes, rngs if rngs is not None else nnx.Rngs(0)))
 
     def stem(self, x):
         x = relu(self.bn1(self.conv1(x)))

@@ -25,6 +25,15 @@ from resnext_train import Recipe, train
 from resnext_train.cli import main
 
 FRAMEWORKS = ["torch", "keras", "flax"]
+SLOW = pytest.mark.slow
+
+
+def each_framework_once(cases: list, fast: set) -> list:
+    """``cases`` as params, those not in ``fast`` in the full tier: the fast tier fine-tunes in each
+    framework, the full tier in every framework with every setting."""
+    return [pytest.param(*c, marks=() if c in fast else SLOW) for c in cases]
+
+
 SMALL = dict(layers=(1, 1, 1, 1), cardinality=2, base_width=4)  # timm's resnext50_32x4d builder, cut down
 BATCH = 16
 ONE_STEP = Recipe(epochs=1, batch_size=BATCH, lr=0.05, weight_decay=1e-3, milestones=(), seed=1)
@@ -61,7 +70,9 @@ def first_batch(cifar: str, mean, std) -> tuple[np.ndarray, np.ndarray]:
     return next(iter(pipe.epoch(0)))
 
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize(
+    "framework", [pytest.param(f, marks=() if f == "keras" else SLOW) for f in FRAMEWORKS]
+)
 def test_the_first_step_loss_is_the_source_models_loss_on_that_batch(cifar, timm_files, tmp_path, framework):
     folder, models = timm_files
     metrics = train(
@@ -79,8 +90,13 @@ def test_the_first_step_loss_is_the_source_models_loss_on_that_batch(cifar, timm
     assert not any("replaced the head" in n for n in record["notes"])  # ten classes: its own head kept
 
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
-@pytest.mark.parametrize("freeze", ["stem", "stages-2", "backbone"])
+@pytest.mark.parametrize(
+    "framework, freeze",
+    each_framework_once(
+        [(f, z) for f in FRAMEWORKS for z in ("stem", "stages-2", "backbone")],
+        fast={("torch", "stages-2"), ("flax", "stem"), ("keras", "backbone")},
+    ),
+)
 def test_frozen_parts_are_bitwise_as_loaded_after_an_epoch(cifar, timm_files, tmp_path, framework, freeze):
     folder, models = timm_files
     recipe = dataclasses.replace(ONE_STEP, epochs=2, freeze=freeze)  # two steps: momentum at work too
@@ -110,7 +126,9 @@ def test_frozen_parts_are_bitwise_as_loaded_after_an_epoch(cifar, timm_files, tm
         assert "layer4.0.bn3.running_var" in moved and "layer4.0.conv3.weight" in moved
 
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize(
+    "framework", [pytest.param(f, marks=() if f == "flax" else SLOW) for f in FRAMEWORKS]
+)
 def test_a_linear_probe_moves_the_head_by_head_lr_as_computed_by_hand(cifar, timm_files, tmp_path, framework):
     """Backbone frozen (BN in eval mode), so the head's first gradient is a formula of the features:
     (softmax(logits) - onehot)^T features / N; the first SGD step from zero momentum is then

@@ -216,7 +216,10 @@ def test_a_keras_hub_backbone_preset_ports_headless_and_gives_its_features(tmp_p
 # ---- our own formats ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("suffix", [".safetensors", ".pth", ".weights.h5", ".msgpack"])
+@pytest.mark.parametrize(
+    "suffix",
+    [".safetensors", *(pytest.param(s, marks=pytest.mark.slow) for s in (".pth", ".weights.h5", ".msgpack"))],
+)
 def test_a_headless_model_round_trips_through_every_format(tmp_path, suffix):
     config = get_config("resnext26_8x16d", num_classes=0)
     weights = random_weights(config, "c", 1)
