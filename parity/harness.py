@@ -676,6 +676,12 @@ def run_parity(
     )
     all_configs = {n: get_config(n) for n in names if not (configs and n in configs)}
     all_configs.update(configs or {})
+    for n, c in all_configs.items():
+        if c.headless:  # the checks read logits, a loss and its gradients: a classifier's
+            raise ConfigError(
+                f"{n}: a headless model (num_classes=0) has no logits to check; give it a head "
+                "(any num_classes): the stage outputs before it are checked too"
+            )
     progress = progress or (lambda msg: None)
     t0 = time.perf_counter()
     result = ParityResult()

@@ -14,7 +14,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,16 +67,11 @@ HF = "hf"  # a Hugging Face transformers model directory: a folder, or a new pat
 
 
 @dataclass
-class Weights:
-    """Canonical weights read from a file, with the architecture and form they belong to."""
+class Weights(Source):
+    """Canonical weights read from a file, with the architecture and form they belong to, the notes
+    on what was read and the input the source expects (``resnext_spec.sources.Source``)."""
 
-    weights: dict[str, np.ndarray]
-    config: ArchConfig
-    form: str
-    notes: list[str] = field(default_factory=list)
     stride_recorded: bool = True  # False: read off tensor shapes, which cannot show where the stride sits
-    # The input the source expects (resnext_spec.sources.PREPROCESSING); None: ours, the data's statistics
-    preprocessing: str | None = None
 
 
 @dataclass
@@ -420,8 +415,7 @@ def _agree_form(stored: str, asked: str | None, path) -> None:
 def read_source(path: str | os.PathLike) -> Source:
     """:func:`read` as ``resnext_spec.sources`` hands it to other tools (``resnext-train --init-from``):
     registered as the ``resnext.checkpoint_readers`` entry point in pyproject.toml."""
-    w = read(path)
-    return Source(w.weights, w.config, w.form, w.notes, w.preprocessing)
+    return read(path)
 
 
 # ---- writing --------------------------------------------------------------------------------
@@ -555,6 +549,11 @@ def port(
     )
     say(f"writing {dst} ({describe(source.config)}, form {source.form} -> {target_form})")
     write(dst, target)
+    if format_of(dst) == "torch" and source.config.stride_on != "3x3":  # a state_dict cannot say where
+        source.notes.append(
+            f"a .pth does not record where the stride sits: read {dst.name} with --stride-on "
+            f"{source.config.stride_on} (or write .safetensors, which records it)"
+        )
     result = PortResult(
         str(src),
         str(dst),
@@ -567,7 +566,7 @@ def port(
     )
     if verify:
         say("verifying: every stage's output of the source and of the file written, each in its framework")
-        back = read(dst)
+        back = read(dst, stride_on=source.config.stride_on)  # what a file without metadata cannot say
         result.verify_stages = stage_errors(
             outputs(FRAMEWORK_OF[format_of(dst)], back), outputs(FRAMEWORK_OF[format_of(src)], source)
         )

@@ -47,6 +47,18 @@ def torch_reference(config, form="c", seed=3):
     return model.eval(), weights
 
 
+def reference_stages(config, form):
+    """torch (c)'s output at every stage point for the tests' batch (maps NHWC), the canonical weights
+    in ``form``, and the batch (NHWC): what a Keras or Flax build of ``form`` must reproduce."""
+    if config.block == "basic" and form != "c":
+        pytest.skip("basic blocks exist in form (c) only")
+    ref, weights = torch_reference(config)
+    x = batch(config)[0]
+    with torch.no_grad():
+        want = {k: nhwc(v) for k, v in ref.forward_stages(torch.tensor(x)).items()}
+    return want, _to_form(weights, config, form), x.transpose(0, 2, 3, 1)
+
+
 def nhwc(a):
     a = np.asarray(a)
     return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
@@ -150,27 +162,20 @@ def test_reset_classifier_gives_a_new_head_and_leaves_the_backbone(lib):
 @pytest.mark.parametrize("form", ["a", "b", "c"])
 @pytest.mark.parametrize("config", CONFIGS, ids=["tiny", "tiny_1x1", "tiny_basic"])
 def test_flax_stage_outputs_equal_torch(config, form):
-    if config.block == "basic" and form != "c":
-        pytest.skip("basic blocks exist in form (c) only")
-    ref, weights = torch_reference(config)
-    x = batch(config)[0]
-    with torch.no_grad():
-        want = {k: nhwc(v) for k, v in ref.forward_stages(torch.tensor(x)).items()}
+    want, weights, x = reference_stages(config, form)
     model = rf.create_model(config=config, form=form)
-    rf.import_weights(model, _to_form(weights, config, form))
+    rf.import_weights(model, weights)
     model.eval()
-    got = model.forward_stages(x.transpose(0, 2, 3, 1))
+    got = model.forward_stages(x)
     assert list(got) == list(want)
     assert {k: rel_error(np.asarray(v), want[k]) for k, v in got.items()} == pytest.approx(
         dict.fromkeys(want, 0.0), abs=TOL
     )
     maps = rf.create_model(config=config, form=form, features_only=True)
     with pytest.warns(HeadLeftOutWarning):
-        rf.import_weights(maps, _to_form(weights, config, form))
+        rf.import_weights(maps, weights)
     maps.eval()
-    assert [np.asarray(a).shape for a in maps(x.transpose(0, 2, 3, 1))] == [
-        want[i.module].shape for i in maps.feature_info
-    ]
+    assert [np.asarray(a).shape for a in maps(x)] == [want[i.module].shape for i in maps.feature_info]
 
 
 @pytest.mark.keras
@@ -188,15 +193,10 @@ def test_flax_stage_outputs_equal_torch(config, form):
     ],
 )
 def test_keras_stage_outputs_equal_torch(config, form):
-    if config.block == "basic" and form != "c":
-        pytest.skip("basic blocks exist in form (c) only")
-    ref, weights = torch_reference(config)
-    x = batch(config)[0]
-    with torch.no_grad():
-        want = {k: nhwc(v) for k, v in ref.forward_stages(torch.tensor(x)).items()}
+    want, weights, x = reference_stages(config, form)
     model = rk.create_model(config=config, form=form)
-    rk.import_weights(model, _to_form(weights, config, form))
-    got = rk.stages_model(model)(x.transpose(0, 2, 3, 1), training=False)
+    rk.import_weights(model, weights)
+    got = rk.stages_model(model)(x, training=False)
     assert sorted(got) == sorted(want)  # Keras's torch backend returns a dict's keys sorted
     errors = {k: rel_error(keras.ops.convert_to_numpy(v), want[k]) for k, v in got.items()}
     assert errors == pytest.approx(dict.fromkeys(want, 0.0), abs=TOL)

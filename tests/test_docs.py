@@ -185,3 +185,18 @@ def test_every_shell_command_shown_uses_flags_its_tool_accepts():
                 if arg.startswith("-") and arg not in ("-",) and arg.split("=")[0] not in flags[verb]:
                     wrong.append(f"{where} block {index}: resnext {verb} has no flag {arg}")
     assert checked > 20 and not wrong, wrong
+
+
+@pytest.mark.slow
+def test_the_fine_tuning_example_runs_and_writes_its_table_and_plot(tmp_path):
+    """docs/finetune_example.py, cut to one epoch of each run in torch: what backbones.md shows."""
+    example = _load("finetune_example")
+    assert (
+        example.main(
+            ["--out", str(tmp_path), "--epochs", "1", "--pretrain-epochs", "1", "--frameworks", "torch"]
+        )
+        == 0
+    )
+    table = (tmp_path / "finetune.md").read_text()
+    assert all(f"| {setup}, torch |" in table for setup in example.SETUPS)
+    assert (tmp_path / "finetune.png").read_bytes()[:4] == b"\x89PNG"

@@ -238,6 +238,13 @@ def test_tf32_row_is_shown_and_never_fails():
     assert row.passed and row.framework == "torch" and row.form == "c"
 
 
+def test_a_headless_config_is_refused_with_the_reason():
+    import dataclasses
+
+    with pytest.raises(ResNeXtError, match="a headless model .* has no logits to check"):
+        run_parity(["bare"], configs={"bare": dataclasses.replace(TINY, num_classes=0)}, frameworks=["torch"])
+
+
 def test_one_preset_name_as_a_string_is_one_model():
     result = run_parity("resnet18", frameworks=["torch"], forms=["c"], checks=["counts"])
     assert result.meta["models"] == ["resnet18"] and result.passed

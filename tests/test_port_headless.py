@@ -184,9 +184,12 @@ def test_a_keras_applications_file_without_its_top_ports_headless_and_gives_its_
     keras_notop, tmp_path, src, suffix, framework
 ):
     folder, last_map = keras_notop
-    result = port(folder / src, tmp_path / f"out{suffix}")
+    result = port(folder / src, tmp_path / f"out{suffix}", verify=True)
     assert result.config.num_classes == 0 and result.config.stride_on == "1x1"
     assert any("include_top=False" in n for n in result.notes)
+    # read back as v1 (stride on the 1x1): a .pth cannot record it, and a note says so
+    assert result.verified, result.verify_stages
+    assert any("--stride-on 1x1" in n for n in result.notes) == (suffix == ".pth")
     got = ours(tmp_path / f"out{suffix}", framework, stride_on="1x1")
     assert rel_error(got["layer4"], last_map) <= TOL
 
