@@ -80,7 +80,7 @@ def test_a_headless_port_verifies_stage_by_stage(timm_backbone, tmp_path):
 HF_SMALL = dict(depths=[1, 1], hidden_sizes=[256, 512], embedding_size=64, layer_type="bottleneck")
 
 
-@pytest.mark.parametrize("suffix", [".weights.h5", ".safetensors"])
+@pytest.mark.parametrize("suffix", [".weights.h5", pytest.param(".safetensors", marks=pytest.mark.slow)])
 def test_a_transformers_resnet_model_ports_headless_and_gives_its_pooled_output(tmp_path, suffix):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
