@@ -9,6 +9,7 @@ import pytest
 from parity_runs import TINY_RUNS, frameworks, shared, tiny_run
 
 from parity import CHECKS
+from resnext_spec import ArchConfig, stage_names
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=shared(n)) for n in TINY_RUNS])
@@ -21,4 +22,8 @@ def test_each_shared_tiny_run_holds_every_framework_form_and_check(name):
     copies = {(r.framework, r.form) for r in result.results if r.check == "copy"}
     directions = {f"{a}->{b}" for a in fws for b in fws if a != b}
     assert copies == {(d, form) for d in directions for form in "abc"}, sorted(copies)
+    # and the eval check compared every stage point of every build, not only the logits
+    config = ArchConfig.from_dict(next(iter(result.meta["configs"].values())))
+    stages = {(r.framework, r.form): list(r.stages or ()) for r in result.results if r.quantity == "stages"}
+    assert stages == {(fw, form): list(stage_names(config)[:-1]) for fw in fws for form in "abc"}
     assert result.passed
