@@ -224,3 +224,29 @@ def test_freezing_past_the_last_stage_is_refused_before_any_work(cifar, timm_fil
             out=tmp_path / "r",
         )
     assert not (tmp_path / "r").exists()
+
+
+def test_a_keras_applications_source_takes_rgb_through_its_flipped_conv1():
+    """keras.applications ResNets take BGR, mean-subtracted on 0..255 (its own preprocess_input). The
+    pipeline's normalisation with the "caffe" statistics, and conv1's input channels reversed, give
+    the network the same function of the RGB image."""
+    keras = pytest.importorskip("keras")
+    import resnext_torch as rt
+    from resnext_spec import random_weights
+    from resnext_spec.sources import caffe_to_rgb
+
+    config = ArchConfig(**SMALL, num_classes=3)
+    weights = random_weights(config, "c", 0)
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype(np.float32)
+    as_keras_feeds_it = keras.applications.resnet.preprocess_input(rgb.copy())  # BGR, caffe
+    mean, std = (np.asarray(v, np.float32) for v in PREPROCESSING["caffe"])
+    as_we_feed_it = (rgb / np.float32(255.0) - mean) / std  # resnext_data.Pipeline's normalisation
+    outputs = []
+    for w, x in ((weights, as_keras_feeds_it), (caffe_to_rgb(weights), as_we_feed_it)):
+        model = rt.create_model(config=config)
+        rt.import_weights(model, w)
+        with torch.no_grad():
+            outputs.append(
+                model.eval()(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).numpy()
+            )
+    assert rel_error(outputs[1], outputs[0]) <= 1e-5
