@@ -127,7 +127,7 @@ def test_frozen_parts_are_bitwise_as_loaded_after_an_epoch(cifar, timm_files, tm
 
 
 @pytest.mark.parametrize(
-    "framework", [pytest.param(f, marks=() if f == "flax" else SLOW) for f in FRAMEWORKS]
+    "framework", [pytest.param(f, marks=() if f == "torch" else SLOW) for f in FRAMEWORKS]
 )
 def test_a_linear_probe_moves_the_head_by_head_lr_as_computed_by_hand(cifar, timm_files, tmp_path, framework):
     """Backbone frozen (BN in eval mode), so the head's first gradient is a formula of the features:
@@ -157,7 +157,16 @@ def test_a_linear_probe_moves_the_head_by_head_lr_as_computed_by_hand(cifar, tim
 
 def test_a_headless_source_gets_a_fresh_head_and_says_so(cifar, timm_files, tmp_path, capsys):
     folder, _ = timm_files
-    args = ["--framework", "flax", "--data", cifar, "--init-from", str(folder / "timm0.pth"), "--epochs", "1"]
+    args = [
+        "--framework",
+        "torch",
+        "--data",
+        cifar,
+        "--init-from",
+        str(folder / "timm0.pth"),
+        "--epochs",
+        "1",
+    ]
     assert main([*args, "--batch-size", str(BATCH), "--out", str(tmp_path / "run"), "-q"]) == 0
     out = capsys.readouterr().out
     assert "note: replaced the head: the checkpoint has no head (headless), the data 10" in out
