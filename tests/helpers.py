@@ -221,3 +221,24 @@ class _AbsentTorchvision(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module):
         pass
+
+
+def randomise_keras_bn(layers, seed: int) -> None:
+    """Every BatchNorm's four tensors of ``layers`` (a Keras model's) drawn away from 0 and 1, and
+    every conv bias away from 0, seeded and in layer order: what ``resnext_torch.randomise_batchnorm``
+    does for torch models, so a port that drops, swaps or mis-folds any of them cannot match."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    ranges = [(0.5, 1.5), (-0.5, 0.5), (-0.5, 0.5), (0.5, 1.5)]  # gamma, beta, mean, variance
+    for layer in layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights(
+                [
+                    rng.uniform(lo, hi, w.shape)
+                    for w, (lo, hi) in zip(layer.get_weights(), ranges, strict=True)
+                ]
+            )
+        elif isinstance(layer, keras.layers.Conv2D) and layer.use_bias:
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.uniform(-0.5, 0.5, bias.shape)])

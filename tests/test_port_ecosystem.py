@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from helpers import randomise_keras_bn
 
 from resnext_port.port import PortError, Weights, logits, port, read
 from resnext_spec import ArchConfig, random_weights, save_checkpoint
@@ -102,21 +103,7 @@ def keras_resnet50(tmp_path_factory):
     model = keras.applications.ResNet50(
         weights=None, classes=5, classifier_activation=None, input_shape=(64, 64, 3)
     )
-    rng = np.random.default_rng(0)
-    for layer in model.layers:  # biases and BN statistics away from 0 and 1, so the folding counts
-        if isinstance(layer, keras.layers.BatchNormalization):
-            g, b, m, v = layer.get_weights()
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, g.shape),
-                    rng.uniform(-0.5, 0.5, b.shape),
-                    rng.uniform(-0.5, 0.5, m.shape),
-                    rng.uniform(0.5, 1.5, v.shape),
-                ]
-            )
-        elif isinstance(layer, keras.layers.Conv2D):
-            k, b = layer.get_weights()
-            layer.set_weights([k, rng.uniform(-0.5, 0.5, b.shape)])
+    randomise_keras_bn(model.layers, 0)  # biases and BN statistics away from 0 and 1: the folding counts
     folder = tmp_path_factory.mktemp("kapps")
     model.save_weights(folder / "resnet50.weights.h5")
     # The legacy layout the downloadable keras.applications files have, by Keras's own legacy writer
@@ -174,17 +161,7 @@ def keras_hub_preset(folder, block_type: str, depths: list[int]):
         image_shape=(None, None, 3),
     )
     task = keras_hub.models.ResNetImageClassifier(backbone=backbone, num_classes=5, activation=None)
-    rng = np.random.default_rng(1)
-    for layer in backbone.layers:  # BN statistics and affine parameters away from 0 and 1
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.set_weights(
-                [
-                    rng.uniform(lo, hi, w.shape)
-                    for w, (lo, hi) in zip(
-                        layer.get_weights(), [(0.5, 1.5), (-0.5, 0.5), (-0.5, 0.5), (0.5, 1.5)], strict=True
-                    )
-                ]
-            )
+    randomise_keras_bn(backbone.layers, 1)
     task.save_to_preset(folder)
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)  # as port.logits
     return np.asarray(keras.ops.convert_to_numpy(task(x.transpose(0, 2, 3, 1), training=False)), np.float64)

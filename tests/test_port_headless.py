@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import import_timm
+from helpers import import_timm, randomise_keras_bn
 
 from resnext_port.port import PortError, Weights, outputs, port, read
 from resnext_spec import get_config, random_weights, save_checkpoint
@@ -139,26 +139,6 @@ def test_a_transformers_folder_whose_config_and_weights_disagree_on_the_head_is_
 
 
 # ---- keras.applications and keras-hub -------------------------------------------------------
-
-
-def randomise_keras_bn(layers, seed: int) -> None:
-    import keras
-
-    rng = np.random.default_rng(seed)
-    for layer in layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.set_weights(
-                [
-                    rng.uniform(lo, hi, w.shape)
-                    for w, (lo, hi) in zip(layer.get_weights(), BN_RANGES, strict=True)
-                ]
-            )
-        elif isinstance(layer, keras.layers.Conv2D) and layer.use_bias:
-            k, b = layer.get_weights()
-            layer.set_weights([k, rng.uniform(-0.5, 0.5, b.shape)])
-
-
-BN_RANGES = [(0.5, 1.5), (-0.5, 0.5), (-0.5, 0.5), (0.5, 1.5)]
 
 
 @pytest.fixture(scope="module")
