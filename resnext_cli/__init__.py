@@ -1,7 +1,7 @@
-"""``resnext``: one command over the five tools, like ``git`` over its verbs.
+"""``resnext``: one command over the six tools, like ``git`` over its verbs.
 
 ``resnext parity ...`` is exactly ``resnext-parity ...`` (same flags, help and exit
-codes), and so on for port, train, bench and explain. This package sits above the
+codes), and so on for port, train, bench, explain and export. This package sits above the
 tools and is the only one that names them all; it loads a tool only when its verb
 is run, so ``resnext --help`` stays instant.
 """
@@ -18,6 +18,7 @@ COMMANDS = {
     "train": ("resnext_train.cli", "train one build with the same recipe and batches in every framework"),
     "bench": ("resnext_bench.cli", "img/s and peak memory of every build beside the frameworks' own models"),
     "explain": ("resnext_explain.cli", "take one block apart and show forms (a), (b), (c) agree"),
+    "export": ("resnext_export.cli", "one build as ONNX, LiteRT, SavedModel, StableHLO or .pt2, verified"),
 }
 
 

@@ -9,6 +9,7 @@ import resnext_cli
 from parity import cli as parity_cli
 from resnext_bench import cli as bench_cli
 from resnext_explain import cli as explain_cli
+from resnext_export import cli as export_cli
 from resnext_port import cli as port_cli
 from resnext_spec import ConfigError, ResNeXtError
 from resnext_train import cli as train_cli
@@ -46,6 +47,12 @@ def bad_inputs(tmp):
         (bench_cli, ["--batch", "0"]),
         (explain_cli, ["resnext26_8x16d", "--block", "layer9.0", "--json", str(out)]),
         (explain_cli, ["resnet18"]),
+        (export_cli, ["resnet51", "--framework", "torch", "--out", str(out / "m.onnx")]),
+        (export_cli, ["resnet18", "--framework", "torch", "--out", str(out / "m.tflite")]),
+        (export_cli, ["resnet18", "--framework", "torch", "--form", "a", "--out", str(out / "m.pt2")]),
+        (export_cli, ["resnet18", "--framework", "flax", "--out", str(out / "m.bin")]),
+        (export_cli, [junk(tmp, "junk2.pth"), "--framework", "torch", "--out", str(out / "m.pt2")]),
+        (export_cli, [str(tmp / "none.json"), "--framework", "flax", "--out", str(out / "m.onnx")]),
     ]
     if NO_GPU:  # --device gpu on a machine without one: refused before any work
         cases += [
@@ -88,8 +95,9 @@ def _broken(*_, **__):
         (port_cli, "port", ["a.pth", "b.safetensors"]),
         (bench_cli, "run_bench", ["--models", "resnet18"]),
         (explain_cli, "explain", ["resnext26_8x16d"]),
+        (export_cli, "export", ["resnet18", "--framework", "torch", "--out", "m.onnx"]),
     ],
-    ids=["parity", "port", "bench", "explain"],
+    ids=["parity", "port", "bench", "explain", "export"],
 )
 def test_a_bug_exits_3_with_its_traceback(command, target, argv, monkeypatch, capsys):
     monkeypatch.setattr(command, target, _broken)

@@ -1,0 +1,254 @@
+"""Writing each artifact with its framework's own exporter, and running it in its own runtime.
+
+Writers take a built model (eval mode, weights loaded) and write one artifact at ``path``; the
+batch is dynamic in every format, the image size fixed. Runners load an artifact the way a
+deployment would, with none of this project's code, and return a function from a numpy batch
+(in the artifact's own layout) to numpy outputs. ``fused=False`` turns the runtime's own graph
+rewrites off (onnxruntime's optimisations; LiteRT's XNNPACK delegate), so a report can say how
+much of an error those rewrites add.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INPUT_NAME = "images"
+META_KEY = "resnext"  # the key of the sidecar's JSON inside an artifact that has a metadata slot
+Run = Callable[[np.ndarray], np.ndarray]
+
+
+# ---- writers ----------------------------------------------------------------------------------
+
+
+def write(framework: str, fmt: str, model: Any, path: str, image_shape: tuple[int, ...], meta: dict) -> None:
+    """Export ``model`` of ``framework`` as ``fmt`` to ``path``; ``image_shape`` is one image in the
+    framework's layout (C, H, W for torch; H, W, C for Keras and Flax)."""
+    writer = {
+        ("torch", "onnx"): _torch_onnx,
+        ("torch", "pt2"): _torch_pt2,
+        ("keras", "onnx"): _keras_export,
+        ("keras", "saved_model"): _keras_export,
+        ("keras", "tflite"): _keras_export,
+        ("keras", "stablehlo"): _jax_stablehlo,
+        ("flax", "onnx"): _flax_onnx,
+        ("flax", "stablehlo"): _jax_stablehlo,
+    }[framework, fmt]
+    with _quiet_exporters():
+        writer(model, path, image_shape, fmt=fmt, framework=framework, meta=meta)
+    if fmt == "onnx":
+        _onnx_finish(path, meta)
+    elif fmt == "saved_model":  # TF Serving's place for files beside the graph
+        extra = Path(path) / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        (extra / f"{META_KEY}.json").write_text(json.dumps(meta, indent=2))
+
+
+@contextmanager
+def _quiet_exporters() -> Iterator[None]:
+    """Keep the exporters' chatter out of the command's output: torch.onnx's warnings that it skips
+    torchvision's operators, and the FutureWarnings that tf2onnx and torch.export raise on
+    their own dependencies. Errors still surface."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _torch_sample(image_shape: tuple[int, ...]):
+    import torch
+
+    # A batch of 2, not 1: torch.export specialises a dimension it sees as 1 to the constant 1.
+    x = torch.zeros((2, *image_shape))
+    return (x,), ({0: torch.export.Dim("batch", min=1, max=65536)},)
+
+
+def _torch_onnx(model, path: str, image_shape, **_) -> None:
+    import torch
+
+    args, dynamic = _torch_sample(image_shape)
+    program = torch.onnx.export(
+        model, args, dynamo=True, dynamic_shapes=dynamic, input_names=[INPUT_NAME], verbose=False
+    )
+    program.save(path)
+
+
+def _torch_pt2(model, path: str, image_shape, meta: dict, **_) -> None:
+    import torch
+
+    args, dynamic = _torch_sample(image_shape)
+    program = torch.export.export(model, args, dynamic_shapes=dynamic)
+    torch.export.save(program, path, extra_files={f"{META_KEY}.json": json.dumps(meta)})
+
+
+def _keras_export(model, path: str, image_shape, fmt: str, **_) -> None:
+    import keras
+
+    spec = keras.InputSpec(shape=(None, *image_shape), dtype="float32", name=INPUT_NAME)
+    keras_format = {"onnx": "onnx", "saved_model": "tf_saved_model", "tflite": "litert"}[fmt]
+    model.export(path, format=keras_format, input_signature=[spec], verbose=False)
+
+
+def jax_function(framework: str, model) -> Callable:
+    """The model's eval-mode forward as a pure JAX function of the images, weights closed over
+    (they become constants of the exported program)."""
+    if framework == "flax":
+        from flax import nnx
+
+        graphdef, state = nnx.split(model)
+        return lambda x: nnx.merge(graphdef, state)(x)
+    trainable = [v.value for v in model.trainable_variables]
+    fixed = [v.value for v in model.non_trainable_variables]
+    return lambda x: model.stateless_call(trainable, fixed, x, training=False)[0]
+
+
+def _jax_stablehlo(model, path: str, image_shape, framework: str, **_) -> None:
+    import jax
+    import jax.numpy as jnp
+
+    (batch,) = jax.export.symbolic_shape("batch")
+    spec = jax.ShapeDtypeStruct((batch, *image_shape), jnp.float32)
+    with jax.default_matmul_precision("highest"):  # no TF32 in the program when it runs on a GPU
+        exported = jax.export.export(jax.jit(jax_function(framework, model)))(spec)
+    Path(path).write_bytes(exported.serialize())
+
+
+def _flax_onnx(model, path: str, image_shape, **_) -> None:
+    import onnx
+    from jax2onnx import to_onnx
+
+    proto = to_onnx(jax_function("flax", model), [("batch", *image_shape)], model_name="resnext")
+    onnx.save(proto, path)
+
+
+def _onnx_finish(path: str, meta: dict) -> None:
+    """Name the input ``images`` in every exporter's graph and record the sidecar as metadata."""
+    import onnx
+
+    proto = onnx.load(path)
+    old = proto.graph.input[0].name
+    if old != INPUT_NAME:
+        proto.graph.input[0].name = INPUT_NAME
+        for node in proto.graph.node:
+            node.input[:] = [INPUT_NAME if name == old else name for name in node.input]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(meta)
+    onnx.save(proto, path)
+
+
+def read_metadata(fmt: str, path: str) -> dict | None:
+    """The sidecar JSON as recorded inside the artifact (ONNX metadata, a SavedModel's
+    ``assets.extra``, a ``.pt2``'s extra files); None for formats with no slot for it."""
+    if fmt == "onnx":
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+        return json.loads(props[META_KEY]) if META_KEY in props else None
+    if fmt == "saved_model":
+        f = Path(path) / "assets.extra" / f"{META_KEY}.json"
+        return json.loads(f.read_text()) if f.exists() else None
+    if fmt == "pt2":
+        import torch
+
+        extra = {f"{META_KEY}.json": ""}
+        torch.export.load(path, extra_files=extra)
+        return json.loads(extra[f"{META_KEY}.json"]) if extra[f"{META_KEY}.json"] else None
+    return None
+
+
+def size_bytes(path: str) -> int:
+    p = Path(path)
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return p.stat().st_size
+
+
+# ---- runners ----------------------------------------------------------------------------------
+
+
+def load(fmt: str, path: str, fused: bool = True) -> Run:
+    """The artifact at ``path`` loaded in its own runtime, as a function of a float32 batch."""
+    return {
+        "onnx": _run_onnx,
+        "tflite": _run_tflite,
+        "saved_model": _run_saved_model,
+        "stablehlo": _run_stablehlo,
+        "pt2": _run_pt2,
+    }[fmt](path, fused)
+
+
+def _run_onnx(path: str, fused: bool) -> Run:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # jax2onnx's graphs draw shape-merge warnings that change nothing
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if fused else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {INPUT_NAME: x})[0]
+
+
+def _run_tflite(path: str, fused: bool) -> Run:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if fused else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = Interpreter(model_path=path, experimental_op_resolver_type=resolver)
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    shape: list[tuple[int, ...]] = []
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if shape != [x.shape]:  # LiteRT sizes its tensors once per input shape
+            interpreter.resize_tensor_input(inp["index"], x.shape)
+            interpreter.allocate_tensors()
+            shape[:] = [x.shape]
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(out["index"])
+
+    return run
+
+
+def _run_saved_model(path: str, fused: bool) -> Run:
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    return lambda x: next(iter(serve(**{INPUT_NAME: tf.constant(x)}).values())).numpy()
+
+
+def _run_stablehlo(path: str, fused: bool) -> Run:
+    import jax
+
+    exported = jax.export.deserialize(bytearray(Path(path).read_bytes()))
+    call = jax.jit(exported.call)
+    return lambda x: np.asarray(call(x))
+
+
+def _run_pt2(path: str, fused: bool) -> Run:
+    import torch
+
+    module = torch.export.load(path).module()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.from_numpy(x)).numpy()
+
+    return run
+
+
+def quiet_tf() -> None:
+    """No TensorFlow C++ INFO lines (CPU flags, oneDNN) in a command's output."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
