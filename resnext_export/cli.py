@@ -89,6 +89,9 @@ def report(r: ExportResult) -> str:
     )
     v = r.verification
     if v is not None:
+        if v.failure is not None:
+            lines.append(f"verify: FAILED: {v.failure}")
+            return "\n".join(lines)
         verdict = "ok" if v.passed else "FAILED"
         lines.append(
             f"verify: max relative logit error {v.errors['reference']:.2e} (bound {v.bound:.0e}): {verdict}"

@@ -47,9 +47,12 @@ class Verification:
     errors: dict[str, float]  # relative errors; see VERIFY_ROWS
     bound: float
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # batch -> {artifact, source}
+    failure: str | None = None  # the runtime refused to load or run the artifact: what it said
 
     @property
     def passed(self) -> bool:
+        if self.failure is not None:
+            return False
         return self.errors["reference"] <= self.bound and self.errors["batch 1"] <= self.bound
 
 
@@ -183,15 +186,7 @@ def image_shape(config: ArchConfig, framework: str, image_size: int | None) -> t
 
 def sidecar(result: ExportResult, source: Source, preset: str | None) -> dict[str, Any]:
     """What a deployment needs to feed the artifact: layout, shape, preprocessing, output."""
-    prep = None
-    if source.preprocessing is not None:
-        mean, std = PREPROCESSING[source.preprocessing]
-        prep = {
-            "name": source.preprocessing,
-            "mean": list(mean),
-            "std": list(std),
-            "input": "RGB scaled to 0..1, then (x - mean) / std per channel",
-        }
+    prep = None if source.preprocessing is None else preprocessing(source.preprocessing)
     return {
         "format": result.format,
         "framework": result.framework,
@@ -213,6 +208,34 @@ def sidecar(result: ExportResult, source: Source, preset: str | None) -> dict[st
         "source": result.source,
         "notes": result.notes,
         "versions": versions(),
+    }
+
+
+def preprocessing(name: str) -> dict[str, Any]:
+    """How to turn an image into the artifact's input, as the source network was trained.
+
+    keras.applications weights expect Caffe-style input (``preprocess_input``: BGR, 0..255, the
+    ImageNet mean subtracted, no division), and the exported network keeps expecting it, so the
+    pipeline its users already have feeds the artifact unchanged. Every other source expects RGB
+    on 0..1 with the ImageNet mean and std.
+    """
+    mean, std = PREPROCESSING[name]
+    if name == "caffe":
+        return {
+            "name": name,
+            "channels": "BGR",
+            "scale": "0..255",
+            "mean": [round(m * 255, 3) for m in reversed(mean)],
+            "std": [1.0, 1.0, 1.0],
+            "formula": "(x - mean) / std per channel, x in the channel order and scale given",
+        }
+    return {
+        "name": name,
+        "channels": "RGB",
+        "scale": "0..1",
+        "mean": list(mean),
+        "std": list(std),
+        "formula": "(x - mean) / std per channel, x in the channel order and scale given",
     }
 
 
@@ -334,9 +357,13 @@ def verify_artifact(result: ExportResult, src: Source, model, repeats: int, seed
         ref = reference(torch.from_numpy(x)).numpy()
         truth = reference.double()(torch.from_numpy(x).double()).numpy()
 
-    run = artifacts.load(result.format, result.out)
+    try:  # an artifact its own runtime refuses is what verifying is for: a failed check, not a crash
+        run = artifacts.load(result.format, result.out)
+        y = run(x_own)
+    except Exception as e:
+        said = f"{FORMATS[result.format].runtime[1]} refused the artifact: {type(e).__name__}: "
+        return Verification({}, BOUND, failure=said + " ".join(str(e).split())[:300])
     source_run = forward(result.framework, model)
-    y = run(x_own)
     errors = {
         "reference": rel_error(y, ref),
         "batch 1": rel_error(run(x_own[:1]), ref[:1]),

@@ -96,7 +96,8 @@ def check_pair(framework: str, fmt: str, keras_backend: str | None = None) -> li
     by_backend = EXPORTERS[framework, fmt]
     key = keras_backend if framework == "keras" else ""
     if key not in by_backend:
-        raise ExportError(f"keras on {keras_backend} -> {fmt} is not exported: {KERAS_REFUSED[fmt]}")
+        why = KERAS_REFUSED.get(fmt, f"choose KERAS_BACKEND from {', '.join(by_backend)}")
+        raise ExportError(f"keras on {keras_backend} -> {fmt} is not exported: {why}")
     return by_backend[key]
 
 

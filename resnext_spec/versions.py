@@ -20,6 +20,13 @@ def versions() -> dict[str, str]:
         "jaxlib",
         "flax",
         "optax",
+        # resnext-export's exporters and runtimes
+        "onnx",
+        "onnxscript",
+        "onnxruntime",
+        "tf2onnx",
+        "jax2onnx",
+        "ai-edge-litert",
     ):
         try:
             out[dist] = metadata.version(dist)

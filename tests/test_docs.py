@@ -140,11 +140,12 @@ def _tool_flags() -> dict[str, set[str]]:
     from parity.cli import parser as parity_parser
     from resnext_bench.cli import parser as bench_parser
     from resnext_explain.cli import parser as explain_parser
+    from resnext_export.cli import parser as export_parser
     from resnext_port.cli import parser as port_parser
     from resnext_train.cli import parser as train_parser
 
     tools = {"parity": parity_parser, "port": port_parser, "train": train_parser}
-    tools |= {"bench": bench_parser, "explain": explain_parser}
+    tools |= {"bench": bench_parser, "explain": explain_parser, "export": export_parser}
     return {verb: set(make()._option_string_actions) for verb, make in tools.items()}
 
 
