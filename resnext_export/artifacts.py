@@ -148,10 +148,12 @@ def _flax_onnx(model, path: str, image_shape, **_) -> None:
 
 
 def _onnx_finish(path: str, meta: dict) -> None:
-    """Name the input ``images`` in every exporter's graph and record the sidecar as metadata."""
+    """Name the input ``images`` in every exporter's graph, make its max-pool one onnxruntime runs,
+    and record the sidecar as metadata."""
     import onnx
 
     proto = onnx.load(path)
+    _nhwc_max_pool_as_2d(proto)
     old = proto.graph.input[0].name
     if old != INPUT_NAME:
         proto.graph.input[0].name = INPUT_NAME
@@ -160,6 +162,51 @@ def _onnx_finish(path: str, meta: dict) -> None:
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
     onnx.save(proto, path)
+
+
+def _nhwc_max_pool_as_2d(proto) -> None:
+    """Rewrite jax2onnx's NHWC max-pool into the 2-D one every runtime has.
+
+    jax2onnx (0.17) turns ``lax.reduce_window`` over an NHWC map (window ``(1, k, k, 1)``: the
+    ImageNet stem's 3x3/2 max-pool) into a MaxPool with a 4-D kernel over (N, H, W, C), fed by two
+    Unsqueezes to rank 6. ONNX allows it; onnxruntime does not ("Unsupported pooling size"). Each
+    such node becomes Squeeze to NHWC, Transpose to NCHW, a 2-D MaxPool, Transpose and Unsqueeze
+    back: the same values, under the same tensor names.
+    """
+    import onnx
+    from onnx import helper
+
+    graph = proto.graph
+    for index, node in reversed(list(enumerate(graph.node))):
+        attrs = {a.name: list(a.ints) for a in node.attribute}
+        kernel, strides = attrs.get("kernel_shape", []), attrs.get("strides", [1, 1, 1, 1])
+        pads = attrs.get("pads", [0] * 8)
+        if node.op_type != "MaxPool" or len(kernel) != 4 or kernel[0] != 1 or kernel[3] != 1:
+            continue
+        if strides[0] != 1 or strides[3] != 1 or any(pads[i] for i in (0, 3, 4, 7)):
+            continue
+        name = node.name or f"max_pool_{index}"
+        axes = helper.make_tensor(f"{name}_axes01", onnx.TensorProto.INT64, [2], [0, 1])
+        graph.initializer.append(axes)
+        (x,), (y,) = node.input, node.output
+        new = [
+            helper.make_node("Squeeze", [x, axes.name], [f"{name}_nhwc"], name=f"{name}_squeeze"),
+            helper.make_node("Transpose", [f"{name}_nhwc"], [f"{name}_nchw"], perm=[0, 3, 1, 2]),
+            helper.make_node(
+                "MaxPool",
+                [f"{name}_nchw"],
+                [f"{name}_pooled"],
+                name=f"{name}_2d",
+                kernel_shape=kernel[1:3],
+                strides=strides[1:3],
+                pads=[pads[1], pads[2], pads[5], pads[6]],
+            ),
+            helper.make_node("Transpose", [f"{name}_pooled"], [f"{name}_back"], perm=[0, 2, 3, 1]),
+            helper.make_node("Unsqueeze", [f"{name}_back", axes.name], [y], name=f"{name}_unsqueeze"),
+        ]
+        del graph.node[index]
+        for offset, n in enumerate(new):
+            graph.node.insert(index + offset, n)
 
 
 def read_metadata(fmt: str, path: str) -> dict | None:
