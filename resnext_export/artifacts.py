@@ -46,6 +46,8 @@ def write(framework: str, fmt: str, model: Any, path: str, image_shape: tuple[in
         writer(model, path, image_shape, fmt=fmt, framework=framework, meta=meta)
     if fmt == "onnx":
         _onnx_finish(path, meta)
+    elif fmt == "tflite":
+        _tflite_finish(path, meta)
     elif fmt == "saved_model":  # TF Serving's place for files beside the graph
         extra = Path(path) / "assets.extra"
         extra.mkdir(exist_ok=True)
@@ -164,6 +166,22 @@ def _onnx_finish(path: str, meta: dict) -> None:
     onnx.save(proto, path)
 
 
+def _tflite_finish(path: str, meta: dict) -> None:
+    """Record the sidecar in the flatbuffer's own metadata table (name ``resnext``), where LiteRT's
+    tools look for model metadata; the interpreter ignores it."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(path)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = META_KEY, len(model.buffers) - 1
+    model.metadata = [*(model.metadata or []), entry]
+    flatbuffer_utils.write_model(model, path)
+
+
 def _nhwc_max_pool_as_2d(proto) -> None:
     """Rewrite jax2onnx's NHWC max-pool into the 2-D one every runtime has.
 
@@ -210,8 +228,9 @@ def _nhwc_max_pool_as_2d(proto) -> None:
 
 
 def read_metadata(fmt: str, path: str) -> dict | None:
-    """The sidecar JSON as recorded inside the artifact (ONNX metadata, a SavedModel's
-    ``assets.extra``, a ``.pt2``'s extra files); None for formats with no slot for it."""
+    """The sidecar JSON as recorded inside the artifact (ONNX metadata, LiteRT metadata, a
+    SavedModel's ``assets.extra``, a ``.pt2``'s extra files); None for StableHLO, which has no
+    slot for it (the sidecar alone says it)."""
     if fmt == "onnx":
         import onnx
 
@@ -220,6 +239,12 @@ def read_metadata(fmt: str, path: str) -> dict | None:
     if fmt == "saved_model":
         f = Path(path) / "assets.extra" / f"{META_KEY}.json"
         return json.loads(f.read_text()) if f.exists() else None
+    if fmt == "tflite":
+        from tensorflow.lite.tools import flatbuffer_utils
+
+        model = flatbuffer_utils.read_model(path)
+        found = [m.buffer for m in model.metadata or [] if m.name.decode() == META_KEY]
+        return json.loads(bytes(model.buffers[found[0]].data)) if found else None
     if fmt == "pt2":
         import torch
 

@@ -56,6 +56,12 @@ def exported(tmp_path, framework: str, fmt: str, form: str, config: ArchConfig =
 
 
 def assert_same_function(result) -> None:
+    """Within the bound of torch (c), at batch 8 and 1, fused and not; and the artifact carries the
+    sidecar's words in its own metadata wherever its format has a place for them."""
+    meta = json.loads(sidecar_path(result.out).read_text())
+    assert meta["input"]["layout"] == result.layout and meta["form"] == result.form
+    inside = artifacts.read_metadata(result.format, result.out)
+    assert inside == (None if result.format == "stablehlo" else meta)
     v = result.verification
     where = f"{result.framework} -> {result.format}, form ({result.form})"
     assert v.errors["reference"] <= TOL, f"{where}: {v.errors}"
@@ -110,10 +116,43 @@ def test_keras_artifacts_compute_torch_form_c(tmp_path, fmt, form):
     assert_same_function(exported(tmp_path, "keras", fmt, form))
 
 
-@pytest.mark.slow
-def test_an_imagenet_stem_with_the_stride_on_the_1x1_exports_at_its_own_size(tmp_path):
-    result = exported(tmp_path, "torch", "onnx", "b", TINY_1X1)
-    assert result.input_shape == [None, 3, 224, 224]
+@pytest.mark.parametrize(
+    "framework, fmt, form",
+    [
+        ("flax", "onnx", "c"),  # jax2onnx's NHWC max-pool, rewritten for onnxruntime
+        pytest.param("torch", "onnx", "b", marks=pytest.mark.slow),
+        pytest.param("flax", "stablehlo", "a", marks=pytest.mark.slow),
+    ],
+)
+def test_an_imagenet_stem_with_the_stride_on_the_1x1_exports(tmp_path, framework, fmt, form):
+    """The 7x7/2 stem and its 3x3/2 max-pool (absent from the CIFAR stem), and v1's strided 1x1."""
+    result = export(
+        config_file(tmp_path, TINY_1X1),
+        out_path(tmp_path, fmt),
+        framework,
+        fmt=fmt,
+        form=form,
+        image_size=64,
+        verify=True,
+        repeats=1,
+    )
+    assert result.input_shape[1:] == ([3, 64, 64] if framework == "torch" else [64, 64, 3])
+    assert_same_function(result)
+
+
+@pytest.mark.keras
+@pytest.mark.keras_smoke
+def test_keras_exports_an_imagenet_stem_to_onnx_on_every_backend(tmp_path):
+    result = export(
+        config_file(tmp_path, TINY_1X1),
+        out_path(tmp_path, "onnx"),
+        "keras",
+        fmt="onnx",
+        image_size=64,
+        verify=True,
+        repeats=1,
+    )
+    assert result.keras_backend == BACKEND
     assert_same_function(result)
 
 
