@@ -57,7 +57,7 @@ def run_row(model: str, fw: str, backend: str, fmt: str, form: str, repeats: int
 
 def table(rows: list[dict]) -> str:
     head = (
-        "| model | build | format | form | export s | MiB | vs torch (c) | batch 1 | unfused "
+        "| model | build | format | form | s, export and verify | MiB | vs torch (c) | batch 1 | unfused "
         "| vs own build | ms, batch 1: artifact / own build | ms, batch 8 |\n|" + "---|" * 12
     )
     lines = [head]
