@@ -84,7 +84,7 @@ def report(r: ExportResult) -> str:
     lines.append(
         f"exported {r.source} -> {r.out} ({FORMATS[r.format].description}): {engine}, form ({r.form}), "
         f"input {r.layout} {r.input_shape}, {r.size_bytes / 2**20:.1f} MiB "
-        f"(weights {r.weight_bytes / 2**20:.1f} MiB) in {r.seconds:.1f} s; "
+        f"(weights {r.weight_bytes / 2**20:.1f} MiB) in {r.export_seconds:.1f} s; "
         f"layout and preprocessing in {os.fspath(sidecar_path(r.out))}"
     )
     v = r.verification

@@ -77,7 +77,8 @@ class ExportResult:
     config: ArchConfig
     input_shape: list[int | None]
     layout: str
-    seconds: float
+    seconds: float  # the whole job, verifying included
+    export_seconds: float  # reading, building and writing
     size_bytes: int
     weight_bytes: int
     notes: list[str]
@@ -323,6 +324,7 @@ def export(
         input_shape=[None, *shape],
         layout="NCHW" if framework == "torch" else "NHWC",
         seconds=0.0,
+        export_seconds=0.0,
         size_bytes=0,
         weight_bytes=sum(int(np.asarray(v).nbytes) for v in weights.values()),
         notes=list(src.notes),
@@ -332,6 +334,7 @@ def export(
     model = build(framework, src.config, target_form, weights)
     _write_atomically(out, fmt, meta, lambda path: artifacts.write(framework, fmt, model, path, shape, meta))
     result.size_bytes = artifacts.size_bytes(str(out))
+    result.export_seconds = time.perf_counter() - t0
     if verify:
         say(f"verifying: {out.name} in its runtime against torch form (c) and the source build")
         result.verification = verify_artifact(result, src, model, repeats, seed)
