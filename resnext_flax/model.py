@@ -11,11 +11,13 @@ unbiased batch variance.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_config
@@ -77,6 +79,21 @@ class BatchNorm(nnx.BatchNorm):
 Norm = partial(BatchNorm, epsilon=1e-5, momentum=0.9, use_fast_variance=False, use_running_average=False)
 
 
+def he_normal_fan_out(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+    """torchvision's conv init (``kaiming_normal_(mode="fan_out", nonlinearity="relu")``), drawn in
+    numpy from the seed ``key`` holds.
+
+    The same draw through ``jax.random`` compiles one small XLA program per kernel shape when run
+    eagerly, which is most of the seconds a deep preset took to create on CPU; numpy costs only
+    the draw. ``shape`` is HWIO: fan-out is kernel area times output channels, groups or not.
+    """
+    kh, kw, _, c_out = shape
+    raw = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    rng = np.random.default_rng(np.asarray(raw, np.uint32).ravel())
+    std = math.sqrt(2.0 / (kh * kw * c_out))
+    return jnp.asarray((rng.standard_normal(shape) * std).astype(jnp.dtype(dtype)))
+
+
 def Conv(c_in: int, c_out: int, kernel: int, stride: int, rngs: nnx.Rngs, **dtypes) -> nnx.Conv:
     """Bias-free conv with torch's symmetric padding (never 'SAME', which pads asymmetrically).
 
@@ -90,6 +107,7 @@ def Conv(c_in: int, c_out: int, kernel: int, stride: int, rngs: nnx.Rngs, **dtyp
         strides=stride,
         padding=((pad, pad), (pad, pad)),
         use_bias=False,
+        kernel_init=he_normal_fan_out,
         rngs=rngs,
         **dtypes,
     )
@@ -105,6 +123,7 @@ def GroupConv(c: int, groups: int, stride: int, rngs: nnx.Rngs, conv_impl: str, 
         padding=((1, 1), (1, 1)),
         feature_group_count=groups,
         use_bias=False,
+        kernel_init=he_normal_fan_out,
         conv_impl=conv_impl,
         rngs=rngs,
         **dtypes,

@@ -3,6 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 from flax import nnx
 from helpers import (
     PARAM_COUNTS,
@@ -18,6 +19,7 @@ from helpers import (
 import resnext_flax as rf
 from parity.flax_runner import FlaxRunner
 from resnext_flax import train
+from resnext_flax.weights import submodule
 from resnext_spec import (
     CheckpointError,
     canonical_shapes,
@@ -144,3 +146,22 @@ def test_norm_builds_every_normalisation_layer(form):
     bns = [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.BatchNorm)]
     expected = [n for n in canonical_shapes(TINY, form) if n.endswith(".running_var")]
     assert len(bns) == len(expected) and all(m.epsilon == 1e-3 for m in bns)
+
+
+def test_conv_kernels_start_as_torchvision_draws_them_seeded_by_rngs():
+    """He-normal with fan-out, as torch's kaiming_normal_(mode="fan_out") draws it (torch itself is
+    the reference here), for a plain, a grouped and a strided conv; the same Rngs give the same
+    kernels, another seed other kernels."""
+    config = get_config("resnext50_32x4d")
+    model = rf.create_model(config=config, rngs=nnx.Rngs(3))
+    again = rf.create_model(config=config, rngs=nnx.Rngs(3))
+    other = rf.create_model(config=config, rngs=nnx.Rngs(4))
+    for path in ("layer1.0.conv1", "layer3.0.conv2", "layer4.2.conv3"):
+        kernel = np.asarray(submodule(model, path).kernel[...])
+        ours = kernel.std()
+        torch_weight = torch.empty(kernel.transpose(3, 2, 0, 1).shape)
+        torch.nn.init.kaiming_normal_(torch_weight, mode="fan_out", nonlinearity="relu")
+        assert abs(ours / torch_weight.std().item() - 1) < 0.05, (path, ours, torch_weight.std().item())
+        assert abs(kernel.mean()) < 0.05 * ours
+        np.testing.assert_array_equal(kernel, np.asarray(submodule(again, path).kernel[...]))
+        assert not np.array_equal(kernel, np.asarray(submodule(other, path).kernel[...]))
