@@ -296,8 +296,8 @@ def export(
     fmt = format_from_path(str(out), fmt)
     backend = resolve_framework(framework, fmt)
     require(check_pair(framework, fmt, backend), f"exporting {framework} to {fmt}")
-    if verify:
-        require([FORMATS[fmt].runtime], f"--verify of {fmt}")
+    if verify:  # its reference is torch form (c), whatever the build exported
+        require([FORMATS[fmt].runtime, ("torch", "torch")], f"--verify of {fmt}")
     if out.exists() and not force:
         raise ExportError(f"{out} exists; pass --force to overwrite it")
     if repeats < 1:
