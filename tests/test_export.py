@@ -42,17 +42,25 @@ def out_path(folder, fmt: str) -> str:
     return str(folder / f"model{FORMATS[fmt].suffix or '_saved_model'}")
 
 
-def exported(tmp_path, framework: str, fmt: str, form: str, config: ArchConfig = EXPORTED):
-    result = export(
+def exported(
+    tmp_path,
+    framework: str,
+    fmt: str,
+    form: str,
+    config: ArchConfig = EXPORTED,
+    image_size: int | None = None,
+):
+    """Export ``config`` (random weights, BN randomised) and verify it, one timed call a figure."""
+    return export(
         config_file(tmp_path, config),
         out_path(tmp_path, fmt),
         framework,
         fmt=fmt,
         form=form,
+        image_size=image_size,
         verify=True,
         repeats=1,
     )
-    return result
 
 
 def assert_same_function(result) -> None:
@@ -126,16 +134,7 @@ def test_keras_artifacts_compute_torch_form_c(tmp_path, fmt, form):
 )
 def test_an_imagenet_stem_with_the_stride_on_the_1x1_exports(tmp_path, framework, fmt, form):
     """The 7x7/2 stem and its 3x3/2 max-pool (absent from the CIFAR stem), and v1's strided 1x1."""
-    result = export(
-        config_file(tmp_path, TINY_1X1),
-        out_path(tmp_path, fmt),
-        framework,
-        fmt=fmt,
-        form=form,
-        image_size=64,
-        verify=True,
-        repeats=1,
-    )
+    result = exported(tmp_path, framework, fmt, form, TINY_1X1, image_size=64)
     assert result.input_shape[1:] == ([3, 64, 64] if framework == "torch" else [64, 64, 3])
     assert_same_function(result)
 
@@ -143,15 +142,7 @@ def test_an_imagenet_stem_with_the_stride_on_the_1x1_exports(tmp_path, framework
 @pytest.mark.keras
 @pytest.mark.keras_smoke
 def test_keras_exports_an_imagenet_stem_to_onnx_on_every_backend(tmp_path):
-    result = export(
-        config_file(tmp_path, TINY_1X1),
-        out_path(tmp_path, "onnx"),
-        "keras",
-        fmt="onnx",
-        image_size=64,
-        verify=True,
-        repeats=1,
-    )
+    result = exported(tmp_path, "keras", "onnx", "c", TINY_1X1, image_size=64)
     assert result.keras_backend == BACKEND
     assert_same_function(result)
 
