@@ -23,7 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from resnext_spec import ArchConfig, check_form, check_form_for, get_config, list_presets, random_weights
+from resnext_spec import (
+    ArchConfig,
+    check_form,
+    check_form_for,
+    get_config,
+    list_presets,
+    preset_of,
+    random_weights,
+)
 from resnext_spec import to_form as convert_form
 from resnext_spec.errors import ConfigError
 from resnext_spec.sources import PREPROCESSING, Source, read_source
@@ -312,7 +320,7 @@ def export(
         raise ExportError(str(e)) from e
     shape = image_shape(src.config, framework, image_size)
     weights = convert_form(src.weights, src.config, src.form, target_form)
-    preset = next((n for n in list_presets() if get_config(n) == src.config), None)
+    preset = preset_of(src.config)
     result = ExportResult(
         source=str(source),
         out=str(out),

@@ -30,6 +30,7 @@ from resnext_spec import (
     get_config,
     list_presets,
     load_checkpoint,
+    preset_of,
     save_checkpoint,
 )
 from resnext_spec import to_form as convert_form
@@ -115,11 +116,6 @@ def format_of(path: str | os.PathLike) -> str:
 
 
 # ---- architecture inference -----------------------------------------------------------------
-
-
-def preset_of(config: ArchConfig) -> str | None:
-    """The preset ``config`` is, if any (``num_classes`` and ``in_channels`` included)."""
-    return next((n for n in list_presets() if get_config(n) == config), None)
 
 
 def describe(config: ArchConfig) -> str:

@@ -5,7 +5,16 @@ Imports numpy and safetensors only; the torch, Keras and Flax packages build on 
 """
 
 from .checkpoint import CheckpointError, atomic_write, load_checkpoint, load_checkpoint_as, save_checkpoint
-from .config import FORMS, ArchConfig, check_form, check_form_for, get_config, list_presets, resolve_config
+from .config import (
+    FORMS,
+    ArchConfig,
+    check_form,
+    check_form_for,
+    get_config,
+    list_presets,
+    preset_of,
+    resolve_config,
+)
 from .counting import count_flops, count_params
 from .errors import ConfigError, ResNeXtError
 from .forms import to_form
@@ -52,6 +61,7 @@ __all__ = [
     "load_checkpoint",
     "load_checkpoint_as",
     "plan",
+    "preset_of",
     "random_weights",
     "resolve_config",
     "save_checkpoint",

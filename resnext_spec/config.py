@@ -182,6 +182,11 @@ def list_presets() -> list[str]:
     return list(PRESETS)
 
 
+def preset_of(config: ArchConfig) -> str | None:
+    """The preset ``config`` is exactly (``num_classes`` and ``in_channels`` included), or None."""
+    return next((name for name, preset in PRESETS.items() if preset == config), None)
+
+
 def get_config(name: str, **overrides: Any) -> ArchConfig:
     """The preset ``name``, optionally with free fields changed.
 

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 from helpers import PARAM_COUNTS, TABLE2_PRESETS
 
-from resnext_spec import ArchConfig, get_config, list_presets, resolve_config
+from resnext_spec import ArchConfig, get_config, list_presets, preset_of, resolve_config
 from resnext_spec.errors import ResNeXtError
 
 
@@ -70,3 +70,10 @@ def test_resolve_needs_exactly_one_source():
         resolve_config("resnet50", ArchConfig())
     custom = resolve_config(config=ArchConfig(cardinality=2), num_classes=4)
     assert dataclasses.astuple(custom)[2] == 2 and custom.num_classes == 4
+
+
+def test_preset_of_names_a_preset_only_when_every_field_matches():
+    for name in list_presets():
+        assert preset_of(ArchConfig.from_dict(get_config(name).to_dict())) == name
+    assert preset_of(get_config("resnext50_32x4d", num_classes=10)) is None
+    assert preset_of(dataclasses.replace(get_config("resnet18"), in_channels=1)) is None
