@@ -25,6 +25,8 @@ CASES = [(c, 2, 7, 5, s) for c in PRESET_CARDINALITIES for s in (1, 2)] + [
     (2, 16, 4, 4, 1),
     (32, 4, 1, 3, 2),
 ]
+# Taps has two gradients, split at 4 channels a group: both sides, and the widest auto takes (8).
+TAPS_CASES = [(32, 4, 6, 7, 1), (8, 8, 7, 5, 2), (4, 3, 5, 5, 2)]
 BOUND = {np.float32: 1e-5, np.float64: 1e-12}
 # A batch of 5 whose patches budget holds 2 images: 3 chunks of 2, the last one padded.
 CHUNKED = dict(groups=4, gi=8, h=9, w=6, batch=5)
@@ -118,6 +120,12 @@ def test_keras_compiled_train_step_is_the_same_with_each_lowering(monkeypatch):
 
 def test_auto_is_patches_for_xla_on_cpu_and_native_elsewhere():
     assert resolve_conv_impl("auto", 32, "xla", "cpu") == "patches"
+    # Flax has taps: narrow groups take it on CPU, wider ones keep patches, GPUs the native conv.
+    assert resolve_conv_impl("auto", 32, "xla", "cpu", taps_channels=4) == "taps"
+    assert resolve_conv_impl("auto", 32, "xla", "cpu", taps_channels=8) == "taps"
+    assert resolve_conv_impl("auto", 32, "xla", "cpu", taps_channels=16) == "patches"
+    assert resolve_conv_impl("auto", 32, "xla", "gpu", taps_channels=4) == "native"
+    assert resolve_conv_impl("patches", 32, "xla", "cpu", taps_channels=4) == "patches"
     assert resolve_conv_impl("auto", 32, "xla", "gpu") == "native"
     assert resolve_conv_impl("auto", 32, "tensorflow", "cpu") == "native"  # oneDNN, gradients as convs
     assert resolve_conv_impl("auto", 32, "tensorflow", "gpu") == "native"
@@ -142,6 +150,44 @@ class TestFlax:
             dx, dk = vjp(jax.numpy.asarray(dy))
             assert y.dtype == dtype
             assert_matches((y, dx, dk), truth, dtype, f"flax patches C={groups} stride {stride}")
+
+    @pytest.mark.parametrize("dtype", [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)])
+    @pytest.mark.parametrize("groups, gi, h, w, stride", CASES + TAPS_CASES)
+    def test_taps_equal_torch_grouped_conv(self, groups, gi, h, w, stride, dtype):
+        """Taps: its own gradients up to 4 channels a group, the patches gradient above."""
+        import jax
+
+        from resnext_flax.grouped_conv import taps_conv
+
+        x, k, dy = case_arrays(groups, gi, h, w, stride, dtype)
+        truth = torch_truth(x, k, dy, groups, stride)
+        with jax.enable_x64(dtype == np.float64):
+            y, vjp = jax.vjp(lambda a, b: taps_conv(a, b, groups, stride, 1), x, k)
+            dx, dk = vjp(jax.numpy.asarray(dy))
+            assert y.dtype == dx.dtype == dk.dtype == dtype
+            assert_matches((y, dx, dk), truth, dtype, f"flax taps C={groups} gi={gi} stride {stride}")
+
+    @pytest.mark.parametrize("stride", [1, 2])
+    def test_taps_on_a_batch_of_one_and_many_pixels_equal_torch_grouped_conv(self, stride):
+        """A batch of one, and 2 x 40 x 36 pixels: more than the 64 rows of the kernel
+        gradient's two-level sum, and not a multiple of them (the last row is padded)."""
+        import jax
+
+        from resnext_flax.grouped_conv import taps_conv
+
+        for batch, h, w in ((1, 7, 6), (2, 40, 37)):
+            x, k, dy = case_arrays(32, 4, h, w, stride, np.float32, batch)
+            truth = torch_truth(x, k, dy, 32, stride)
+            y, vjp = jax.vjp(lambda a, b: taps_conv(a, b, 32, stride, 1), x, k)
+            assert_matches((y, *vjp(jax.numpy.asarray(dy))), truth, np.float32, f"taps batch {batch}")
+
+    def test_auto_takes_taps_for_narrow_groups_only(self):
+        import resnext_flax as rf
+
+        model = rf.create_model("resnext50_32x4d")  # 4, 8, 16 and 32 channels a group by stage
+        lowerings = [model.layer1[0].conv2.conv_impl, model.layer2[0].conv2.conv_impl]
+        lowerings += [model.layer3[0].conv2.conv_impl, model.layer4[0].conv2.conv_impl]
+        assert lowerings == ["taps", "taps", "patches", "patches"]
 
     @pytest.mark.parametrize("dtype", [np.float32, np.float64])
     @pytest.mark.parametrize("stride", [1, 2])
@@ -258,6 +304,35 @@ class TestKeras:
             layer.kernel.assign(k)
             y, dx, dk = _keras_value_and_grads(keras, layer, xp, dy)
         assert_matches((y, dx[:, 1:-1, 1:-1, :], dk), truth, dtype, f"keras chunked stride {stride}")
+
+    @pytest.mark.keras_smoke
+    @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+    @pytest.mark.parametrize("groups, gi, h, w, stride", TAPS_CASES + [(32, 2, 7, 5, 2), (8, 16, 5, 4, 1)])
+    def test_auto_on_jax_is_taps_for_narrow_groups_and_equals_torch_grouped_conv(
+        self, groups, gi, h, w, stride, dtype
+    ):
+        """Keras on JAX (CPU): taps for groups of at most 8 channels, patches above; both
+        differentiate as patches, and both equal torch in value and gradients."""
+        import keras
+
+        from resnext_keras.grouped_conv import GroupedConv2D
+
+        if keras.backend.backend() != "jax":
+            pytest.skip("taps is Keras-on-JAX's lowering (XLA:CPU)")
+        x, k, dy = case_arrays(groups, gi, h, w, stride, dtype)
+        truth = torch_truth(x, k, dy, groups, stride)
+        with _x64(keras, dtype):
+            layer = GroupedConv2D(
+                groups * gi, 3, strides=stride, groups=groups, use_bias=False, dtype=np.dtype(dtype).name
+            )
+            xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+            layer.build(xp.shape)
+            assert layer.lowering == ("taps" if gi <= 8 else "patches")
+            layer.kernel.assign(k)
+            y, dx, dk = _keras_value_and_grads(keras, layer, xp, dy)
+            assert_matches((y, dx[:, 1:-1, 1:-1, :], dk), truth, dtype, f"keras auto C={groups} gi={gi}")
+            y_eval = np.asarray(layer(xp))  # not differentiated: taps' own forward
+        assert rel_error(y_eval.astype(np.float64), truth[0].astype(np.float64)) <= BOUND[dtype]
 
     def test_weights_file_loads_whatever_the_lowering(self, tmp_path):
         import resnext_keras as rk
