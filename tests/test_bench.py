@@ -152,3 +152,39 @@ def test_a_torchvision_that_fails_to_import_is_no_peer(monkeypatch):
     monkeypatch.setattr(run, "find_spec", lambda name: object())  # "installed"...
     monkeypatch.setitem(sys.modules, "torchvision", None)  # ...but its import fails
     assert not run.peer_installed("torch") and run.peer_installed("keras")
+
+
+def test_lowerings_script_lists_resnext50s_grouped_convs_as_the_paper_lays_them_out():
+    """ResNeXt-50 (32x4d) at 224 px: stages at 56, 28, 14 and 7 px with 128, 256, 512 and 1024
+    grouped channels (the paper's Table 1); each later stage's first block takes the stride on
+    its 3x3 (torchvision's v1.5), from the previous stage's size."""
+    from resnext_bench.lowerings import grouped_layers
+
+    assert grouped_layers("resnext50_32x4d", 224) == [
+        (56, 128, 32, 1),
+        (56, 256, 32, 2),
+        (28, 256, 32, 1),
+        (28, 512, 32, 2),
+        (14, 512, 32, 1),
+        (14, 1024, 32, 2),
+        (7, 1024, 32, 1),
+    ]
+    assert grouped_layers("resnet50", 224) == []
+
+
+def test_lowerings_script_times_both_lowerings_and_finds_them_equal(tmp_path):
+    from resnext_bench.lowerings import main
+
+    out = tmp_path / "lowerings.json"
+    assert (
+        main(
+            ["--model", "resnext26_8x16d", "--batch", "1", "--image-size", "4", "--repeats", "1"]
+            + ["--json", str(out)]
+        )
+        == 0
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["group_channels"] for r in rows] == [16, 32, 32, 64, 64, 128, 128]  # 8 groups of 16 x 2**stage
+    assert all(
+        r["taps_error"] < 1e-5 and r["taps_train_ms"] > 0 and r["patches_forward_ms"] > 0 for r in rows
+    )
