@@ -172,19 +172,18 @@ def test_lowerings_script_lists_resnext50s_grouped_convs_as_the_paper_lays_them_
     assert grouped_layers("resnet50", 224) == []
 
 
-def test_lowerings_script_times_both_lowerings_and_finds_them_equal(tmp_path):
-    from resnext_bench.lowerings import main
+def test_lowerings_script_times_both_lowerings_and_finds_them_equal(tmp_path, monkeypatch):
+    """Two small layers, one each side of taps' own-gradient limit (4 and 16 channels a group)."""
+    from resnext_bench import lowerings
 
-    out = tmp_path / "lowerings.json"
+    monkeypatch.setattr(lowerings, "grouped_layers", lambda model, size: [(6, 16, 4, 1), (5, 32, 2, 2)])
+    out, table = tmp_path / "lowerings.json", tmp_path / "lowerings.md"
     assert (
-        main(
-            ["--model", "resnext26_8x16d", "--batch", "1", "--image-size", "4", "--repeats", "1"]
-            + ["--json", str(out)]
-        )
-        == 0
+        lowerings.main(["--batch", "1", "--repeats", "1", "--json", str(out), "--markdown", str(table)]) == 0
     )
     rows = json.loads(out.read_text())["rows"]
-    assert [r["group_channels"] for r in rows] == [16, 32, 32, 64, 64, 128, 128]  # 8 groups of 16 x 2**stage
+    assert [r["group_channels"] for r in rows] == [4, 16]
     assert all(
         r["taps_error"] < 1e-5 and r["taps_train_ms"] > 0 and r["patches_forward_ms"] > 0 for r in rows
     )
+    assert table.read_text().count("\n| 6×6, 16 ch | 4 | 1 |") == 1

@@ -306,7 +306,7 @@ class TestKeras:
         assert_matches((y, dx[:, 1:-1, 1:-1, :], dk), truth, dtype, f"keras chunked stride {stride}")
 
     @pytest.mark.keras_smoke
-    @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+    @pytest.mark.parametrize("dtype", [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)])
     @pytest.mark.parametrize("groups, gi, h, w, stride", TAPS_CASES + [(32, 2, 7, 5, 2), (8, 16, 5, 4, 1)])
     def test_auto_on_jax_is_taps_for_narrow_groups_and_equals_torch_grouped_conv(
         self, groups, gi, h, w, stride, dtype
