@@ -652,7 +652,7 @@ def run_parity(
     builds run compiled (``runner_base.compiles``: "auto" all but the builds with
     more than 128 explicit paths; torch and Keras on torch run eagerly, as
     their frameworks do by default). ``conv_impl`` says how Keras and Flax compute
-    grouped convs ("auto": the fast lowering, "native", "patches"; see
+    grouped convs ("auto": the fast lowering, "native", "patches", "split"; see
     ``resnext_spec.grouped``). ``tf32`` (default: on GPU) adds the informational
     TF32 row. Returns a :class:`ParityResult`; nothing is printed except through
     ``progress``.

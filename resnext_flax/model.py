@@ -100,7 +100,8 @@ def Conv(c_in: int, c_out: int, kernel: int, stride: int, rngs: nnx.Rngs, **dtyp
     ``dtypes`` (here and below): the ``dtype`` / ``param_dtype`` every layer of a model shares.
     """
     pad = kernel // 2
-    return nnx.Conv(
+    # In float64 it may be computed as patches (a matmul): XLA:CPU has no float64 conv kernel.
+    return GroupedConv(
         c_in,
         c_out,
         (kernel, kernel),
@@ -240,7 +241,7 @@ class ResNet(nnx.Module):
     """Stem, stages ``layer1..layerN``, global average pool, linear head; NHWC in, logits out.
 
     ``conv_impl`` says how form (c)'s grouped convs are computed ("auto", "native",
-    "patches"; see ``resnext_spec.grouped``): the same function and the same
+    "patches", "split"; see ``resnext_spec.grouped``): the same function and the same
     parameters whichever is chosen. ``dtype`` is the compute dtype (None: the
     input's, as in Flax) and ``param_dtype`` the parameters'; ``jnp.bfloat16`` /
     ``jnp.float32`` is mixed precision, with BN statistics kept in float32.

@@ -210,7 +210,7 @@ class ResNet(keras.Model):
     """Stem, stages, global average pool, linear head; NHWC images in, logits out.
 
     ``conv_impl`` says how form (c)'s grouped convs are computed ("auto", "native",
-    "patches"; see ``resnext_spec.grouped``): the same function and the same weights
+    "patches", "split"; see ``resnext_spec.grouped``): the same function and the same weights
     whichever is chosen. ``dtype`` is a Keras dtype policy for every layer
     ("float64", "mixed_bfloat16", ...; None: the global policy); BN statistics
     stay float32 at least under any of them. Float64 on JAX needs its x64 mode.

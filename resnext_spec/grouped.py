@@ -11,19 +11,28 @@ Flax take a ``conv_impl``:
 - ``"patches"``: im2col per group and one batched matrix product over the groups,
   differentiated by plain autodiff; a batch whose patches would pass
   ``PATCHES_BUDGET`` is cut into equal chunks, recomputed in the backward pass.
+- ``"split"``: one dense convolution per group, on that group's channels, concatenated.
+  XLA:CPU runs dense convolutions, forward and back, far faster than grouped ones:
+  resnext29_8x64d's first stage (batch 16, 32x32, 8 groups of 64) took 186 ms forward and
+  both gradients against 413 for patches and 4.4 s native; resnext50_32x4d's 14x14 layer
+  (32 groups of 16) 9 against 30 ms.
 - ``"auto"``: ``"native"`` on GPU and on Keras's TensorFlow and torch backends (oneDNN
-  runs grouped convolutions fast, forward and back); ``"patches"`` for JAX on CPU (Flax,
-  Keras on JAX), where XLA's own is slow, except that Flax computes groups of at most
-  ``TAPS_MAX_GROUP_CHANNELS`` input channels by taps (below).
+  runs grouped convolutions fast, forward and back). For JAX on CPU (Flax, Keras on JAX),
+  where XLA's own is slow: taps for groups of at most ``TAPS_MAX_GROUP_CHANNELS`` input
+  channels (below), ``"split"`` for wider ones; in float64, ``"patches"`` for every conv
+  (Flax), because XLA:CPU has no float64 convolution kernel: a dense 3x3 conv of 16
+  channels at 32x32, batch 8, took 17.5 ms forward and back in float64, 1.5 in float32, and
+  1.7 as patches (a matmul) in float64.
 
 Taps (Flax on XLA:CPU, chosen by ``"auto"`` only): the conv as a sum, over the kernel's
 taps and a group's input channels, of shifted input windows times one kernel row, which
 XLA fuses into one pass over the input. resnext50_32x4d's layers, batch 8, forward: 3.9
 against 117 ms for patches at 56x56 with 4 channels a group, 4.1 against 40 ms at 28x28
 with 8, and 58 against 18 ms at 14x14 with 16 (so taps stops at 8). Differentiated, its own
-gradients won whole-model training with 4 channels a group and lost with 8, where the
-patches forward and gradient are kept (``TAPS_OWN_GRADIENT_MAX``). Whole model, Flax
-resnext50_32x4d: inference 586 -> 396 ms a batch; training within 2%. Measured by
+gradients won whole-model training with 4 channels a group and lost with 8, where a
+differentiated pass runs ``"split"`` instead (``TAPS_OWN_GRADIENT_MAX``). Whole model, Flax
+resnext50_32x4d: inference 586 -> 396 ms a batch with taps (patches elsewhere); training
+within 2%. Measured by
 ``python -m resnext_bench.lowerings``; the table is in docs/grouped_convolutions.md.
 """
 
@@ -32,10 +41,10 @@ from __future__ import annotations
 from .errors import ConfigError
 from .layout import conv_output_size
 
-CONV_IMPLS = ("auto", "native", "patches")
+CONV_IMPLS = ("auto", "native", "patches", "split")
 PATCHES_BUDGET = 128 * 2**20  # bytes of patches per chunk of the batch
 TAPS_MAX_GROUP_CHANNELS = 8  # "auto" computes groups this narrow by taps (Flax, XLA:CPU)
-TAPS_OWN_GRADIENT_MAX = 4  # taps' own gradients up to this many channels a group; patches' above
+TAPS_OWN_GRADIENT_MAX = 4  # taps' own gradients up to this many channels a group; split's above
 
 
 def check_conv_impl(impl: str) -> str:
@@ -45,28 +54,35 @@ def check_conv_impl(impl: str) -> str:
 
 
 def resolve_conv_impl(
-    impl: str, groups: int, engine: str = "xla", platform: str = "cpu", taps_channels: int | None = None
+    impl: str,
+    groups: int,
+    engine: str = "xla",
+    platform: str = "cpu",
+    taps_channels: int | None = None,
+    float64: bool = False,
 ) -> str:
     """The lowering ``impl`` stands for, for one conv layer.
 
     ``engine`` is what runs it: "xla" (JAX, Flax, Keras on JAX), "tensorflow" or
     "torch" (Keras on torch); ``platform`` the device kind ("cpu", "gpu", ...). An
-    ungrouped conv is always "native": only grouped convs have another lowering.
+    ungrouped conv is "native", except in float64 on XLA:CPU under "auto".
     ``taps_channels``: the input channels of one group, given by a build that has the
-    taps lowering (Flax); "auto" then picks "taps" for groups that narrow on XLA:CPU.
+    taps lowering; "auto" then picks "taps" for groups that narrow on XLA:CPU.
+    ``float64``: the layer computes in float64.
     """
     check_conv_impl(impl)
+    xla_cpu = engine == "xla" and platform == "cpu"
+    if impl == "auto" and xla_cpu and float64:  # no float64 conv kernel in XLA:CPU: a matmul
+        return "patches"
     if groups == 1:
         return "native"
     if impl != "auto":
         return impl
-    if engine in ("torch", "tensorflow"):  # oneDNN's grouped convs, forward and both gradients
-        return "native"
-    if platform != "cpu":
+    if not xla_cpu:  # GPUs, and oneDNN's grouped convs (Keras on TensorFlow and torch)
         return "native"
     if taps_channels is not None and taps_channels <= TAPS_MAX_GROUP_CHANNELS:
         return "taps"
-    return "patches"
+    return "split"
 
 
 def patches_chunks(

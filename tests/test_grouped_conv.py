@@ -118,14 +118,21 @@ def test_keras_compiled_train_step_is_the_same_with_each_lowering(monkeypatch):
     assert all(not np.allclose(stepped[0][n], w[n]) for n in moved)  # the grouped kernels did move
 
 
-def test_auto_is_patches_for_xla_on_cpu_and_native_elsewhere():
-    assert resolve_conv_impl("auto", 32, "xla", "cpu") == "patches"
-    # Flax has taps: narrow groups take it on CPU, wider ones keep patches, GPUs the native conv.
+def test_auto_is_taps_or_split_for_xla_on_cpu_and_native_elsewhere():
+    assert resolve_conv_impl("auto", 32, "xla", "cpu") == "split"
+    # Narrow groups take taps on CPU, wider ones split, GPUs the native conv.
     assert resolve_conv_impl("auto", 32, "xla", "cpu", taps_channels=4) == "taps"
     assert resolve_conv_impl("auto", 32, "xla", "cpu", taps_channels=8) == "taps"
-    assert resolve_conv_impl("auto", 32, "xla", "cpu", taps_channels=16) == "patches"
+    assert resolve_conv_impl("auto", 32, "xla", "cpu", taps_channels=16) == "split"
     assert resolve_conv_impl("auto", 32, "xla", "gpu", taps_channels=4) == "native"
     assert resolve_conv_impl("patches", 32, "xla", "cpu", taps_channels=4) == "patches"
+    # float64 on XLA:CPU: every conv a matmul, dense ones too; elsewhere float64 changes nothing.
+    assert resolve_conv_impl("auto", 32, "xla", "cpu", taps_channels=4, float64=True) == "patches"
+    assert resolve_conv_impl("auto", 1, "xla", "cpu", float64=True) == "patches"
+    assert resolve_conv_impl("auto", 1, "xla", "cpu") == "native"
+    assert resolve_conv_impl("native", 1, "xla", "cpu", float64=True) == "native"
+    assert resolve_conv_impl("auto", 1, "xla", "gpu", float64=True) == "native"
+    assert resolve_conv_impl("auto", 32, "tensorflow", "cpu", float64=True) == "native"
     assert resolve_conv_impl("auto", 32, "xla", "gpu") == "native"
     assert resolve_conv_impl("auto", 32, "tensorflow", "cpu") == "native"  # oneDNN, gradients as convs
     assert resolve_conv_impl("auto", 32, "tensorflow", "gpu") == "native"
@@ -152,9 +159,24 @@ class TestFlax:
             assert_matches((y, dx, dk), truth, dtype, f"flax patches C={groups} stride {stride}")
 
     @pytest.mark.parametrize("dtype", [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)])
+    @pytest.mark.parametrize("groups, gi, h, w, stride", CASES)
+    def test_split_equals_torch_grouped_conv(self, groups, gi, h, w, stride, dtype):
+        import jax
+
+        from resnext_flax.grouped_conv import split_conv
+
+        x, k, dy = case_arrays(groups, gi, h, w, stride, dtype)
+        truth = torch_truth(x, k, dy, groups, stride)
+        with jax.enable_x64(dtype == np.float64):
+            y, vjp = jax.vjp(lambda a, b: split_conv(a, b, groups, stride, 1), x, k)
+            assert_matches(
+                (y, *vjp(jax.numpy.asarray(dy))), truth, dtype, f"flax split C={groups} s {stride}"
+            )
+
+    @pytest.mark.parametrize("dtype", [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)])
     @pytest.mark.parametrize("groups, gi, h, w, stride", CASES + TAPS_CASES)
     def test_taps_equal_torch_grouped_conv(self, groups, gi, h, w, stride, dtype):
-        """Taps: its own gradients up to 4 channels a group, the patches gradient above."""
+        """Taps: its own gradients up to 4 channels a group, split's above."""
         import jax
 
         from resnext_flax.grouped_conv import taps_conv
@@ -187,7 +209,32 @@ class TestFlax:
         model = rf.create_model("resnext50_32x4d")  # 4, 8, 16 and 32 channels a group by stage
         lowerings = [model.layer1[0].conv2.conv_impl, model.layer2[0].conv2.conv_impl]
         lowerings += [model.layer3[0].conv2.conv_impl, model.layer4[0].conv2.conv_impl]
-        assert lowerings == ["taps", "taps", "patches", "patches"]
+        assert lowerings == ["taps", "taps", "split", "split"]
+
+    def test_float64_computes_every_conv_as_patches_and_the_same_function(self):
+        """XLA:CPU has no float64 conv kernel: auto computes every conv as a matmul there,
+        and the model is the same function as with the native convs, to float64 precision."""
+        import jax
+        import jax.numpy as jnp
+
+        import resnext_flax as rf
+
+        w = random_weights(TINY, "c", seed=3)
+        x = np.random.default_rng(0).standard_normal((2, 12, 12, 3))
+        outs = []
+        with jax.enable_x64(True):
+            for conv_impl in ("auto", "native"):
+                model = rf.create_model(
+                    config=TINY, conv_impl=conv_impl, dtype=jnp.float64, param_dtype=jnp.float64
+                )
+                rf.import_weights(model, w)
+                model.eval()
+                outs.append(np.asarray(model(jnp.asarray(x))))
+                if conv_impl == "auto":
+                    assert model.conv1.conv_impl == model.layer1[0].conv1.conv_impl == "patches"
+                    assert model.layer1[0].conv2.conv_impl == "patches"
+        assert outs[0].dtype == np.float64
+        assert rel_error(outs[0], outs[1]) < 1e-12
 
     @pytest.mark.parametrize("dtype", [np.float32, np.float64])
     @pytest.mark.parametrize("stride", [1, 2])
@@ -229,7 +276,7 @@ class TestFlax:
 
 @pytest.mark.keras
 class TestKeras:
-    @pytest.mark.parametrize("impl", ["native", "patches"])
+    @pytest.mark.parametrize("impl", ["native", "patches", "split"])
     @pytest.mark.parametrize("dtype", [np.float32, np.float64])
     @pytest.mark.parametrize("groups, gi, h, w, stride", CASES)
     def test_layer_equals_torch_grouped_conv(self, groups, gi, h, w, stride, dtype, impl):
@@ -256,7 +303,7 @@ class TestKeras:
         dx = dx[:, 1:-1, 1:-1, :]  # gradient w.r.t. the unpadded input
         assert_matches((y, dx, dk), truth, dtype, f"keras {impl} C={groups} stride {stride}")
 
-    @pytest.mark.parametrize("impl", ["native", "patches"])
+    @pytest.mark.parametrize("impl", ["native", "patches", "split"])
     @pytest.mark.parametrize("stride", [1, 2])
     def test_a_batch_of_one_equals_torch_grouped_conv(self, stride, impl):
         import keras
@@ -311,8 +358,8 @@ class TestKeras:
     def test_auto_on_jax_is_taps_for_narrow_groups_and_equals_torch_grouped_conv(
         self, groups, gi, h, w, stride, dtype
     ):
-        """Keras on JAX (CPU): taps for groups of at most 8 channels, patches above; both
-        differentiate as patches, and both equal torch in value and gradients."""
+        """Keras on JAX (CPU): taps for groups of at most 8 channels, split above; both
+        differentiate as split, and both equal torch in value and gradients."""
         import keras
 
         from resnext_keras.grouped_conv import GroupedConv2D
@@ -327,7 +374,7 @@ class TestKeras:
             )
             xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
             layer.build(xp.shape)
-            assert layer.lowering == ("taps" if gi <= 8 else "patches")
+            assert layer.lowering == ("taps" if gi <= 8 else "split")
             layer.kernel.assign(k)
             y, dx, dk = _keras_value_and_grads(keras, layer, xp, dy)
             assert_matches((y, dx[:, 1:-1, 1:-1, :], dk), truth, dtype, f"keras auto C={groups} gi={gi}")
@@ -411,7 +458,7 @@ def _keras_value_and_grads(keras, layer, x, dy):
 
 
 @pytest.mark.slow  # every lowering equals torch layer by layer (TestKeras, TestFlax) in the fast tier
-@pytest.mark.parametrize("impl", ["native", "patches"])
+@pytest.mark.parametrize("impl", ["native", "patches", "split"])
 def test_full_parity_holds_with_each_lowering(impl):
     """Every check of the harness, on a tiny grouped config, with the lowering forced."""
     from parity_runs import frameworks
