@@ -1,9 +1,9 @@
 """Each JAX lowering of each distinct grouped 3x3 conv of a preset, one layer at a time.
 
-The table behind ``resnext_spec.grouped``'s choice of taps or patches on XLA:CPU: for every
+The table behind ``resnext_spec.grouped``'s choice of taps, split or patches on XLA:CPU: for every
 distinct (input size, channels, stride) of the preset's grouped convs, the forward alone and
 the forward with both gradients, best of ``--repeats`` after one compiling call, and how far
-taps' values and gradients are from patches'. Layer timings alone mislead (a lowering can win
+taps' and split's values and gradients are from patches'. Layer timings alone mislead (a lowering can win
 its layer and lose in the network, where XLA fuses it with its neighbours), so the choice was
 then checked whole: ``resnext-bench --frameworks flax --conv-impl patches`` against ``auto``.
 
@@ -25,7 +25,7 @@ from resnext_spec.grouped import TAPS_OWN_GRADIENT_MAX
 from resnext_spec.layout import conv_output_size
 from resnext_spec.tolerances import rel_error
 
-LOWERINGS = ("patches", "taps")
+LOWERINGS = ("patches", "taps", "split")
 
 
 def grouped_layers(model: str, image_size: int) -> list[tuple[int, int, int, int]]:
@@ -60,9 +60,9 @@ def measure_layer(h: int, channels: int, groups: int, stride: int, batch: int, r
     import jax
     import jax.numpy as jnp
 
-    from resnext_flax.grouped_conv import patches_conv, taps_conv
+    from resnext_flax.grouped_conv import patches_conv, split_conv, taps_conv
 
-    conv = {"patches": patches_conv, "taps": taps_conv}
+    conv = {"patches": patches_conv, "taps": taps_conv, "split": split_conv}
     rng = np.random.default_rng(h + channels + stride)
     x = jnp.asarray(rng.standard_normal((batch, h, h, channels)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((3, 3, channels // groups, channels)), jnp.float32)
@@ -83,7 +83,9 @@ def measure_layer(h: int, channels: int, groups: int, stride: int, batch: int, r
         row[f"{name}_forward_ms"] = best_ms(jax.jit(forward), (x, w), repeats)
         row[f"{name}_train_ms"] = best_ms(jax.jit(both_gradients), (x, w, dy), repeats)
         results[name] = [np.asarray(t) for t in jax.jit(both_gradients)(x, w, dy)]
-    row["taps_error"] = max(rel_error(t, p) for t, p in zip(results["taps"], results["patches"], strict=True))
+    for name in ("taps", "split"):
+        pairs = zip(results[name], results["patches"], strict=True)
+        row[f"{name}_error"] = max(rel_error(t, p) for t, p in pairs)
     return row
 
 
@@ -91,20 +93,21 @@ def markdown(model: str, batch: int, rows: list[dict]) -> str:
     lines = [
         f"{model}, batch {batch}, fp32, one grouped 3x3 conv at a time, best of the repeats (ms):",
         "",
-        "| input | channels a group | stride | patches forward | taps forward | patches fwd + grads "
-        "| taps fwd + grads | taps vs patches |",
-        "|---|---|---|---|---|---|---|---|",
+        "| input | channels a group | stride | forward: patches | taps | split "
+        "| fwd + grads: patches | taps | split | taps, split vs patches |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['height']}×{r['height']}, {r['channels']} ch | {r['group_channels']} | {r['stride']} "
-            f"| {r['patches_forward_ms']} | {r['taps_forward_ms']} | {r['patches_train_ms']} "
-            f"| {r['taps_train_ms']} | {r['taps_error']:.1e} |"
+            f"| {r['patches_forward_ms']} | {r['taps_forward_ms']} | {r['split_forward_ms']} "
+            f"| {r['patches_train_ms']} | {r['taps_train_ms']} | {r['split_train_ms']} "
+            f"| {r['taps_error']:.1e}, {r['split_error']:.1e} |"
         )
     lines += [
         "",
         f"Differentiated, taps runs its own forward and gradients up to {TAPS_OWN_GRADIENT_MAX} channels a "
-        "group and patches' above (`resnext_spec.grouped`): there its fwd + grads column is patches.",
+        "group and split's above (`resnext_spec.grouped`): there its fwd + grads column is split's.",
     ]
     return "\n".join(lines) + "\n"
 
