@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from resnext_spec import get_config, plan
-from resnext_spec.grouped import TAPS_OWN_GRADIENT_MAX
+from resnext_spec.grouped import TAPS_MAX_GROUP_CHANNELS
 from resnext_spec.layout import conv_output_size
 from resnext_spec.tolerances import rel_error
 
@@ -106,8 +106,8 @@ def markdown(model: str, batch: int, rows: list[dict]) -> str:
         )
     lines += [
         "",
-        f"Differentiated, taps runs its own forward and gradients up to {TAPS_OWN_GRADIENT_MAX} channels a "
-        "group and split's above (`resnext_spec.grouped`): there its fwd + grads column is split's.",
+        f"`auto` takes taps up to {TAPS_MAX_GROUP_CHANNELS} channels a group and split above "
+        "(`resnext_spec.grouped`).",
     ]
     return "\n".join(lines) + "\n"
 

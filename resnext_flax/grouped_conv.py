@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from resnext_spec.grouped import PATCHES_BUDGET, TAPS_OWN_GRADIENT_MAX, patches_chunks, resolve_conv_impl
+from resnext_spec.grouped import PATCHES_BUDGET, patches_chunks, resolve_conv_impl
 from resnext_spec.layout import conv_output_size
 
 TAPS_ROWS = 64  # rows of the taps kernel gradient's two-level sum (64 measured faster than 256)
@@ -126,19 +126,11 @@ def _taps(x: jax.Array, w: jax.Array, groups: int, stride: int) -> jax.Array:
 
 
 def _taps_fwd(x, w, groups, stride):
-    """The forward pass of a pass to be differentiated: taps where its own gradients follow
-    (at most ``TAPS_OWN_GRADIENT_MAX`` channels a group), else split, whose gradient won
-    whole-model training there (``resnext_spec.grouped``)."""
-    if w.shape[2] > TAPS_OWN_GRADIENT_MAX:
-        return split_conv(x, w, groups, stride, 0), (x, w)
     return _taps_forward(x, w, groups, stride), (x, w)
 
 
 def _taps_bwd(groups, stride, residuals, dy):
-    """Both gradients, by taps or by split as :func:`_taps_fwd` chose."""
     x, w = residuals
-    if w.shape[2] > TAPS_OWN_GRADIENT_MAX:
-        return jax.vjp(lambda a, b: split_conv(a, b, groups, stride, 0), x, w)[1](dy)
     dy = jax.lax.optimization_barrier(dy)
     return _taps_input_grad(dy, w, x.shape, groups, stride), _taps_kernel_grad(x, dy, w.shape, groups, stride)
 

@@ -24,16 +24,15 @@ Flax take a ``conv_impl``:
   channels at 32x32, batch 8, took 17.5 ms forward and back in float64, 1.5 in float32, and
   1.7 as patches (a matmul) in float64.
 
-Taps (Flax on XLA:CPU, chosen by ``"auto"`` only): the conv as a sum, over the kernel's
-taps and a group's input channels, of shifted input windows times one kernel row, which
-XLA fuses into one pass over the input. resnext50_32x4d's layers, batch 8, forward: 3.9
-against 117 ms for patches at 56x56 with 4 channels a group, 4.1 against 40 ms at 28x28
-with 8, and 58 against 18 ms at 14x14 with 16 (so taps stops at 8). Differentiated, its own
-gradients won whole-model training with 4 channels a group and lost with 8, where a
-differentiated pass runs ``"split"`` instead (``TAPS_OWN_GRADIENT_MAX``). Whole model, Flax
-resnext50_32x4d: inference 586 -> 396 ms a batch with taps (patches elsewhere); training
-within 2%. Measured by
-``python -m resnext_bench.lowerings``; the table is in docs/grouped_convolutions.md.
+Taps (XLA:CPU, chosen by ``"auto"`` only): the conv as a sum, over the kernel's taps and
+a group's input channels, of shifted input windows times one kernel row, which XLA fuses
+into one pass over the input. resnext50_32x4d at 56x56 (batch 8, 4 channels a group):
+4.2 ms forward against 19.5 split and 122 patches; with both gradients (its own: the input
+gradient a taps conv of the dilated ``dy``, the kernel gradient one variadic reduction)
+36.6 against 57.9 and 142. From 8 channels a group split wins the training pass, and from
+16 taps loses its forward too, so taps stops at 4 (``TAPS_MAX_GROUP_CHANNELS``). Keras on
+JAX has taps' forward (inference) and differentiates it as split. Measured by
+``python -m resnext_bench.lowerings``; the tables are in docs/grouped_convolutions.md.
 """
 
 from __future__ import annotations
@@ -43,8 +42,7 @@ from .layout import conv_output_size
 
 CONV_IMPLS = ("auto", "native", "patches", "split")
 PATCHES_BUDGET = 128 * 2**20  # bytes of patches per chunk of the batch
-TAPS_MAX_GROUP_CHANNELS = 8  # "auto" computes groups this narrow by taps (Flax, XLA:CPU)
-TAPS_OWN_GRADIENT_MAX = 4  # taps' own gradients up to this many channels a group; split's above
+TAPS_MAX_GROUP_CHANNELS = 4  # "auto" computes groups this narrow by taps (XLA:CPU)
 
 
 def check_conv_impl(impl: str) -> str:

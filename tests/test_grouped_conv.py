@@ -25,7 +25,7 @@ CASES = [(c, 2, 7, 5, s) for c in PRESET_CARDINALITIES for s in (1, 2)] + [
     (2, 16, 4, 4, 1),
     (32, 4, 1, 3, 2),
 ]
-# Taps has two gradients, split at 4 channels a group: both sides, and the widest auto takes (8).
+# Taps beyond the presets' cardinalities: 4 channels a group (what auto takes), 8 and 3.
 TAPS_CASES = [(32, 4, 6, 7, 1), (8, 8, 7, 5, 2), (4, 3, 5, 5, 2)]
 BOUND = {np.float32: 1e-5, np.float64: 1e-12}
 # A batch of 5 whose patches budget holds 2 images: 3 chunks of 2, the last one padded.
@@ -122,7 +122,7 @@ def test_auto_is_taps_or_split_for_xla_on_cpu_and_native_elsewhere():
     assert resolve_conv_impl("auto", 32, "xla", "cpu") == "split"
     # Narrow groups take taps on CPU, wider ones split, GPUs the native conv.
     assert resolve_conv_impl("auto", 32, "xla", "cpu", taps_channels=4) == "taps"
-    assert resolve_conv_impl("auto", 32, "xla", "cpu", taps_channels=8) == "taps"
+    assert resolve_conv_impl("auto", 32, "xla", "cpu", taps_channels=8) == "split"
     assert resolve_conv_impl("auto", 32, "xla", "cpu", taps_channels=16) == "split"
     assert resolve_conv_impl("auto", 32, "xla", "gpu", taps_channels=4) == "native"
     assert resolve_conv_impl("patches", 32, "xla", "cpu", taps_channels=4) == "patches"
@@ -176,7 +176,6 @@ class TestFlax:
     @pytest.mark.parametrize("dtype", [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)])
     @pytest.mark.parametrize("groups, gi, h, w, stride", CASES + TAPS_CASES)
     def test_taps_equal_torch_grouped_conv(self, groups, gi, h, w, stride, dtype):
-        """Taps: its own gradients up to 4 channels a group, split's above."""
         import jax
 
         from resnext_flax.grouped_conv import taps_conv
@@ -209,7 +208,7 @@ class TestFlax:
         model = rf.create_model("resnext50_32x4d")  # 4, 8, 16 and 32 channels a group by stage
         lowerings = [model.layer1[0].conv2.conv_impl, model.layer2[0].conv2.conv_impl]
         lowerings += [model.layer3[0].conv2.conv_impl, model.layer4[0].conv2.conv_impl]
-        assert lowerings == ["taps", "taps", "split", "split"]
+        assert lowerings == ["taps", "split", "split", "split"]
 
     def test_float64_computes_every_conv_as_patches_and_the_same_function(self):
         """XLA:CPU has no float64 conv kernel: auto computes every conv as a matmul there,
@@ -358,7 +357,7 @@ class TestKeras:
     def test_auto_on_jax_is_taps_for_narrow_groups_and_equals_torch_grouped_conv(
         self, groups, gi, h, w, stride, dtype
     ):
-        """Keras on JAX (CPU): taps for groups of at most 8 channels, split above; both
+        """Keras on JAX (CPU): taps for groups of at most 4 channels, split above; both
         differentiate as split, and both equal torch in value and gradients."""
         import keras
 
@@ -374,7 +373,7 @@ class TestKeras:
             )
             xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
             layer.build(xp.shape)
-            assert layer.lowering == ("taps" if gi <= 8 else "split")
+            assert layer.lowering == ("taps" if gi <= 4 else "split")
             layer.kernel.assign(k)
             y, dx, dk = _keras_value_and_grads(keras, layer, xp, dy)
             assert_matches((y, dx[:, 1:-1, 1:-1, :], dk), truth, dtype, f"keras auto C={groups} gi={gi}")
