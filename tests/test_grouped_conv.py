@@ -143,50 +143,25 @@ def test_auto_is_taps_or_split_for_xla_on_cpu_and_native_elsewhere():
 
 
 class TestFlax:
-    @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-    @pytest.mark.parametrize("groups, gi, h, w, stride", CASES)
-    def test_patches_equal_torch_grouped_conv(self, groups, gi, h, w, stride, dtype):
-        import jax
-
-        from resnext_flax.grouped_conv import patches_conv
-
-        x, k, dy = case_arrays(groups, gi, h, w, stride, dtype)
-        truth = torch_truth(x, k, dy, groups, stride)
-        with jax.enable_x64(dtype == np.float64):
-            y, vjp = jax.vjp(lambda a, b: patches_conv(a, b, groups, stride, 1), x, k)
-            dx, dk = vjp(jax.numpy.asarray(dy))
-            assert y.dtype == dtype
-            assert_matches((y, dx, dk), truth, dtype, f"flax patches C={groups} stride {stride}")
-
     @pytest.mark.parametrize("dtype", [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)])
-    @pytest.mark.parametrize("groups, gi, h, w, stride", CASES)
-    def test_split_equals_torch_grouped_conv(self, groups, gi, h, w, stride, dtype):
+    @pytest.mark.parametrize(
+        "lowering, groups, gi, h, w, stride",
+        [(name, *case) for name in ("patches", "split", "taps") for case in CASES]
+        + [("taps", *case) for case in TAPS_CASES],
+    )
+    def test_lowering_equals_torch_grouped_conv(self, lowering, groups, gi, h, w, stride, dtype):
         import jax
 
-        from resnext_flax.grouped_conv import split_conv
+        from resnext_flax import grouped_conv
 
+        conv = getattr(grouped_conv, f"{lowering}_conv")
         x, k, dy = case_arrays(groups, gi, h, w, stride, dtype)
         truth = torch_truth(x, k, dy, groups, stride)
         with jax.enable_x64(dtype == np.float64):
-            y, vjp = jax.vjp(lambda a, b: split_conv(a, b, groups, stride, 1), x, k)
-            assert_matches(
-                (y, *vjp(jax.numpy.asarray(dy))), truth, dtype, f"flax split C={groups} s {stride}"
-            )
-
-    @pytest.mark.parametrize("dtype", [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)])
-    @pytest.mark.parametrize("groups, gi, h, w, stride", CASES + TAPS_CASES)
-    def test_taps_equal_torch_grouped_conv(self, groups, gi, h, w, stride, dtype):
-        import jax
-
-        from resnext_flax.grouped_conv import taps_conv
-
-        x, k, dy = case_arrays(groups, gi, h, w, stride, dtype)
-        truth = torch_truth(x, k, dy, groups, stride)
-        with jax.enable_x64(dtype == np.float64):
-            y, vjp = jax.vjp(lambda a, b: taps_conv(a, b, groups, stride, 1), x, k)
+            y, vjp = jax.vjp(lambda a, b: conv(a, b, groups, stride, 1), x, k)
             dx, dk = vjp(jax.numpy.asarray(dy))
             assert y.dtype == dx.dtype == dk.dtype == dtype
-            assert_matches((y, dx, dk), truth, dtype, f"flax taps C={groups} gi={gi} stride {stride}")
+            assert_matches((y, dx, dk), truth, dtype, f"flax {lowering} C={groups} gi={gi} stride {stride}")
 
     @pytest.mark.parametrize("stride", [1, 2])
     def test_taps_on_a_batch_of_one_and_many_pixels_equal_torch_grouped_conv(self, stride):
