@@ -163,8 +163,8 @@ def _taps_kernel_grad(x: jax.Array, dy: jax.Array, w_shape, groups: int, stride:
     """dL/dw[t, i, (g, o)] = sum over pixels p of window_t[p, (g, i)] * dy[p, (g, o)].
 
     All 9 x gi sums in one variadic reduction, one pass over the input; the pixels are cut
-    into ``ROWS`` rows summed first, then the rows' partial sums, so that no sum runs over
-    more than ``max(ROWS, pixels / ROWS)`` terms (float32 error: 3.8e-7 where one long sum
+    into ``TAPS_ROWS`` rows summed first, then the rows' partial sums, so that no sum runs over
+    more than ``max(TAPS_ROWS, pixels / TAPS_ROWS)`` terms (float32 error: 3.8e-7 where one long sum
     gave 7.4e-6).
     """
     k, _, gi, c_out = w_shape

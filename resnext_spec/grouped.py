@@ -33,6 +33,10 @@ gradient a taps conv of the dilated ``dy``, the kernel gradient one variadic red
 16 taps loses its forward too, so taps stops at 4 (``TAPS_MAX_GROUP_CHANNELS``). Keras on
 JAX has taps' forward (inference) and differentiates it as split. Measured by
 ``python -m resnext_bench.lowerings``; the tables are in docs/grouped_convolutions.md.
+
+Every lowering computes the same function from the same weights; only the order of
+the additions differs. Why each choice, with the measurements behind it:
+docs/grouped_convolutions.md.
 """
 
 from __future__ import annotations
