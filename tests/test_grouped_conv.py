@@ -85,8 +85,8 @@ def assert_matches(got, truth, dtype, what):
 @pytest.mark.keras_smoke
 def test_keras_compiled_train_step_is_the_same_with_each_lowering(monkeypatch):
     """A compiled train step (TensorFlow has no CPU gradient for grouped convs: ours must train
-    there, outside XLA) takes the same step with patches whole, in rematerialised chunks, and
-    with the native conv (on TensorFlow, its gradients written as grouped forward convs)."""
+    there, outside XLA) takes the same step with patches whole, in rematerialised chunks, with
+    the native conv (on TensorFlow, its gradients written as grouped forward convs) and split."""
     import functools
 
     import keras
@@ -98,7 +98,13 @@ def test_keras_compiled_train_step_is_the_same_with_each_lowering(monkeypatch):
     x = np.random.default_rng(0).standard_normal((5, 16, 16, 3)).astype(np.float32)
     y = np.arange(5, dtype=np.int32) % TINY.num_classes
     stepped = []
-    for impl, budget in (("patches", None), ("patches", 1), ("native", None)):  # 1 byte: an image a chunk
+    lowerings = (
+        ("patches", None),
+        ("patches", 1),  # a 1-byte budget: an image a chunk
+        ("native", None),
+        ("split", None),
+    )
+    for impl, budget in lowerings:
         if budget:
             chunked = functools.partial(grouped_conv.patches_conv, budget=budget)
             monkeypatch.setattr(grouped_conv, "patches_conv", chunked)
