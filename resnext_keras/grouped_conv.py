@@ -268,11 +268,11 @@ class GroupedConv2D(layers.Conv2D):
 
     def build(self, input_shape) -> None:
         super().build(input_shape)
-        if keras.backend.backend() == "jax":  # taps, for narrow groups on XLA:CPU (inference)
-            group_channels = input_shape[-1] // self.groups
-            self.lowering = resolve_conv_impl(
-                self.conv_impl, self.groups, *_engine(), taps_channels=group_channels
-            )
+        # Now the group width is known: "auto" takes taps for narrow groups (JAX on CPU).
+        group_channels = input_shape[-1] // self.groups
+        self.lowering = resolve_conv_impl(
+            self.conv_impl, self.groups, *_engine(), taps_channels=group_channels
+        )
 
     def convolution_op(self, inputs, kernel):
         if self.padding == "valid" and self.lowering == "taps":
