@@ -85,6 +85,12 @@ class FlaxRunner:
     def compiled(self, model) -> bool:
         return compiles(self.compile, model.config, model.form)
 
+    def runs_beside(self, config: ArchConfig, form: str) -> bool:
+        """Whether the harness may run this build in a worker thread beside the other builds: when
+        it runs compiled, since XLA lets go of the GIL while it compiles and runs (the bulk of a
+        compiled build's time), so it overlaps the eager builds on a second core."""
+        return compiles(self.compile, config, form)
+
     def _input(self, x: np.ndarray):
         return self.jnp.asarray(x.transpose(0, 2, 3, 1), dtype=self.dtypes[0])
 

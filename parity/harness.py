@@ -22,6 +22,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -243,6 +244,18 @@ def _judged(row: dict[str, str], check: str, quantity: str, c: Comparison, detai
     )
 
 
+@dataclass
+class Build:
+    """What one build leaves for the checks that compare it: its weight-check rows, its measured
+    passes renamed to form (c), and (for the copies) its export and the model itself."""
+
+    row: dict[str, str]
+    rows: list[CheckResult]
+    measured: dict[str, Any] | None
+    export: dict[str, np.ndarray] | None
+    model: Any
+
+
 # (check, quantity) -> the tensors it compares, picked from a build's or a reference's results.
 QUANTITIES: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, np.ndarray]]] = {
     ("eval", "logits"): lambda r: {"logits": r["eval"].logits},
@@ -349,59 +362,104 @@ class Harness:
             self.check_bf16(name, config, w, x, labels, forms, out)
             return
         refs = None
-        if any(c in st.checks for c, _ in QUANTITIES):
-            what = "float64" if self.dtype == "float64" else "fp32, float64"
-            self.progress(f"{name}: torch (c) reference: {what}, {FLOOR_SAMPLES} perturbed {self.dtype}")
-            refs = self.references(config, w, x, labels)
-            if self.ref_tf32 is not None and self.needs("eval"):
-                self.check_tf32(name, config, w, x, labels, refs, out)
         if self.needs("trajectory"):
+            if any(c in st.checks for c, _ in QUANTITIES):
+                refs = self.reference_phase(name, config, w, x, labels, out)
             self.check_trajectory(name, config, w, size, forms, out)
             if not self.needs(*CHECKS):
                 return
-        kept: dict[
-            tuple[str, str], dict
-        ] = {}  # (framework, form) -> results in form (c), when a check failed
-        first = len(out)
-        # Form by form, so only one form's three builds are alive at once (for the copies).
-        for form in forms:
-            wf = to_form(w, config, "c", form)
-            compiled_before = {fw: r.compile_s for fw, r in self.runners.items()}
-            exports: dict[str, dict[str, np.ndarray]] = {}
-            models: dict[str, Any] = {}
-            for fw, runner in self.runners.items():
-                t0 = time.perf_counter()
-                self.progress(f"{name}: {fw} ({form})")
-                model = runner.build(config, form)
-                compiled = runner.compiled(model)
-                runner.load(model, wf)
-                row = dict(model=name, framework=fw, form=form)
-                self.check_weights_io(runner, model, config, wf, row, out)
-                if refs is not None:
-                    mine = _to_c(self.measure(runner, model, wf, x, labels), config, form)
-                    if not self.check_numbers(mine, refs, row, out):
-                        kept[(fw, form)] = mine
-                    del mine
-                if self.needs("copy"):
-                    runner.load(model, wf)
-                    exports[fw] = runner.export(model)
-                    models[fw] = model
-                del model
-                took = time.perf_counter() - t0
-                compile_s = runner.compile_s - compiled_before[fw]
-                self.timings[f"{name}: {fw} ({form})"] = {
-                    "compiled": compiled,
-                    "compile_s": round(compile_s, 2),
-                    "wall_s": round(took, 2),
+        kept: dict[tuple[str, str], dict] = {}  # (framework, form) -> results in form (c), if one failed
+        # Form by form, so at most two forms' builds are alive at once (for the copies). A build its
+        # runner lets run beside the others (compiled Flax: XLA compiles and runs without the GIL) goes
+        # to a worker thread, one form ahead: the first during the references, each next one while
+        # this thread runs the form before it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="parity-beside") as beside:
+            pending = {f: self.submit_beside(beside, name, config, w, f, x, labels) for f in forms[:1]}
+            if refs is None and any(c in st.checks for c, _ in QUANTITIES):
+                refs = self.reference_phase(name, config, w, x, labels, out)
+            first = len(out)
+            for i, form in enumerate(forms):
+                wf = to_form(w, config, "c", form)
+                for ahead in forms[i + 1 : i + 2]:
+                    pending[ahead] = self.submit_beside(beside, name, config, w, ahead, x, labels)
+                builds = {
+                    fw: self.build_one(name, fw, config, form, wf, x, labels)
+                    for fw in self.runners
+                    if fw not in pending[form]
                 }
-                how = f"compiled, {compile_s:.1f}s of it compiling" if compiled else "eager"
-                self.progress(f"{name}: {fw} ({form}) done in {took:.1f}s ({how})")
-            if self.needs("copy"):
-                self.check_copies(name, form, exports, models, out)
-            del exports, models
-            gc.collect()
+                builds.update({fw: job.result() for fw, job in pending.pop(form).items()})
+                for fw in self.runners:  # the rows in framework order, whichever thread ran the build
+                    b = builds[fw]
+                    out.extend(b.rows)
+                    if refs is not None:
+                        if not self.check_numbers(b.measured, refs, b.row, out):
+                            kept[(fw, form)] = b.measured
+                        b.measured = None
+                if self.needs("copy"):
+                    self.check_copies(
+                        name, form, {fw: b.export for fw, b in builds.items()},
+                        {fw: b.model for fw, b in builds.items()}, out,
+                    )  # fmt: skip
+                del builds
+                gc.collect()
         if kept and refs is not None:
             self.check_reference(name, kept, refs, out[first:], out)
+
+    def reference_phase(self, name: str, config: ArchConfig, w: dict, x, labels, out) -> tuple:
+        """torch (c)'s references (and the TF32 row, when asked for)."""
+        what = "float64" if self.dtype == "float64" else "fp32, float64"
+        self.progress(f"{name}: torch (c) reference: {what}, {FLOOR_SAMPLES} perturbed {self.dtype}")
+        refs = self.references(config, w, x, labels)
+        if self.ref_tf32 is not None and self.needs("eval"):
+            self.check_tf32(name, config, w, x, labels, refs, out)
+        return refs
+
+    def submit_beside(self, pool: ThreadPoolExecutor, name, config, w, form, x, labels) -> dict[str, Future]:
+        """The builds of ``form`` that their runners let run beside the others, started on ``pool``."""
+        jobs = {}
+        for fw, runner in self.runners.items():
+            if runner.runs_beside(config, form):
+                wf = to_form(w, config, "c", form)
+                args = (name, fw, config, form, wf, x, labels)
+                jobs[fw] = pool.submit(self.in_thread, runner, self.build_one, *args)
+        return jobs
+
+    def in_thread(self, runner: Runner, fn: Callable, *args):
+        """``fn(*args)`` under the settings JAX keeps per thread: x64 mode, and on GPU full fp32."""
+        with ExitStack() as stack:
+            stack.enter_context(jax_x64(self.dtype == "float64"))
+            if self.settings.device == "gpu":
+                stack.enter_context(runner.full_fp32())
+            return fn(*args)
+
+    def build_one(self, name: str, fw: str, config: ArchConfig, form: str, wf: dict, x, labels) -> Build:
+        """One build: made, its weights checked, every pass measured, and exported for the copies."""
+        runner = self.runners[fw]
+        t0, compile_before = time.perf_counter(), runner.compile_s
+        self.progress(f"{name}: {fw} ({form})")
+        model = runner.build(config, form)
+        compiled = runner.compiled(model)
+        runner.load(model, wf)
+        row = dict(model=name, framework=fw, form=form)
+        rows: list[CheckResult] = []
+        self.check_weights_io(runner, model, config, wf, row, rows)
+        measured = None
+        if any(c in self.settings.checks for c, _ in QUANTITIES):
+            measured = _to_c(self.measure(runner, model, wf, x, labels), config, form)
+        export = None
+        if self.needs("copy"):
+            runner.load(model, wf)
+            export = runner.export(model)
+        took = time.perf_counter() - t0
+        compile_s = runner.compile_s - compile_before
+        self.timings[f"{name}: {fw} ({form})"] = {
+            "compiled": compiled,
+            "compile_s": round(compile_s, 2),
+            "wall_s": round(took, 2),
+        }
+        how = f"compiled, {compile_s:.1f}s of it compiling" if compiled else "eager"
+        self.progress(f"{name}: {fw} ({form}) done in {took:.1f}s ({how})")
+        return Build(row, rows, measured, export, model if self.needs("copy") else None)
 
     def check_trajectory(
         self, name: str, config: ArchConfig, w: dict, size: int, forms: list[str], out

@@ -116,6 +116,11 @@ class KerasRunner:
             return self.compile == "always"
         return self.backend == "jax" and compiles(self.compile, model.config, model.form)
 
+    def runs_beside(self, config: ArchConfig, form: str) -> bool:
+        """No: Keras builds run in the harness's own thread (TensorFlow and eager Keras are mostly
+        Python between ops, which a second thread would only queue behind)."""
+        return False
+
     def net(self, model):
         """The functional model every pass runs: ``model``'s layers, with every stage's output."""
         if model not in self._nets:

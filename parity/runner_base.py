@@ -72,6 +72,7 @@ class Runner(Protocol):
     ) -> tuple[PassResult, dict[str, np.ndarray]]: ...
     def full_fp32(self) -> AbstractContextManager: ...
     def compiled(self, model: Any) -> bool: ...  # whether this build's passes run compiled
+    def runs_beside(self, config: ArchConfig, form: str) -> bool: ...  # may run in a worker thread
 
     compile_s: float  # seconds spent tracing and compiling so far
 

@@ -42,6 +42,10 @@ class TorchRunner:
     def compiled(self, model) -> bool:
         return False
 
+    def runs_beside(self, config: ArchConfig, form: str) -> bool:
+        """No: eager torch holds the GIL between its small ops, so a thread would gain nothing."""
+        return False
+
     def count(self, model) -> int:
         return self.rt.count_params(model)
 

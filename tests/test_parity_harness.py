@@ -146,6 +146,39 @@ def test_the_unfaulted_tiny_run_passes(monkeypatch):
     assert run_with(monkeypatch).passed
 
 
+@pytest.mark.first_backend_only  # torch and Flax only
+def test_compiled_flax_builds_run_beside_the_others_and_compute_the_same_there(monkeypatch):
+    """The harness runs compiled Flax builds in a worker thread, a form ahead, to use a second core
+    while torch and Keras run op by op. They do run there, and every figure of the run is the same,
+    bit for bit, as when they run one after another in the harness's own thread."""
+    import threading
+
+    from parity.flax_runner import FlaxRunner
+
+    in_main: list[bool] = []
+    build = FlaxRunner.build
+
+    def spy(self, config, form):
+        in_main.append(threading.current_thread() is threading.main_thread())
+        return build(self, config, form)
+
+    monkeypatch.setattr(FlaxRunner, "build", spy)
+
+    def figures():
+        result = run_parity(
+            ["tiny"], configs={"tiny": TINY}, frameworks=["torch", "flax"], forms=["b", "c"], image_size=16
+        )
+        assert result.passed
+        return [(r.framework, r.form, r.check, r.quantity, r.tensor, r.error, r.l2) for r in result.results]
+
+    beside = figures()
+    assert in_main == [False, False]
+    in_main.clear()
+    monkeypatch.setattr(FlaxRunner, "runs_beside", lambda self, config, form: False)
+    assert figures() == beside
+    assert in_main == [True, True]
+
+
 def transpose_kernel(w):
     k = "layer1.0.conv2.weight"
     w[k] = np.ascontiguousarray(w[k].transpose(0, 1, 3, 2))  # H and W swapped: shape unchanged

@@ -1,6 +1,7 @@
 """The noise-floor rule, on hand-made numbers: where the bound comes from, and when it gives up."""
 
 import numpy as np
+import pytest
 
 from resnext_spec.tolerances import (
     CHAOTIC_FLOOR,
@@ -8,6 +9,7 @@ from resnext_spec.tolerances import (
     TOL,
     compare,
     first_over,
+    l2_error,
     stage_errors,
     worst_error,
 )
@@ -59,3 +61,36 @@ def test_the_first_stage_over_the_bound_is_where_two_models_part():
     assert first_over(errors, 1e-5) == "layer1" and first_over(errors, 1e-2) == "layer2"
     assert first_over(errors, 1.0) is None
     assert first_over({"stem": 0.0, "layer1": float("nan")}, 1e-5) == "layer1"
+
+
+def by_hand(ys, refs):
+    """worst_error and the L2 error, written out tensor by tensor from their definitions."""
+    errs = {}
+    for k, r in refs.items():
+        scale, diff = (np.max(np.abs(r)), np.max(np.abs(ys[k] - r))) if r.size else (0.0, 0.0)
+        errs[k] = diff / scale if scale else (0.0 if diff == 0 else np.inf)
+    name = max(errs, key=errs.get)
+    l2 = np.sqrt(
+        sum(np.sum((ys[k] - r) ** 2) for k, r in refs.items()) / sum(np.sum(r**2) for r in refs.values())
+    )
+    return errs[name], name, l2
+
+
+def test_the_errors_read_in_runs_equal_the_errors_tensor_by_tensor(monkeypatch):
+    # Many tensors of mixed sizes, one empty, one all-zero reference matched exactly, read in runs
+    # of at most 50 values (and a 70-value tensor alone): the same worst tensor, error and L2.
+    from resnext_spec import tolerances
+
+    rng = np.random.default_rng(0)
+    sizes = [3, 70, 0, 12, 1, 40, 25, 9]
+    refs = {f"t{i}": rng.standard_normal(n) * (i + 1) for i, n in enumerate(sizes)}
+    refs["zero"] = np.zeros(4)
+    ys = {k: r + rng.standard_normal(r.shape) * 1e-6 for k, r in refs.items()}
+    ys["zero"] = np.zeros(4)
+    ys["t5"][7] += 1e-3 * np.max(np.abs(refs["t5"]))  # the worst, by construction
+    monkeypatch.setattr(tolerances, "ERROR_RUN", 50)
+    error, tensor, l2 = by_hand(ys, refs)
+    assert tensor == "t5" and worst_error(ys, refs) == (pytest.approx(error, rel=1e-12), "t5")
+    assert l2_error(ys, refs) == pytest.approx(l2, rel=1e-12)
+    ys["zero"] = np.array([0.0, 1e-9, 0.0, 0.0])  # off an all-zero reference: no scale, infinitely off
+    assert worst_error(ys, refs) == (np.inf, "zero")
