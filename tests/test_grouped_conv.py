@@ -283,6 +283,36 @@ class TestKeras:
         dx = dx[:, 1:-1, 1:-1, :]  # gradient w.r.t. the unpadded input
         assert_matches((y, dx, dk), truth, dtype, f"keras {impl} C={groups} stride {stride}")
 
+    @pytest.mark.parametrize("groups, gi, h, w, stride", CASES)
+    def test_tensorflow_written_gradients_equal_torch_grouped_conv(
+        self, groups, gi, h, w, stride, monkeypatch
+    ):
+        """Where TensorFlow has no grouped gradient kernels (float64 always; float32 without oneDNN),
+        native's gradients are written as grouped forward convs. float64 runs them in the test
+        above; here float32 does, as TensorFlow without oneDNN would."""
+        import keras
+
+        from resnext_keras import grouped_conv
+
+        if keras.backend.backend() != "tensorflow":
+            pytest.skip("TensorFlow's lowering")
+        import tensorflow as tf
+
+        assert not grouped_conv.tf_has_grouped_gradients(tf.float64)  # oneDNN has no float64
+        monkeypatch.setitem(grouped_conv._GROUPED_GRADIENTS, "float32", False)
+        x, k, dy = case_arrays(groups, gi, h, w, stride, np.float32)
+        truth = torch_truth(x, k, dy, groups, stride)
+        layer = grouped_conv.GroupedConv2D(
+            groups * gi, 3, strides=stride, groups=groups, use_bias=False, conv_impl="native"
+        )
+        xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        layer.build(xp.shape)
+        layer.kernel.assign(k)
+        y, dx, dk = _keras_value_and_grads(keras, layer, xp, dy)
+        assert_matches(
+            (y, dx[:, 1:-1, 1:-1, :], dk), truth, np.float32, f"written C={groups} stride {stride}"
+        )
+
     @pytest.mark.parametrize("impl", ["native", "patches", "split"])
     @pytest.mark.parametrize("stride", [1, 2])
     def test_a_batch_of_one_equals_torch_grouped_conv(self, stride, impl):
