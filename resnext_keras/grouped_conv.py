@@ -64,8 +64,8 @@ def patches_conv(x, w, groups: int, stride: int, budget: int = PATCHES_BUDGET):
 def _tf_patches_conv(x, w, groups: int, stride: int, chunks: int, size: int):
     """On TensorFlow: its own grouped conv forward, with the patches lowering's gradient.
 
-    TensorFlow computes a grouped conv on CPU (oneDNN) but has no CPU gradient for it;
-    this takes its forward value and, in the backward pass, differentiates the patches
+    TensorFlow computes a grouped conv forward on every CPU, with gradients only where oneDNN
+    runs them; this takes its forward value and, in the backward pass, differentiates the patches
     lowering instead, ``size`` images at a time (recomputed from ``x`` and ``w``: the
     same function, so the same gradient up to the order of additions, and the patches
     of one chunk alive at a time).

@@ -1,13 +1,15 @@
 """How form (c)'s grouped convolution is computed in Keras and Flax: the one policy.
 
 XLA's CPU convolution handles ``feature_group_count > 1`` slowly, its kernel gradient
-above all, and TensorFlow has no CPU gradient for grouped convolutions. So Keras and
+above all, and TensorFlow's own CPU kernels have no grouped gradient (oneDNN's do, in float32
+and bfloat16). So Keras and
 Flax take a ``conv_impl``:
 
 - ``"native"``: the backend's own grouped convolution (``feature_group_count`` in JAX,
   cuDNN on GPU; torch's on Keras's torch backend). On Keras's TensorFlow backend it is
-  TensorFlow's own grouped kernel (oneDNN), with the two gradients TensorFlow lacks on CPU
-  written as grouped forward convolutions of its own (``resnext_keras.grouped_conv``).
+  TensorFlow's own grouped kernel, with TensorFlow's gradients where it has them (oneDNN in
+  float32 and bfloat16, GPUs) and, where it does not (float64, oneDNN off), both gradients
+  written as grouped forward convolutions (``resnext_keras.grouped_conv``).
 - ``"patches"``: im2col per group and one batched matrix product over the groups,
   differentiated by plain autodiff; a batch whose patches would pass
   ``PATCHES_BUDGET`` is cut into equal chunks, recomputed in the backward pass.

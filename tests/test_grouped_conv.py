@@ -84,9 +84,9 @@ def assert_matches(got, truth, dtype, what):
 @pytest.mark.keras
 @pytest.mark.keras_smoke
 def test_keras_compiled_train_step_is_the_same_with_each_lowering(monkeypatch):
-    """A compiled train step (TensorFlow has no CPU gradient for grouped convs: ours must train
-    there, outside XLA) takes the same step with patches whole, in rematerialised chunks, with
-    the native conv (on TensorFlow, its gradients written as grouped forward convs) and split."""
+    """A compiled train step (on TensorFlow outside XLA) takes the same step with patches whole, in
+    rematerialised chunks, with the native conv (on TensorFlow with its own gradients, and with
+    the written ones it takes where it has none) and split."""
     import functools
 
     import keras
@@ -103,9 +103,12 @@ def test_keras_compiled_train_step_is_the_same_with_each_lowering(monkeypatch):
         ("patches", 1),  # a 1-byte budget: an image a chunk
         ("native", None),
         ("split", None),
+        ("native", "written"),  # TensorFlow's gradients written as grouped forward convs (no oneDNN)
     )
     for impl, budget in lowerings:
-        if budget:
+        if budget == "written":
+            monkeypatch.setitem(grouped_conv._GROUPED_GRADIENTS, "float32", False)
+        elif budget:
             chunked = functools.partial(grouped_conv.patches_conv, budget=budget)
             monkeypatch.setattr(grouped_conv, "patches_conv", chunked)
         model = rk.create_model(config=TINY, conv_impl=impl)
