@@ -3,9 +3,11 @@
 The table behind ``resnext_spec.grouped``'s choice of taps, split or patches on XLA:CPU: for every
 distinct (input size, channels, stride) of the preset's grouped convs, the forward alone and
 the forward with both gradients, best of ``--repeats`` after one compiling call, and how far
-taps' and split's values and gradients are from patches'. Layer timings alone mislead (a lowering can win
-its layer and lose in the network, where XLA fuses it with its neighbours), so the choice was
-then checked whole: ``resnext-bench --frameworks flax --conv-impl patches`` against ``auto``.
+taps' and split's values and gradients are from patches'. Taps is differentiated as split, so its
+column with gradients times split's forward and gradients. Layer timings alone mislead (a
+lowering can win its layer and lose in the network, where XLA fuses it with its neighbours), so
+the choice was then checked whole: ``resnext-bench --frameworks flax --conv-impl patches|split``
+against ``auto``.
 
     python -m resnext_bench.lowerings                              # resnext50_32x4d, batch 8
     python -m resnext_bench.lowerings --model resnext101_64x4d --markdown taps.md
@@ -80,10 +82,11 @@ def measure_layer(h: int, channels: int, groups: int, stride: int, batch: int, r
             y, vjp = jax.vjp(f, a, b)
             return (y, *vjp(g))
 
-        row[f"{name}_forward_ms"] = best_ms(jax.jit(forward), (x, w), repeats)
-        train = jax.jit(both_gradients)  # compiled once: timed, then its values compared
+        fwd, train = jax.jit(forward), jax.jit(both_gradients)  # compiled once: timed, then compared
+        row[f"{name}_forward_ms"] = best_ms(fwd, (x, w), repeats)
         row[f"{name}_train_ms"] = best_ms(train, (x, w, dy), repeats)
-        results[name] = [np.asarray(t) for t in train(x, w, dy)]
+        # the forward alone too: taps computes it itself only where it is not differentiated
+        results[name] = [np.asarray(t) for t in (fwd(x, w), *train(x, w, dy))]
     for name in ("taps", "split"):
         pairs = zip(results[name], results["patches"], strict=True)
         row[f"{name}_error"] = max(rel_error(t, p) for t, p in pairs)

@@ -16,8 +16,6 @@ from flax import nnx
 from resnext_spec.grouped import PATCHES_BUDGET, patches_chunks, resolve_conv_impl
 from resnext_spec.layout import conv_output_size
 
-TAPS_ROWS = 64  # rows of the taps kernel gradient's two-level sum (64 measured faster than 256)
-
 
 def patches_conv(
     x: jax.Array, w: jax.Array, groups: int, stride: int, padding: int, budget: int = PATCHES_BUDGET
@@ -75,12 +73,15 @@ def split_conv(x: jax.Array, w: jax.Array, groups: int, stride: int, padding: in
 
 
 def taps_conv(x: jax.Array, w: jax.Array, groups: int, stride: int, padding: int) -> jax.Array:
-    """Grouped conv of NHWC ``x`` with HWIO ``w`` as a sum over taps of shifted windows.
+    """Grouped conv of NHWC ``x`` with HWIO ``w`` as a sum over taps of shifted windows, and as
+    split where it is differentiated.
 
     Output channel (g, o) is the sum, over kernel taps t and the group's input channels i,
     of window t of the padded input (channel (g, i)) times ``w[t, i, (g, o)]``: 9 x i
     broadcast multiply-adds that XLA fuses into one pass over the input, where patches
-    write and read a 9x copy of it. Worth it for narrow groups only (``resnext_spec.grouped``).
+    write and read a 9x copy of it. Worth it for narrow groups only (``resnext_spec.grouped``),
+    and in inference only: a pass that is differentiated runs split's forward and gradients,
+    which trained resnext50_32x4d faster than taps' forward with its own gradients did.
     """
     xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     return _taps(xp, w, groups, stride)
@@ -125,67 +126,20 @@ def _taps(x: jax.Array, w: jax.Array, groups: int, stride: int) -> jax.Array:
     return _taps_forward(x, w, groups, stride)
 
 
-def _taps_fwd(x, w, groups, stride):
-    return _taps_forward(x, w, groups, stride), (x, w)
+def _split_forward(x, w, groups, stride):
+    """Differentiated: split's value, kept with its inputs for split's gradients."""
+    return split_conv(x, w, groups, stride, 0), (x, w)
 
 
-def _taps_bwd(groups, stride, residuals, dy):
-    x, w = residuals
-    dy = jax.lax.optimization_barrier(dy)
-    return _taps_input_grad(dy, w, x.shape, groups, stride), _taps_kernel_grad(x, dy, w.shape, groups, stride)
+def _split_backward(groups, stride, inputs, dy):
+    return jax.vjp(lambda a, b: split_conv(a, b, groups, stride, 0), *inputs)[1](dy)
 
 
-_taps.defvjp(_taps_fwd, _taps_bwd)
-
-
-def _taps_input_grad(dy: jax.Array, w: jax.Array, x_shape, groups: int, stride: int) -> jax.Array:
-    """dL/dx: a stride-1 taps conv of ``dy`` (zeros between its rows and columns for stride 2,
-    padded by k - 1, and on the high side by the rows the stride skipped) with the kernel
-    flipped in space and its input and output channels swapped within each group."""
-    k, _, gi, c_out = w.shape
-    go = c_out // groups
-    _, ho, wo, _ = dy.shape
-    skipped_h, skipped_w = x_shape[1] - ((ho - 1) * stride + k), x_shape[2] - ((wo - 1) * stride + k)
-    zero = jnp.zeros((), dy.dtype)
-    config = [
-        (0, 0, 0),
-        (k - 1, k - 1 + skipped_h, stride - 1),
-        (k - 1, k - 1 + skipped_w, stride - 1),
-        (0, 0, 0),
-    ]
-    flipped = (
-        w.reshape(k, k, gi, groups, go)[::-1, ::-1].transpose(0, 1, 4, 3, 2).reshape(k, k, go, groups * gi)
-    )
-    return _taps_forward(jax.lax.pad(dy, zero, config), flipped, groups, 1)
-
-
-def _taps_kernel_grad(x: jax.Array, dy: jax.Array, w_shape, groups: int, stride: int) -> jax.Array:
-    """dL/dw[t, i, (g, o)] = sum over pixels p of window_t[p, (g, i)] * dy[p, (g, o)].
-
-    All 9 x gi sums in one variadic reduction, one pass over the input; the pixels are cut
-    into ``TAPS_ROWS`` rows summed first, then the rows' partial sums, so that no sum runs over
-    more than ``max(TAPS_ROWS, pixels / TAPS_ROWS)`` terms (float32 error: 3.8e-7 where one long sum
-    gave 7.4e-6).
-    """
-    k, _, gi, c_out = w_shape
-    go = c_out // groups
-    n, ho, wo, _ = dy.shape
-    pixels = n * ho * wo
-    rows = min(TAPS_ROWS, pixels)
-    cols = -(-pixels // rows)
-    pad = ((0, rows * cols - pixels), (0, 0), (0, 0))
-    acc = jnp.promote_types(x.dtype, jnp.float32)
-    dy_r = jnp.pad(dy.reshape(pixels, groups, go).astype(acc), pad).reshape(rows, cols, groups, go)
-    products = []
-    for window in _windows(x, k, stride, ho, wo):
-        window = jnp.pad(window.reshape(pixels, groups, gi).astype(acc), pad).reshape(rows, cols, groups, gi)
-        products += [window[..., i, None] * dy_r for i in range(gi)]
-    zero = jnp.zeros((), acc)
-    partial_sums = jax.lax.reduce(
-        products, [zero] * len(products), lambda a, b: [u + v for u, v in zip(a, b, strict=True)], (0,)
-    )
-    dw = jnp.stack([s.sum(axis=0) for s in partial_sums])  # (taps x gi, groups, go)
-    return dw.reshape(k, k, gi, c_out).astype(x.dtype)
+# Taps had gradients of its own (its input gradient a taps conv of the dilated dy, its kernel
+# gradient one variadic reduction). They won their layer (56x56, 4 channels a group: 36.6 ms
+# with the forward against split's 57.9) and lost in the network: resnext50_32x4d training, batch
+# 8, 2.64-2.78 s a step against 2.48-2.58 s with split's forward and gradients (two runs each).
+_taps.defvjp(_split_forward, _split_backward)
 
 
 class GroupedConv(nnx.Conv):

@@ -29,12 +29,13 @@ Flax take a ``conv_impl``:
 Taps (XLA:CPU, chosen by ``"auto"`` only): the conv as a sum, over the kernel's taps and
 a group's input channels, of shifted input windows times one kernel row, which XLA fuses
 into one pass over the input. resnext50_32x4d at 56x56 (batch 8, 4 channels a group):
-4.2 ms forward against 19.5 split and 122 patches; with both gradients (its own: the input
-gradient a taps conv of the dilated ``dy``, the kernel gradient one variadic reduction)
-36.6 against 57.9 and 142. From 8 channels a group split wins the training pass, and from
-16 taps loses its forward too, so taps stops at 4 (``TAPS_MAX_GROUP_CHANNELS``). Keras on
-JAX has taps' forward (inference) and differentiates it as split. Measured by
-``python -m resnext_bench.lowerings``; the tables are in docs/grouped_convolutions.md.
+4.2 ms forward against 19.5 split and 122 patches. At 16 channels a group taps loses its
+forward too, so taps stops at 4 (``TAPS_MAX_GROUP_CHANNELS``). Taps is the forward of
+inference only: where it is differentiated, Flax and Keras on JAX alike run split's forward
+and gradients, which trained resnext50_32x4d faster than taps with gradients of its own (2.48-2.58
+against 2.64-2.78 s a step, Flax, batch 8), though those won their layer alone. Measured by
+``python -m resnext_bench.lowerings`` and ``resnext-bench``; the tables are in
+docs/grouped_convolutions.md.
 
 Every lowering computes the same function from the same weights; only the order of
 the additions differs. Why each choice, with the measurements behind it:

@@ -173,7 +173,7 @@ def test_lowerings_script_lists_resnext50s_grouped_convs_as_the_paper_lays_them_
 
 
 def test_lowerings_script_times_both_lowerings_and_finds_them_equal(tmp_path, monkeypatch):
-    """Two small layers, one each side of taps' own-gradient limit (4 and 16 channels a group)."""
+    """Two small layers, one each side of auto's taps limit (4 and 16 channels a group)."""
     from resnext_bench import lowerings
 
     monkeypatch.setattr(lowerings, "grouped_layers", lambda model, size: [(6, 16, 4, 1), (5, 32, 2, 2)])

@@ -171,11 +171,12 @@ class TestFlax:
             dx, dk = vjp(jax.numpy.asarray(dy))
             assert y.dtype == dx.dtype == dk.dtype == dtype
             assert_matches((y, dx, dk), truth, dtype, f"flax {lowering} C={groups} gi={gi} stride {stride}")
+            y_plain = np.asarray(conv(x, k, groups, stride, 1))  # not differentiated: taps' own forward
+        assert rel_error(y_plain.astype(np.float64), truth[0].astype(np.float64)) <= BOUND[dtype]
 
     @pytest.mark.parametrize("stride", [1, 2])
     def test_taps_on_a_batch_of_one_and_many_pixels_equal_torch_grouped_conv(self, stride):
-        """A batch of one, and 2 x 40 x 36 pixels: more than the 64 rows of the kernel
-        gradient's two-level sum, and not a multiple of them (the last row is padded)."""
+        """A batch of one, and 2 x 40 x 37 pixels, in taps' forward and in the pass differentiated."""
         import jax
 
         from resnext_flax.grouped_conv import taps_conv
@@ -185,6 +186,8 @@ class TestFlax:
             truth = torch_truth(x, k, dy, 32, stride)
             y, vjp = jax.vjp(lambda a, b: taps_conv(a, b, 32, stride, 1), x, k)
             assert_matches((y, *vjp(jax.numpy.asarray(dy))), truth, np.float32, f"taps batch {batch}")
+            y_plain = np.asarray(taps_conv(x, k, 32, stride, 1), np.float64)
+            assert rel_error(y_plain, truth[0].astype(np.float64)) <= BOUND[np.float32]
 
     def test_auto_takes_taps_for_narrow_groups_only(self):
         import resnext_flax as rf
