@@ -171,7 +171,7 @@ class TestFlax:
             dx, dk = vjp(jax.numpy.asarray(dy))
             assert y.dtype == dx.dtype == dk.dtype == dtype
             assert_matches((y, dx, dk), truth, dtype, f"flax {lowering} C={groups} gi={gi} stride {stride}")
-            y_plain = np.asarray(conv(x, k, groups, stride, 1))  # not differentiated: taps' own forward
+            y_plain = np.asarray(conv(x, k, groups, stride, 1))  # taps: its own forward only here
         assert rel_error(y_plain.astype(np.float64), truth[0].astype(np.float64)) <= BOUND[dtype]
 
     @pytest.mark.parametrize("stride", [1, 2])
