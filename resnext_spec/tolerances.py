@@ -103,12 +103,6 @@ def l2_error(ys: Mapping[str, np.ndarray], refs: Mapping[str, np.ndarray]) -> fl
     return _errors(ys, refs)[2]
 
 
-# _errors reads tensors in runs of about this many values: one numpy call per run instead of a few
-# per tensor (resnext26_8x16d's ~200 gradient tensors took 0.5 s a build tensor by tensor, 0.04 s
-# in runs), without widening a whole large model to float64 at once.
-ERROR_RUN = 1 << 22
-
-
 def _errors(
     ys: Mapping[str, np.ndarray],
     refs: Mapping[str, np.ndarray],
@@ -120,65 +114,24 @@ def _errors(
     missing = sorted(set(refs) - set(ys))
     if missing:
         raise KeyError(f"no value to compare for {missing[:5]}")
-    for k, r in refs.items():
-        if np.shape(ys[k]) != np.shape(r):
-            raise ValueError(f"shape mismatch: {np.shape(ys[k])} vs reference {np.shape(r)} ({k})")
-    errors: list[float] = []
-    sums = np.zeros(4)  # sum (y - r)^2, sum r^2, sum (y - t)^2, sum t^2
-    for run in _runs(refs):
-        errors.extend(_run_errors(run, ys, refs, truth, sums))
     worst, name = 0.0, ""
-    for k, e in zip(refs, errors, strict=True):
+    num = den = num_t = den_t = 0.0
+    for k, r in refs.items():
+        y, r = np.asarray(ys[k], np.float64), np.asarray(r, np.float64)
+        e = rel_error(y, r)
         if not name or (not np.isnan(worst) and not e <= worst):  # a NaN is the worst there is
             worst, name = e, k
+        num += float(np.sum((y - r) ** 2))
+        den += float(np.sum(r**2))
+        if truth is not None:
+            t = np.asarray(truth[k], np.float64)
+            num_t += float(np.sum((y - t) ** 2))
+            den_t += float(np.sum(t**2))
 
     def ratio(n: float, d: float) -> float:
         return float(np.sqrt(n / d)) if d else (0.0 if n == 0 else float("inf"))
 
-    num, den, num_t, den_t = (float(v) for v in sums)
     return worst, name, ratio(num, den), ratio(num_t, den_t) if truth is not None else None
-
-
-def _runs(refs: Mapping[str, np.ndarray]) -> list[list[str]]:
-    """``refs``' names in order, cut into runs of about ERROR_RUN values (a larger tensor alone)."""
-    runs: list[list[str]] = [[]]
-    size = 0
-    for k, r in refs.items():
-        if runs[-1] and size + np.size(r) > ERROR_RUN:
-            runs.append([])
-            size = 0
-        runs[-1].append(k)
-        size += np.size(r)
-    return runs
-
-
-def _run_errors(names, ys, refs, truth, sums: np.ndarray) -> list[float]:
-    """:func:`rel_error` of each named tensor, from one flat float64 copy of the run; the L2 sums
-    are added to ``sums``."""
-    if not names:
-        return []
-
-    def flat(d: Mapping[str, np.ndarray]) -> np.ndarray:
-        return np.concatenate([np.asarray(d[k], np.float64).ravel() for k in names])
-
-    y, r = flat(ys), flat(refs)
-    d = y - r
-    sums[0] += np.dot(d, d)
-    sums[1] += np.dot(r, r)
-    if truth is not None:
-        t = flat(truth)
-        dt = y - t
-        sums[2] += np.dot(dt, dt)
-        sums[3] += np.dot(t, t)
-    sizes = np.array([np.size(refs[k]) for k in names])
-    starts = (np.cumsum(sizes) - sizes)[sizes > 0]
-    diff, scale = np.zeros(len(names)), np.zeros(len(names))
-    if starts.size:  # (reduceat would read a value for an empty tensor; they stay 0, as in rel_error)
-        diff[sizes > 0] = np.maximum.reduceat(np.abs(d), starts)
-        scale[sizes > 0] = np.maximum.reduceat(np.abs(r), starts)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        e = np.where(scale == 0.0, np.where(diff == 0.0, 0.0, np.inf), diff / scale)
-    return e.tolist()
 
 
 def stage_errors(ys: Mapping[str, np.ndarray], refs: Mapping[str, np.ndarray]) -> dict[str, float]:
