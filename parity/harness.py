@@ -68,7 +68,7 @@ INFO_CHECKS = ("tf32", "bf16")
 # Added only when most builds fail alike and agree with each other: the reference is the odd one out.
 REFERENCE_CHECK = "reference"
 # The default run: a real ResNeXt (C=8 paths) whose nine builds finish in about a minute
-# on 2 CPU cores (measured 67-75 s on an AVX-512 machine, 92 s in float64; docs/parity.md).
+# on 2 CPU cores (measured 67-75 s on an AVX-512 machine, 92-94 s in float64; docs/parity.md).
 DEFAULT_MODELS = ("resnext26_8x16d",)
 PRECISIONS = ("float32", "float64", "bfloat16")
 # Informational rows of --precision bfloat16: each build against the fp32 reference.
