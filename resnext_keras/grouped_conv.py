@@ -98,18 +98,8 @@ def tf_grouped_conv(x, w, groups: int, stride: int):
     the default on x86 Linux) and on GPU, TensorFlow has grouped gradient kernels, and this is
     ``tf.nn.conv2d`` with its registered gradients. Elsewhere (float64, or oneDNN off) TensorFlow
     refuses them ("Gradients for grouped convolutions are not supported on CPU"), and both are
-    written here as grouped *forward* convolutions, which every CPU kernel runs:
-
-    - input gradient: ``dy`` dilated by the stride (zeros between its rows and columns),
-      padded by ``k - 1`` (and on the high side by the rows the forward's stride left out),
-      convolved with the kernel flipped in space, its in and out channels swapped within
-      each group;
-    - kernel gradient: ``dW[kh, kw, i, (g, o)] = sum over n, h, w of x[n, h*s + kh, w*s + kw,
-      (g, i)] * dy[n, h, w, (g, o)]``, a grouped conv whose batch is the per-group input
-      channel ``i``, whose channels are (group, image), and whose kernel is ``dy`` (images
-      as its input channels) dilated by the stride; its first ``k x k`` outputs are ``dW``.
-
-    The same function either way, up to the order of the additions.
+    written as grouped forward convolutions (:func:`tf_written_grouped_conv`). The same function
+    either way, up to the order of the additions.
     """
     import tensorflow as tf
 
@@ -119,8 +109,19 @@ def tf_grouped_conv(x, w, groups: int, stride: int):
 
 
 def tf_written_grouped_conv(x, w, groups: int, stride: int):
-    """TensorFlow's grouped 'valid' conv with both gradients written as grouped forward convs
-    (:func:`tf_grouped_conv`): for the dtypes and machines where TensorFlow has none."""
+    """TensorFlow's grouped 'valid' conv with both gradients written as grouped *forward*
+    convolutions, which every CPU kernel runs: for the dtypes and machines where TensorFlow has
+    no grouped gradient kernels (:func:`tf_grouped_conv`).
+
+    - input gradient: ``dy`` dilated by the stride (zeros between its rows and columns),
+      padded by ``k - 1`` (and on the high side by the rows the forward's stride left out),
+      convolved with the kernel flipped in space, its in and out channels swapped within
+      each group;
+    - kernel gradient: ``dW[kh, kw, i, (g, o)] = sum over n, h, w of x[n, h*s + kh, w*s + kw,
+      (g, i)] * dy[n, h, w, (g, o)]``, a grouped conv whose batch is the per-group input
+      channel ``i``, whose channels are (group, image), and whose kernel is ``dy`` (images
+      as its input channels) dilated by the stride; its first ``k x k`` outputs are ``dW``.
+    """
     import tensorflow as tf
 
     @tf.custom_gradient
@@ -152,18 +153,23 @@ def tf_has_grouped_gradients(dtype) -> bool:
 
     name = tf.as_dtype(dtype).name
     if name not in _GROUPED_GRADIENTS:
-        ok = name != "float64"
-        if ok:
-            with tf.init_scope():  # eagerly, even while a tf.function traces
-                one = tf.ones([1, 1, 1, 2], dtype)  # a 1-pixel image of 2 channels; a 2-group 1x1 kernel
-                size, same = [1, 1, 1, 2], dict(strides=[1, 1, 1, 1], padding="VALID")
-                try:
-                    tf.raw_ops.Conv2DBackpropInput(input_sizes=size, filter=one, out_backprop=one, **same)
-                    tf.raw_ops.Conv2DBackpropFilter(input=one, filter_sizes=size, out_backprop=one, **same)
-                except tf.errors.OpError:
-                    ok = False
-        _GROUPED_GRADIENTS[name] = ok
+        _GROUPED_GRADIENTS[name] = name != "float64" and _tf_grouped_gradients_run(dtype)
     return _GROUPED_GRADIENTS[name]
+
+
+def _tf_grouped_gradients_run(dtype) -> bool:
+    """Whether both grouped gradient kernels run on a 1-pixel image of 2 channels, 2 groups."""
+    import tensorflow as tf
+
+    with tf.init_scope():  # eagerly, even while a tf.function traces
+        one = tf.ones([1, 1, 1, 2], dtype)  # the image, the 2-group 1x1 kernel and dy alike
+        size, same = [1, 1, 1, 2], dict(strides=[1, 1, 1, 1], padding="VALID")
+        try:
+            tf.raw_ops.Conv2DBackpropInput(input_sizes=size, filter=one, out_backprop=one, **same)
+            tf.raw_ops.Conv2DBackpropFilter(input=one, filter_sizes=size, out_backprop=one, **same)
+        except tf.errors.OpError:
+            return False
+    return True
 
 
 def _tf_dilate(t, s: int):

@@ -2,8 +2,7 @@
 
 XLA's CPU convolution handles ``feature_group_count > 1`` slowly, its kernel gradient
 above all, and TensorFlow's own CPU kernels have no grouped gradient (oneDNN's do, in float32
-and bfloat16). So Keras and
-Flax take a ``conv_impl``:
+and bfloat16). So Keras and Flax take a ``conv_impl``:
 
 - ``"native"``: the backend's own grouped convolution (``feature_group_count`` in JAX,
   cuDNN on GPU; torch's on Keras's torch backend). On Keras's TensorFlow backend it is
