@@ -374,20 +374,20 @@ class Harness:
         # to a worker thread, one form ahead: the first during the references, each next one while
         # this thread runs the form before it.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="parity-beside") as beside:
-            pending = {f: self.submit_beside(beside, name, config, w, f, x, labels) for f in forms[:1]}
+            pending = {f: self.start_form(beside, name, config, w, f, x, labels) for f in forms[:1]}
             if refs is None and any(c in st.checks for c, _ in QUANTITIES):
                 refs = self.reference_phase(name, config, w, x, labels, out)
             first = len(out)
             for i, form in enumerate(forms):
-                wf = to_form(w, config, "c", form)
                 for ahead in forms[i + 1 : i + 2]:
-                    pending[ahead] = self.submit_beside(beside, name, config, w, ahead, x, labels)
+                    pending[ahead] = self.start_form(beside, name, config, w, ahead, x, labels)
+                wf, jobs = pending.pop(form)
                 builds = {
                     fw: self.build_one(name, fw, config, form, wf, x, labels)
                     for fw in self.runners
-                    if fw not in pending[form]
+                    if fw not in jobs
                 }
-                builds.update({fw: job.result() for fw, job in pending.pop(form).items()})
+                builds.update({fw: job.result() for fw, job in jobs.items()})
                 for fw in self.runners:  # the rows in framework order, whichever thread ran the build
                     b = builds[fw]
                     out.extend(b.rows)
@@ -414,15 +414,18 @@ class Harness:
             self.check_tf32(name, config, w, x, labels, refs, out)
         return refs
 
-    def submit_beside(self, pool: ThreadPoolExecutor, name, config, w, form, x, labels) -> dict[str, Future]:
-        """The builds of ``form`` that their runners let run beside the others, started on ``pool``."""
-        jobs = {}
-        for fw, runner in self.runners.items():
-            if runner.runs_beside(config, form):
-                wf = to_form(w, config, "c", form)
-                args = (name, fw, config, form, wf, x, labels)
-                jobs[fw] = pool.submit(self.in_thread, runner, self.build_one, *args)
-        return jobs
+    def start_form(
+        self, pool: ThreadPoolExecutor, name, config, w, form, x, labels
+    ) -> tuple[dict[str, np.ndarray], dict[str, Future]]:
+        """``form``'s weights, and its builds that their runners let run beside the others, started
+        on ``pool``."""
+        wf = to_form(w, config, "c", form)
+        jobs = {
+            fw: pool.submit(self.in_thread, runner, self.build_one, name, fw, config, form, wf, x, labels)
+            for fw, runner in self.runners.items()
+            if runner.runs_beside(config, form)
+        }
+        return wf, jobs
 
     def in_thread(self, runner: Runner, fn: Callable, *args):
         """``fn(*args)`` under the settings JAX keeps per thread: x64 mode, and on GPU full fp32."""
