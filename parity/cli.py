@@ -12,11 +12,12 @@ import time
 
 from resnext_spec import FORMS, ConfigError, get_config
 from resnext_spec.errors import run_command
+from resnext_spec.frameworks import FRAMEWORKS
 from resnext_spec.grouped import CONV_IMPLS
 
 from .harness import CHECKS, DEFAULT_MODELS, OPTIONAL_CHECKS, Settings, run_parity
 from .runner_base import COMPILE_MODES, MAX_COMPILED_PATHS
-from .runners import FRAMEWORKS, available_frameworks
+from .runners import available_frameworks
 
 
 def _list(value: str, allowed: list[str] | tuple[str, ...], what: str) -> list[str]:

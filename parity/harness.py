@@ -40,7 +40,9 @@ from resnext_spec import (
     to_form,
 )
 from resnext_spec.errors import ConfigError
+from resnext_spec.frameworks import FRAMEWORKS, check_framework
 from resnext_spec.grouped import check_conv_impl
+from resnext_spec.layout import check_image_size
 from resnext_spec.tolerances import (
     EXACT,
     FLOOR_SAMPLES,
@@ -58,7 +60,7 @@ from resnext_spec.versions import versions
 
 from . import trajectory
 from .runner_base import check_compile, jax_x64
-from .runners import FRAMEWORKS, SGD, PassResult, Runner, TorchRunner, make_runner
+from .runners import SGD, PassResult, Runner, TorchRunner, make_runner
 
 CHECKS = ("counts", "roundtrip", "copy", "eval", "train", "grad_eval", "grad_train", "sgd")
 # Asked for by name (--checks trajectory), not run by default: K training steps in every build.
@@ -102,8 +104,7 @@ class Settings:
             if c not in CHECKS + OPTIONAL_CHECKS:
                 raise ConfigError(f"unknown check {c!r}; choose from {list(CHECKS + OPTIONAL_CHECKS)}")
         for fw in self.frameworks:
-            if fw not in FRAMEWORKS:
-                raise ConfigError(f"unknown framework {fw!r}; choose from {list(FRAMEWORKS)}")
+            check_framework(fw)
         if self.device not in ("cpu", "gpu"):
             raise ConfigError(f"device must be 'cpu' or 'gpu', got {self.device!r}")
         if self.precision not in PRECISIONS:
@@ -354,7 +355,7 @@ class Harness:
     def run_model(self, name: str, config: ArchConfig, out: list[CheckResult]) -> None:
         st = self.settings
         self.floors.clear()  # keyed by the references' id, which a later model's may reuse
-        size = st.image_size or (32 if config.stem == "cifar" else 64)
+        size = st.image_size or check_image_size(config)
         w = random_weights(config, "c", st.seed)
         x, labels = make_batch(config, st.batch, size, st.seed)
         forms = [f for f in st.forms if config.block == "bottleneck" or f == "c"]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from resnext_spec import atomic_write
 from resnext_spec.errors import ResNeXtError
+from resnext_spec.frameworks import FRAMEWORKS
 
 from .harness import CHECKS, INFO_CHECKS, OPTIONAL_CHECKS, REFERENCE_CHECK, CheckResult, ParityResult
-from .runners import FRAMEWORKS
 
 # Checks judged against a measured bound, in the order the plot shows them.
 NUMERIC_CHECKS = [c for c in CHECKS + OPTIONAL_CHECKS if c not in ("counts", "roundtrip", "copy")]

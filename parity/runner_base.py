@@ -23,7 +23,6 @@ import numpy as np
 from resnext_spec import ArchConfig, stage_names
 from resnext_spec.errors import ConfigError
 
-FRAMEWORKS = ("torch", "keras", "flax")
 DTYPES = ("float32", "float64", "bfloat16")
 
 

@@ -6,29 +6,22 @@ The runners themselves live one per file (``torch_runner``, ``keras_runner``,
 
 from __future__ import annotations
 
-from importlib.util import find_spec
-
-from resnext_spec.errors import ConfigError
+from resnext_spec.frameworks import check_framework, installed_frameworks
 
 from .flax_runner import FlaxRunner
 from .keras_runner import KerasRunner
-from .runner_base import DTYPES, FRAMEWORKS, SGD, PassResult, Runner, UnsupportedPrecision, check_dtype
+from .runner_base import DTYPES, SGD, PassResult, Runner, UnsupportedPrecision, check_dtype
 from .torch_runner import TorchRunner
 
 __all__ = [
-    "DTYPES", "FRAMEWORKS", "SGD", "FlaxRunner", "KerasRunner", "PassResult", "Runner", "TorchRunner",
+    "DTYPES", "SGD", "FlaxRunner", "KerasRunner", "PassResult", "Runner", "TorchRunner",
     "UnsupportedPrecision", "available_frameworks", "check_dtype", "make_runner",
 ]  # fmt: skip
 
 
 def available_frameworks() -> list[str]:
     """The frameworks whose package and library are installed, in the usual order."""
-    needs = {
-        "torch": ("torch", "resnext_torch"),
-        "keras": ("keras", "resnext_keras"),
-        "flax": ("flax", "resnext_flax"),
-    }
-    return [fw for fw in FRAMEWORKS if all(find_spec(m) is not None for m in needs[fw])]
+    return installed_frameworks()
 
 
 def make_runner(
@@ -53,4 +46,5 @@ def make_runner(
         return KerasRunner(keras_backend or ("jax" if device == "gpu" else None), conv_impl, dtype, compile)
     if framework == "flax":
         return FlaxRunner(device, compile, conv_impl, dtype)
-    raise ConfigError(f"unknown framework {framework!r}; choose from {list(FRAMEWORKS)}")
+    check_framework(framework)
+    raise AssertionError(f"no runner for {framework}")

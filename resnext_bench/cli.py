@@ -15,10 +15,11 @@ import time
 
 from resnext_spec import FORMS, ArchConfig, ConfigError, list_presets
 from resnext_spec.errors import run_command
+from resnext_spec.frameworks import FRAMEWORKS
 from resnext_spec.grouped import CONV_IMPLS
 
 from .measure import MODES
-from .run import DEFAULT_MODELS, FRAMEWORKS, markdown_table, meta, plot, print_table, run_bench, write_json
+from .run import DEFAULT_MODELS, markdown_table, meta, plot, print_table, run_bench, write_json
 
 
 def _list(allowed, what: str):

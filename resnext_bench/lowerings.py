@@ -34,8 +34,10 @@ def grouped_layers(model: str, image_size: int) -> list[tuple[int, int, int, int
     """(input height, channels, groups, stride) of each distinct grouped 3x3 conv of ``model``."""
     p = plan(get_config(model))
     size = image_size
-    if p.stem.kind == "imagenet":  # the 7x7 stride-2 conv, then the stride-2 max-pool
-        size = conv_output_size(conv_output_size(size, 7, 2, 3), 3, 2, 1)
+    for step in p.stem.steps:
+        size = conv_output_size(size, step.conv.shape[-1], step.conv.stride, step.conv.padding)
+    if p.stem.pool == "max":
+        size = conv_output_size(size, 3, 2, 1)
     layers = []
     for stage in p.stages:
         for b in stage:

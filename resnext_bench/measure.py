@@ -115,7 +115,7 @@ def torch_row(spec: Spec, row: Row) -> None:
     else:
         import resnext_torch as rt
 
-        model = rt.create_model(config=cfg, form=spec.form)
+        model = rt.build(cfg, spec.form)
     model = model.to(device)
     x_np, y_np = inputs(spec, cfg.in_channels)
     x = torch.from_numpy(x_np.transpose(0, 3, 1, 2).copy()).to(device)
@@ -185,7 +185,7 @@ def keras_row(spec: Spec, row: Row) -> None:
             )
         import resnext_keras as rk
 
-        return rk.create_model(config=cfg, form=spec.form, conv_impl=spec.conv_impl)
+        return rk.build(cfg, spec.form, conv_impl=spec.conv_impl)
 
     model = build()
     if spec.mode == "train":
@@ -233,7 +233,7 @@ def flax_row(spec: Spec, row: Row) -> None:
     from resnext_flax import train
 
     cfg = ArchConfig.from_dict(spec.config)
-    model = rf.create_model(config=cfg, form=spec.form, conv_impl=spec.conv_impl)
+    model = rf.build(cfg, spec.form, conv_impl=spec.conv_impl)
     x_np, y_np = inputs(spec, cfg.in_channels)
     x, y = jnp.asarray(x_np), jnp.asarray(y_np)
     # XLA takes minutes to compile the hundreds of paths of forms (a)/(b): those run eagerly.

@@ -21,17 +21,18 @@ from typing import Any
 
 from resnext_spec import ArchConfig, atomic_write, check_form_for, get_config
 from resnext_spec.errors import ConfigError
+from resnext_spec.frameworks import FRAMEWORKS, check_framework, installed_frameworks
 from resnext_spec.grouped import check_conv_impl
+from resnext_spec.layout import stem_spec
 from resnext_spec.versions import versions
 
 from .measure import MARK, MODES, PEER_VARIANTS, PEERS, TORCH_ONLY_MODES, Spec
 
-FRAMEWORKS = ("torch", "keras", "flax")
 DEFAULT_MODELS = ("resnet50", "resnext50_32x4d")
 
 
 def installed(framework: str) -> bool:
-    return find_spec({"torch": "torch", "keras": "keras", "flax": "flax"}[framework]) is not None
+    return framework in installed_frameworks()
 
 
 def peer_installed(framework: str) -> bool:
@@ -49,8 +50,8 @@ def peer_installed(framework: str) -> bool:
 
 
 def default_image_size(config: ArchConfig) -> int:
-    """The input size a model is made for: 32 px for a CIFAR stem, 224 px for an ImageNet one."""
-    return 32 if config.stem == "cifar" else 224
+    """The input size a model is made for, as its stem says (224 px ImageNet, 32 px CIFAR)."""
+    return stem_spec(config).image_size
 
 
 def check_gpu(frameworks: Sequence[str]) -> None:
@@ -166,8 +167,7 @@ def run_bench(
     check_conv_impl(conv_impl)
     frameworks = [fw for fw in FRAMEWORKS if installed(fw)] if frameworks is None else list(frameworks)
     for fw in frameworks:
-        if fw not in FRAMEWORKS:
-            raise ConfigError(f"unknown framework {fw!r}; choose from {', '.join(FRAMEWORKS)}")
+        check_framework(fw)
     if device == "gpu":
         check_gpu(frameworks)
     if keras_backends is None:

@@ -1,5 +1,5 @@
 """`resnext-explain`: one block taken apart, to show that forms (a), (b) and (c) compute the same function."""
 
-from .lesson import FRAMEWORKS, Lesson, explain
+from .lesson import Lesson, explain
 
-__all__ = ["FRAMEWORKS", "Lesson", "explain"]
+__all__ = ["Lesson", "explain"]

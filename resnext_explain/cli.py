@@ -16,8 +16,9 @@ from typing import Any
 
 from resnext_spec import atomic_write, list_presets
 from resnext_spec.errors import ConfigError, run_command
+from resnext_spec.frameworks import FRAMEWORKS
 
-from .lesson import FRAMEWORKS, Lesson, explain
+from .lesson import Lesson, explain
 
 
 def parser() -> argparse.ArgumentParser:

@@ -28,11 +28,10 @@ import numpy as np
 from resnext_spec import ArchConfig, canonical_shapes, is_running_stat, random_weights, to_form
 from resnext_spec.config import resolve_config
 from resnext_spec.errors import ConfigError
-from resnext_spec.forms import path_layers
-from resnext_spec.layout import BlockSpec, plan
+from resnext_spec.frameworks import check_framework
+from resnext_spec.layout import BlockSpec, body_layers, form_c_name, plan
 from resnext_spec.tolerances import rel_error
 
-FRAMEWORKS = ("torch", "keras", "flax")
 AGREE = 1e-5  # float32 rounding of reordered sums sits near 1e-7; a wrong slice is O(1)
 
 
@@ -75,8 +74,7 @@ class TorchBuild:
         import resnext_torch as rt
 
         self.torch = torch
-        self.model = rt.create_model(config=config, form=form).eval()
-        rt.import_weights(self.model, weights)
+        self.model = rt.build(config, form, weights=weights).eval()
         self.exported = rt.export_weights(self.model)
 
     def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
@@ -92,8 +90,7 @@ class KerasBuild:
         import resnext_keras as rk
 
         self.keras, self.rk = keras, rk
-        self.model = rk.create_model(config=config, form=form)
-        rk.import_weights(self.model, weights)
+        self.model = rk.build(config, form, weights=weights)
         self.exported = rk.export_weights(self.model)
         self.names = {layer.name for layer in self.model.layers}
 
@@ -119,8 +116,7 @@ class FlaxBuild:
     def __init__(self, config: ArchConfig, form: str, weights: dict[str, np.ndarray]) -> None:
         import resnext_flax as rf
 
-        self.model = rf.create_model(config=config, form=form)
-        rf.import_weights(self.model, weights)
+        self.model = rf.build(config, form, weights=weights)
         self.model.eval()
         self.exported = rf.export_weights(self.model)
 
@@ -207,8 +203,8 @@ def block_params(exported: dict[str, np.ndarray], prefix: str) -> int:
 
 def block_input_size(config: ArchConfig, b: BlockSpec, image_size: int | None) -> int:
     """The block's input height for an ``image_size`` image (default 224 ImageNet, 32 CIFAR)."""
-    size = image_size or (224 if config.stem == "imagenet" else 32)
-    base = size // 4 if config.stem == "imagenet" else size  # what the stem hands to stage 1
+    stem = plan(config).stem
+    base = (image_size or stem.image_size) // stem.reduction  # what the stem hands to stage 1
     stage, index = (int(part) for part in b.name[len("layer") :].split("."))
     # A stage's first block still sees the previous stage's resolution; it strides.
     halvings = stage - 1 if (stage == 1 or index > 0) else stage - 2
@@ -295,8 +291,7 @@ def explain(
     seed: int = 0,
 ) -> Lesson:
     """Take one block of ``preset`` apart in ``framework`` (see the module docstring)."""
-    if framework not in FRAMEWORKS:
-        raise ConfigError(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
+    check_framework(framework)
     if batch < 1 or (image_size is not None and image_size < 8):
         raise ConfigError("batch >= 1 and image size >= 8 are needed")
     start = time.perf_counter()
@@ -332,11 +327,13 @@ def check_split(weights: dict[str, np.ndarray], config: ArchConfig, name: str, b
     problems = []
     for form in "ab":
         converted = to_form(weights, config, "c", form)
-        for layer, axis in path_layers(form):
-            full = weights[f"{name}.{layer}.weight"]
-            for p in range(b.cardinality):
-                index = [slice(None)] * full.ndim
-                index[axis] = b.path_slice(p)
-                if not np.array_equal(converted[f"{name}.paths.{p}.{layer}.weight"], full[tuple(index)]):
-                    problems.append(f"form ({form}) path {p} {layer}.weight is not the slice shown")
+        for layer in body_layers(find_block(config, name), form):
+            if layer.path is None:
+                continue
+            full = weights[f"{form_c_name(layer)}.weight"]
+            index = [slice(None)] * full.ndim
+            index[layer.cut_axis] = b.path_slice(layer.path)
+            if not np.array_equal(converted[f"{layer.name}.weight"], full[tuple(index)]):
+                short = layer.name.rsplit(".", 1)[-1]
+                problems.append(f"form ({form}) path {layer.path} {short}.weight is not the slice shown")
     return problems

@@ -1,13 +1,12 @@
 """``resnext-export``: any build as a deployable artifact (ONNX, LiteRT, TF SavedModel, StableHLO,
 ``torch.export``), and the proof that the artifact, in its own runtime, computes the same function."""
 
-from .export import FRAMEWORKS, ExportResult, Verification, export, load_source, sidecar_path
+from .export import ExportResult, Verification, export, load_source, sidecar_path
 from .formats import EXPORTERS, FORMATS, REFUSED, ExportError, check_pair
 
 __all__ = [
     "EXPORTERS",
     "FORMATS",
-    "FRAMEWORKS",
     "REFUSED",
     "ExportError",
     "ExportResult",

@@ -21,9 +21,10 @@ import sys
 from resnext_spec import FORMS
 from resnext_spec.checkpoint import atomic_write_bytes
 from resnext_spec.errors import run_command
+from resnext_spec.frameworks import FRAMEWORKS
 
 from .artifacts import quiet_tf
-from .export import FRAMEWORKS, VERIFY_ROWS, ExportResult, export, sidecar_path
+from .export import VERIFY_ROWS, ExportResult, export, sidecar_path
 from .formats import FORMATS
 
 

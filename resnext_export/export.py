@@ -9,6 +9,7 @@ Flax: the artifact holds one grouped convolution per layer, and the runtime pick
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -34,6 +35,8 @@ from resnext_spec import (
 )
 from resnext_spec import to_form as convert_form
 from resnext_spec.errors import ConfigError
+from resnext_spec.frameworks import PACKAGES, check_framework
+from resnext_spec.layout import stem_spec
 from resnext_spec.sources import PREPROCESSING, Source, read_source
 from resnext_spec.tolerances import TOL, rel_error
 from resnext_spec.versions import versions
@@ -41,7 +44,6 @@ from resnext_spec.versions import versions
 from . import artifacts
 from .formats import FORMATS, KERAS_BACKEND_FOR, ExportError, check_pair, format_from_path, require
 
-FRAMEWORKS = ("torch", "keras", "flax")
 VERIFY_BATCH = 8  # the batch --verify compares at; batch 1 is run too (the dynamic batch at its edge)
 LATENCY_BATCHES = (1, 8)
 # The bound on an artifact's logits against the torch (c) fp32 reference: the harness's TOL for
@@ -107,8 +109,7 @@ def resolve_framework(framework: str, fmt: str) -> str | None:
     ``KERAS_BACKEND`` unset picks the backend the format needs (JAX for StableHLO, else
     TensorFlow); a backend already chosen is kept, and a format it cannot write is refused.
     """
-    if framework not in FRAMEWORKS:
-        raise ExportError(f"unknown framework {framework!r}: choose from {', '.join(FRAMEWORKS)}")
+    check_framework(framework)
     if framework != "keras":
         return None
     if "keras" not in sys.modules and "KERAS_BACKEND" not in os.environ:
@@ -136,20 +137,10 @@ def load_source(source: str, seed: int = 0) -> Source:
 
 
 def build(framework: str, config: ArchConfig, form: str, weights: dict[str, np.ndarray]):
-    """The model of ``framework`` holding ``weights``, in eval mode, ready to export."""
-    if framework == "torch":
-        import resnext_torch as lib
-
-        model = lib.create_model(config=config, form=form)
-    elif framework == "keras":
-        import resnext_keras as lib
-
-        model = lib.create_model(config=config, form=form, conv_impl="native")
-    else:
-        import resnext_flax as lib
-
-        model = lib.create_model(config=config, form=form, conv_impl="native")
-    lib.import_weights(model, weights)
+    """The model of ``framework`` holding ``weights``, in eval mode, ready to export (grouped convs as
+    the framework's own op, which every exporter knows)."""
+    lib = importlib.import_module(PACKAGES[framework])  # each framework is an optional install
+    model = lib.build(config, form, conv_impl="native", weights=weights)
     if framework != "keras":
         model.eval()
     return model
@@ -186,7 +177,7 @@ def forward(framework: str, model) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def image_shape(config: ArchConfig, framework: str, image_size: int | None) -> tuple[int, ...]:
-    size = image_size or (32 if config.stem == "cifar" else 224)
+    size = image_size or stem_spec(config).image_size
     if size < 1:
         raise ExportError(f"image size must be positive, got {size}")
     c = config.in_channels
@@ -361,8 +352,9 @@ def verify_artifact(result: ExportResult, src: Source, model, repeats: int, seed
     x = rng.standard_normal((VERIFY_BATCH, src.config.in_channels, size, size)).astype(np.float32)
     x_own = x if result.layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
-    reference = resnext_torch.create_model(config=src.config, form="c")
-    resnext_torch.import_weights(reference, convert_form(src.weights, src.config, src.form, "c"))
+    reference = resnext_torch.build(
+        src.config, "c", weights=convert_form(src.weights, src.config, src.form, "c")
+    )
     reference.eval()
     with torch.no_grad():
         ref = reference(torch.from_numpy(x)).numpy()

@@ -23,7 +23,7 @@ from flax import nnx
 from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_config
 from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
-from resnext_spec.layout import BlockSpec, plan
+from resnext_spec.layout import BlockSpec, LayerSpec, ShortcutSpec, plan
 
 from .grouped_conv import GroupedConv
 
@@ -94,8 +94,28 @@ def he_normal_fan_out(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32)
     return jnp.asarray((rng.standard_normal(shape) * std).astype(jnp.dtype(dtype)))
 
 
-def Conv(c_in: int, c_out: int, kernel: int, stride: int, rngs: nnx.Rngs, **dtypes) -> nnx.Conv:
-    """Bias-free conv with torch's symmetric padding (never 'SAME', which pads asymmetrically).
+def _uniform(bound: float):
+    """U(+-bound): torch's draw for a linear layer and any bias, ``bound`` = 1/sqrt(fan_in)."""
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def Conv(
+    c_in: int,
+    c_out: int,
+    kernel: int,
+    stride: int,
+    rngs: nnx.Rngs,
+    groups: int = 1,
+    bias: bool = False,
+    conv_impl: str = "auto",
+    **dtypes,
+) -> GroupedConv:
+    """A conv with torch's symmetric padding (never 'SAME', which pads asymmetrically); bias-free
+    unless asked. With ``groups`` > 1 it is computed by ``conv_impl`` (``resnext_spec.grouped``).
 
     ``dtypes`` (here and below): the ``dtype`` / ``param_dtype`` every layer of a model shares.
     """
@@ -107,27 +127,21 @@ def Conv(c_in: int, c_out: int, kernel: int, stride: int, rngs: nnx.Rngs, **dtyp
         (kernel, kernel),
         strides=stride,
         padding=((pad, pad), (pad, pad)),
-        use_bias=False,
+        feature_group_count=groups,
+        use_bias=bias,
         kernel_init=he_normal_fan_out,
+        bias_init=_uniform(1.0 / math.sqrt(kernel * kernel * c_in // groups)),
+        conv_impl=conv_impl,
         rngs=rngs,
         **dtypes,
     )
 
 
-def GroupConv(c: int, groups: int, stride: int, rngs: nnx.Rngs, conv_impl: str, **dtypes) -> GroupedConv:
-    """Form (c)'s 3x3 conv with ``groups`` groups, computed by ``conv_impl`` (``resnext_spec.grouped``)."""
-    return GroupedConv(
-        c,
-        c,
-        (3, 3),
-        strides=stride,
-        padding=((1, 1), (1, 1)),
-        feature_group_count=groups,
-        use_bias=False,
-        kernel_init=he_normal_fan_out,
-        conv_impl=conv_impl,
-        rngs=rngs,
-        **dtypes,
+def conv_from(layer: LayerSpec, rngs: nnx.Rngs, **dtypes) -> GroupedConv:
+    """The conv a spec's ``LayerSpec`` describes."""
+    c_out, c_in_per_group, k, _ = layer.shape
+    return Conv(
+        c_in_per_group * layer.groups, c_out, k, layer.stride, rngs, layer.groups, layer.bias, **dtypes
     )
 
 
@@ -135,25 +149,76 @@ def relu(x):
     return jax.nn.relu(x)
 
 
-def shortcut(block: nnx.Module, x):
-    if block.downsample is None:
+class AvgDown(nnx.Module):
+    """timm's ``avg_down`` pool: 2x2, stride ``stride``, ceil mode, padding not counted."""
+
+    def __init__(self, stride: int) -> None:
+        self.stride = stride
+
+    def __call__(self, x):
+        # Ceil mode: an odd side gets one more window, padded at its end and averaged over what it holds.
+        pad = tuple((0, -(-n // self.stride) * self.stride - n) for n in x.shape[1:3])
+        s = (self.stride, self.stride)
+        return nnx.avg_pool(x, (2, 2), strides=s, padding=pad, count_include_pad=False)
+
+
+class Skip(nnx.Module):
+    """The empty slot a stride-1 ``avg_down`` shortcut keeps at ``downsample.0``, as timm does."""
+
+    def __call__(self, x):
         return x
-    conv, bn = block.downsample
-    return bn(conv(x))
 
 
-def downsample(b: BlockSpec, rngs: nnx.Rngs, norm=Norm, **dtypes) -> nnx.List | None:
-    if not b.projection:
-        return None
-    return nnx.List(
-        [
-            Conv(b.in_channels, b.out_channels, 1, b.stride, rngs, **dtypes),
-            norm(b.out_channels, rngs=rngs, **dtypes),
-        ]
-    )
+# The parts around a block's body, one factory per kind (``resnext_spec.parts``). A new part kind is a
+# new entry here, in torch's and Keras's tables, and in the spec's: docs/development.md.
+def _projection(s: ShortcutSpec, rngs: nnx.Rngs, norm, **dtypes) -> nnx.List:
+    """torchvision's ``downsample``: 1x1 conv carrying the stride, then the norm."""
+    return nnx.List([conv_from(s.conv, rngs, **dtypes), norm(s.norm.shape[0], rngs=rngs, **dtypes)])
 
 
-class BasicBlock(nnx.Module):
+def _avg_projection(s: ShortcutSpec, rngs: nnx.Rngs, norm, **dtypes) -> nnx.List:
+    """timm's ``avg_down``: 2x2 average pool (ceil mode, padding not counted), 1x1 conv, norm."""
+    pool = AvgDown(s.stride) if s.pools else Skip()
+    return nnx.List([pool, conv_from(s.conv, rngs, **dtypes), norm(s.norm.shape[0], rngs=rngs, **dtypes)])
+
+
+SHORTCUTS = {
+    "identity": lambda s, rngs, norm, **dtypes: None,
+    "conv": _projection,
+    "avg_conv": _avg_projection,
+}
+ATTENTION = {"": lambda a, rngs, **dtypes: None}
+
+
+class ResidualBlock(nnx.Module):
+    """``relu(attention(body(x)) + shortcut(x))``, written once for every block.
+
+    A form's block makes its body's layers in ``__init__``, then calls ``add_parts`` for the
+    attention and shortcut the spec gives it, and defines ``body``: that is all a form writes.
+    """
+
+    def add_parts(self, b: BlockSpec, rngs: nnx.Rngs, norm, **dtypes) -> None:
+        attention = ATTENTION[b.attention.kind](b.attention, rngs, **dtypes)
+        self.attention_name = None if attention is None else b.attention.name.rsplit(".", 1)[-1]
+        if attention is not None:
+            setattr(self, self.attention_name, attention)
+        self.downsample = SHORTCUTS[b.shortcut.kind](b.shortcut, rngs, norm, **dtypes)
+
+    def body(self, x):
+        raise NotImplementedError
+
+    def __call__(self, x):
+        identity = x
+        if self.downsample is not None:
+            for layer in self.downsample:
+                identity = layer(identity)
+        out = self.body(x)
+        if self.attention_name is not None:
+            out = getattr(self, self.attention_name)(out)
+        return relu(out + identity)
+
+
+class BasicBlock(ResidualBlock):
     """Two 3x3 convs (ResNet-18/34); form (c) only."""
 
     def __init__(self, b: BlockSpec, rngs: nnx.Rngs, norm=Norm, **dtypes) -> None:
@@ -161,31 +226,31 @@ class BasicBlock(nnx.Module):
         self.bn1 = norm(b.width, rngs=rngs, **dtypes)
         self.conv2 = Conv(b.width, b.width, 3, b.conv2_stride, rngs, **dtypes)
         self.bn2 = norm(b.width, rngs=rngs, **dtypes)
-        self.downsample = downsample(b, rngs, norm, **dtypes)
+        self.add_parts(b, rngs, norm, **dtypes)
 
-    def __call__(self, x):
+    def body(self, x):
         out = relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return relu(out + shortcut(self, x))
+        return self.bn2(self.conv2(out))
 
 
-class Bottleneck(nnx.Module):
+class Bottleneck(ResidualBlock):
     """Form (c), grouped convolution: 1x1 -> 3x3 with C groups -> 1x1."""
 
     def __init__(self, b: BlockSpec, rngs: nnx.Rngs, conv_impl: str = "auto", norm=Norm, **dtypes) -> None:
         self.conv1 = Conv(b.in_channels, b.width, 1, b.conv1_stride, rngs, **dtypes)
         self.bn1 = norm(b.width, rngs=rngs, **dtypes)
-        self.conv2 = GroupConv(b.width, b.cardinality, b.conv2_stride, rngs, conv_impl, **dtypes)
+        self.conv2 = Conv(
+            b.width, b.width, 3, b.conv2_stride, rngs, b.cardinality, conv_impl=conv_impl, **dtypes
+        )
         self.bn2 = norm(b.width, rngs=rngs, **dtypes)
         self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs, **dtypes)
         self.bn3 = norm(b.out_channels, rngs=rngs, **dtypes)
-        self.downsample = downsample(b, rngs, norm, **dtypes)
+        self.add_parts(b, rngs, norm, **dtypes)
 
-    def __call__(self, x):
+    def body(self, x):
         out = relu(self.bn1(self.conv1(x)))
         out = relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return relu(out + shortcut(self, x))
+        return self.bn3(self.conv3(out))
 
 
 class Path(nnx.Module):
@@ -205,33 +270,30 @@ class Path(nnx.Module):
         return out if self.conv3 is None else self.conv3(out)
 
 
-class EarlyConcatBottleneck(nnx.Module):
+class EarlyConcatBottleneck(ResidualBlock):
     """Form (b), figure 3(b): C paths of 1x1 -> 3x3, concatenated, then one shared 1x1."""
 
     def __init__(self, b: BlockSpec, rngs: nnx.Rngs, norm=Norm, **dtypes) -> None:
         self.paths = nnx.List([Path(b, False, rngs, norm, **dtypes) for _ in range(b.cardinality)])
         self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs, **dtypes)
         self.bn3 = norm(b.out_channels, rngs=rngs, **dtypes)
-        self.downsample = downsample(b, rngs, norm, **dtypes)
+        self.add_parts(b, rngs, norm, **dtypes)
 
-    def __call__(self, x):
+    def body(self, x):
         out = jnp.concatenate([path(x) for path in self.paths], axis=-1)
-        out = self.bn3(self.conv3(out))
-        return relu(out + shortcut(self, x))
+        return self.bn3(self.conv3(out))
 
 
-class AggregatedBottleneck(nnx.Module):
+class AggregatedBottleneck(ResidualBlock):
     """Form (a), figure 3(a): C paths of 1x1 -> 3x3 -> 1x1, summed, then one BN."""
 
     def __init__(self, b: BlockSpec, rngs: nnx.Rngs, norm=Norm, **dtypes) -> None:
         self.paths = nnx.List([Path(b, True, rngs, norm, **dtypes) for _ in range(b.cardinality)])
         self.bn3 = norm(b.out_channels, rngs=rngs, **dtypes)
-        self.downsample = downsample(b, rngs, norm, **dtypes)
+        self.add_parts(b, rngs, norm, **dtypes)
 
-    def __call__(self, x):
-        out = sum(path(x) for path in self.paths)
-        out = self.bn3(out)
-        return relu(out + shortcut(self, x))
+    def body(self, x):
+        return self.bn3(sum(path(x) for path in self.paths))
 
 
 BLOCKS = {"a": AggregatedBottleneck, "b": EarlyConcatBottleneck, "c": Bottleneck}
@@ -277,9 +339,13 @@ class ResNet(nnx.Module):
         self.features_only = features_only
         p = plan(config)
         s = p.stem
-        self.conv1 = Conv(s.in_channels, s.out_channels, s.kernel, s.stride, rngs, **dtypes)
-        self.bn1 = norm(s.out_channels, rngs=rngs, **dtypes)
-        self.max_pool = s.max_pool
+        # torchvision's names: each step's conv and norm under their canonical names (conv1, bn1).
+        self.stem_steps = tuple((step.conv.name, step.norm.name) for step in s.steps)
+        for step in s.steps:
+            setattr(self, step.conv.name, conv_from(step.conv, rngs, **dtypes))
+            setattr(self, step.norm.name, norm(step.norm.shape[0], rngs=rngs, **dtypes))
+        self.max_pool = s.pool == "max"
+        self.compute_dtype, self.param_dtype = dtype, param_dtype
         block = BasicBlock if config.block == "basic" else BLOCKS[form]
         if block is Bottleneck:
             block = partial(Bottleneck, conv_impl=conv_impl)
@@ -295,8 +361,16 @@ class ResNet(nnx.Module):
     def _classifier(self, num_classes: int, rngs: nnx.Rngs) -> nnx.Linear | None:
         if not num_classes:
             return None
-        dtypes = dict(dtype=self.conv1.dtype, param_dtype=self.conv1.param_dtype)
-        return nnx.Linear(self.num_features, num_classes, rngs=rngs, **dtypes)
+        init = _uniform(1.0 / math.sqrt(self.num_features))  # nn.Linear's draw, weight and bias
+        return nnx.Linear(
+            self.num_features,
+            num_classes,
+            kernel_init=init,
+            bias_init=init,
+            rngs=rngs,
+            dtype=self.compute_dtype,
+            param_dtype=self.param_dtype,
+        )
 
     def reset_classifier(self, num_classes: int, rngs: nnx.Rngs | None = None) -> None:
         """A new head for ``num_classes`` classes (0: headless), freshly drawn from ``rngs``
@@ -307,7 +381,8 @@ class ResNet(nnx.Module):
         self.fc = nnx.data(self._classifier(num_classes, rngs if rngs is not None else nnx.Rngs(0)))
 
     def stem(self, x):
-        x = relu(self.bn1(self.conv1(x)))
+        for conv_name, norm_name in self.stem_steps:
+            x = relu(getattr(self, norm_name)(getattr(self, conv_name)(x)))
         if self.max_pool:
             # -inf padding, as torch's MaxPool2d(3, 2, 1).
             x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))

@@ -28,9 +28,11 @@ from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST, tensor_tab
 
 from .model import ResNet
 
-# (layer kind, canonical tensor) -> the Flax variable's attribute.
+# (layer kind, canonical tensor) -> the Flax variable's attribute. A registered part's own module
+# names its variables as the canonical tensors (``weight``), so it needs no entry here.
 VARIABLES = {
     ("conv", "weight"): "kernel",
+    ("conv", "bias"): "bias",
     ("bn", "weight"): "scale",
     ("bn", "bias"): "bias",
     ("bn", "running_mean"): "mean",
@@ -51,7 +53,7 @@ def submodule(model: nnx.Module, dotted: str) -> nnx.Module:
 def weight_table(model: ResNet) -> list[tuple[str, nnx.Variable, str]]:
     """(canonical name, Flax variable, transform) for every canonical tensor, in canonical order."""
     return [
-        (name, getattr(submodule(model, layer), VARIABLES[kind, tensor]), transform)
+        (name, getattr(submodule(model, layer), VARIABLES.get((kind, tensor), tensor)), transform)
         for name, layer, kind, tensor, transform in tensor_table(model.config, model.form)
     ]
 

@@ -1,6 +1,7 @@
 """ResNet / ResNeXt in Keras 3 (TensorFlow, JAX or torch backend), forms (a), (b) and (c)."""
 
 from .engine import KerasEngine
+from .facade import NATIVE_SUFFIX, build, predict, save_native, stage_outputs
 from .model import BatchNorm, ResNet, create_model, layer_name, stages_model
 from .train import TorchSGD, full_fp32
 from .weights import (
@@ -14,6 +15,11 @@ from .weights import (
 )
 
 __all__ = [
+    "NATIVE_SUFFIX",
+    "build",
+    "predict",
+    "save_native",
+    "stage_outputs",
     "BatchNorm",
     "KerasEngine",
     "ResNet",

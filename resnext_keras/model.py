@@ -20,7 +20,7 @@ from keras import layers, ops
 from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_config
 from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
-from resnext_spec.layout import BlockSpec, StemSpec, plan
+from resnext_spec.layout import BlockSpec, LayerSpec, ShortcutSpec, StemSpec, plan
 
 from .grouped_conv import GroupedConv2D
 
@@ -79,20 +79,42 @@ def layer_name(canonical: str) -> str:
     return canonical.replace(".", "_")
 
 
+# torchvision's initialisation, so that a model made here starts as the torch build does: convs
+# He-normal on fan-out (``kaiming_normal_(mode="fan_out")``; Keras's fan-out of an HWIO kernel is
+# kh*kw*out, torch's of OIHW the same), the linear layer and any conv bias as ``nn.Linear`` and
+# ``nn.Conv2d`` draw them, U(+-1/sqrt(fan_in)). BN starts as the identity in both.
+CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+LINEAR_INIT = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")  # bound sqrt(1/fan_in)
+
+
+def fan_in_uniform(fan_in: int) -> keras.initializers.Initializer:
+    bound = 1.0 / math.sqrt(fan_in)
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
+NormFactory = Any  # (name, channels, dtype policy) -> a Keras layer
+
+
+def batch_norm(name: str, channels: int, dtype: keras.DTypePolicy) -> BatchNorm:
+    """The default norm: BN with torch's eps and (in Keras terms) momentum. Keras's ``norm`` hook
+    (torchvision's ``norm_layer``, the Flax examples' ``norm``) is any callable of these arguments."""
+    return BatchNorm(epsilon=1e-5, momentum=0.9, dtype=dtype, name=layer_name(name))
+
+
 class Layers:
-    """The layer factories of one model, made once: its dtype policy, the BN settings, the conv lowering.
+    """The layer factories of one model, made once: its dtype policy, the norm, the conv lowering.
 
     Every layer gets the model's ``dtype`` (as keras-hub passes it), so building a model
     never touches Keras's global dtype policy. Names are canonical names (``layer_name``).
     """
 
-    def __init__(self, dtype: keras.DTypePolicy, conv_impl: str = "auto") -> None:
+    def __init__(self, dtype: keras.DTypePolicy, conv_impl: str = "auto", norm: NormFactory = None) -> None:
         self.dtype = dtype
         self.conv_impl = conv_impl
+        self.norm_factory = norm or batch_norm
 
-    def norm(self, name: str) -> BatchNorm:
-        # BN settings appear once: torch's eps and (in Keras terms) momentum.
-        return BatchNorm(epsilon=1e-5, momentum=0.9, dtype=self.dtype, name=layer_name(name))
+    def norm(self, name: str, channels: int):
+        return self.norm_factory(name, channels, self.dtype)
 
     def relu(self, name: str) -> layers.ReLU:
         return layers.ReLU(dtype=self.dtype, name=layer_name(name))
@@ -103,38 +125,44 @@ class Layers:
     def pad(self, x, padding: int, name: str):
         return layers.ZeroPadding2D(padding, dtype=self.dtype, name=layer_name(name))(x)
 
-    def conv(self, x, filters: int, kernel: int, stride: int, name: str, groups: int = 1):
-        """Bias-free conv with torch's symmetric zero padding, then 'valid'.
+    def conv(self, x, filters: int, kernel: int, stride: int, name: str, groups: int = 1, bias: bool = False):
+        """A conv with torch's symmetric zero padding, then 'valid'; bias-free unless asked.
 
         A grouped conv is a :class:`GroupedConv2D`, computed by ``conv_impl``.
         """
         if kernel // 2:
             x = self.pad(x, kernel // 2, f"{name}.pad")
+        fan_in = kernel * kernel * x.shape[-1] // groups
+        common = dict(
+            strides=stride,
+            use_bias=bias,
+            kernel_initializer=CONV_INIT,
+            bias_initializer=fan_in_uniform(fan_in),
+            dtype=self.dtype,
+            name=layer_name(name),
+        )
         if groups > 1:
-            return GroupedConv2D(
-                filters,
-                kernel,
-                strides=stride,
-                use_bias=False,
-                groups=groups,
-                conv_impl=self.conv_impl,
-                dtype=self.dtype,
-                name=layer_name(name),
-            )(x)
-        return layers.Conv2D(
-            filters, kernel, strides=stride, use_bias=False, dtype=self.dtype, name=layer_name(name)
-        )(x)
+            return GroupedConv2D(filters, kernel, groups=groups, conv_impl=self.conv_impl, **common)(x)
+        return layers.Conv2D(filters, kernel, **common)(x)
+
+    def conv_from(self, x, layer: LayerSpec):
+        """The conv a spec's ``LayerSpec`` describes."""
+        return self.conv(
+            x, layer.shape[0], layer.shape[-1], layer.stride, layer.name, layer.groups, layer.bias
+        )
 
     def conv_bn(
         self, x, filters: int, kernel: int, stride: int, name: str, bn: str, relu: bool, groups: int = 1
     ):
-        x = self.norm(bn)(self.conv(x, filters, kernel, stride, name, groups))
+        x = self.norm(bn, filters)(self.conv(x, filters, kernel, stride, name, groups))
         return self.relu(f"{bn}.relu")(x) if relu else x
 
 
 def stem(f: Layers, x, s: StemSpec):
-    x = f.conv_bn(x, s.out_channels, s.kernel, s.stride, "conv1", "bn1", relu=True)
-    if s.max_pool:
+    for step in s.steps:
+        y = f.conv_from(x, step.conv)
+        x = f.relu(f"{step.norm.name}.relu")(f.norm(step.norm.name, step.norm.shape[0])(y))
+    if s.pool == "max":
         # torch pads its max-pool with -inf; zero padding is the same here only because
         # the ReLU before it makes every value >= 0.
         x = f.pad(x, 1, "maxpool.pad")
@@ -142,11 +170,27 @@ def stem(f: Layers, x, s: StemSpec):
     return x
 
 
-def shortcut(f: Layers, x, b: BlockSpec):
-    if not b.projection:
-        return x
-    y = f.conv(x, b.out_channels, 1, b.stride, f"{b.name}.downsample.0")
-    return f.norm(f"{b.name}.downsample.1")(y)
+# The parts around a block's body, one factory per kind (``resnext_spec.parts``), each taking the
+# tensor it acts on. A new part kind is a new entry here, in torch's and Flax's tables, and in the
+# spec's: docs/development.md.
+def _projection(f: Layers, x, s: ShortcutSpec):
+    """torchvision's ``downsample``: 1x1 conv carrying the stride, then the norm."""
+    return f.norm(s.norm.name, s.norm.shape[0])(f.conv_from(x, s.conv))
+
+
+def _avg_projection(f: Layers, x, s: ShortcutSpec):
+    """timm's ``avg_down``: 2x2 average pool (ceil mode, padding not counted), 1x1 conv, norm.
+
+    "same" pads only the end of an odd side and averages over the values inside the image,
+    which is torch's ``ceil_mode=True, count_include_pad=False`` for a 2x2 window of stride 2.
+    """
+    if s.pools:
+        x = layers.AveragePooling2D(2, s.stride, "same", dtype=f.dtype, name=layer_name(f"{s.name}.pool"))(x)
+    return f.norm(s.norm.name, s.norm.shape[0])(f.conv_from(x, s.conv))
+
+
+SHORTCUTS = {"identity": lambda f, x, s: x, "conv": _projection, "avg_conv": _avg_projection}
+ATTENTION = {"": lambda f, x, a: x}
 
 
 def path(f: Layers, x, b: BlockSpec, p: int, with_conv3: bool):
@@ -181,15 +225,18 @@ def aggregated_block(f: Layers, x, b: BlockSpec):
     """Form (a): C paths of 1x1, 3x3, 1x1; sum; one BN."""
     paths = [path(f, x, b, p, with_conv3=True) for p in range(b.cardinality)]
     y = f.add(f"{b.name}.sum")(paths) if len(paths) > 1 else paths[0]
-    return f.norm(f"{b.name}.bn3")(y)
+    return f.norm(f"{b.name}.bn3", b.out_channels)(y)
 
 
 BLOCKS = {"a": aggregated_block, "b": early_concat_block, "c": grouped_block}
 
 
 def residual(f: Layers, x, b: BlockSpec, form: str):
+    """``relu(attention(body(x)) + shortcut(x))``, written once for every block: forms write only
+    their body."""
     y = basic_block(f, x, b) if b.block == "basic" else BLOCKS[form](f, x, b)
-    y = f.add(f"{b.name}.add")([y, shortcut(f, x, b)])
+    y = ATTENTION[b.attention.kind](f, y, b.attention)
+    y = f.add(f"{b.name}.add")([y, SHORTCUTS[b.shortcut.kind](f, x, b.shortcut)])
     return f.relu(f"{b.name}.relu")(y)
 
 
@@ -217,7 +264,9 @@ class ResNet(keras.Model):
 
     A headless config (``num_classes=0``; ``create_model(include_top=False)``) ends as
     keras.applications does: the last feature map, or with ``pooling="avg"``/``"max"`` its
-    global pool. ``features_only=True`` outputs every stage's feature map.
+    global pool. ``features_only=True`` outputs every stage's feature map. ``norm`` builds every
+    normalisation layer as ``norm(canonical name, channels, dtype policy)`` (default
+    :func:`batch_norm`); a replacement is not part of ``get_config``.
     ``pyramid_outputs`` (keras-hub's name) maps each stage to its symbolic output and
     ``stage_outputs`` every comparison point, so ``keras.Model(model.input,
     model.pyramid_outputs)`` is a feature extractor; ``stages_model`` builds the latter.
@@ -231,6 +280,7 @@ class ResNet(keras.Model):
         dtype: str | keras.DTypePolicy | None = None,
         pooling: str | None = None,
         features_only: bool = False,
+        norm: NormFactory = None,
         **kwargs: Any,
     ) -> None:
         check_form_for(config, form)
@@ -238,7 +288,7 @@ class ResNet(keras.Model):
         _check_head(config, pooling, features_only)
         p = plan(config)
         policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
-        f = Layers(policy, conv_impl)
+        f = Layers(policy, conv_impl, norm)
         inputs = keras.Input((None, None, config.in_channels), name="images", dtype=policy.compute_dtype)
         stages = {"stem": stem(f, inputs, p.stem)}
         x = stages["stem"]
@@ -250,7 +300,13 @@ class ResNet(keras.Model):
             outputs = list(stages.values())[1:] if features_only else features_output(f, x, pooling)
         else:
             stages["pool"] = layers.GlobalAveragePooling2D(dtype=policy, name="avgpool")(x)
-            outputs = layers.Dense(p.head.num_classes, dtype=policy, name="fc")(stages["pool"])
+            outputs = layers.Dense(
+                p.head.num_classes,
+                kernel_initializer=LINEAR_INIT,
+                bias_initializer=fan_in_uniform(p.head.in_features),
+                dtype=policy,
+                name="fc",
+            )(stages["pool"])
             stages["logits"] = outputs
         if pooling == "avg":
             stages["pool"] = outputs
@@ -322,16 +378,17 @@ def create_model(
     include_top: bool = True,
     pooling: str | None = None,
     features_only: bool = False,
+    norm: NormFactory = None,
 ) -> ResNet:
     """A model from a preset name or an ``ArchConfig``, in block form ``form``.
 
     ``include_top=False`` (keras.applications' argument; the same as ``num_classes=0``) makes
-    a headless backbone. ``conv_impl``, ``dtype``, ``pooling`` and ``features_only`` as in
-    :class:`ResNet`.
+    a headless backbone. ``conv_impl``, ``dtype``, ``pooling``, ``features_only`` and ``norm`` as
+    in :class:`ResNet`.
     """
     if not include_top or features_only:
         if num_classes:
             raise ConfigError(f"include_top=False has no classifier: num_classes={num_classes} cannot apply")
         num_classes = 0
     cfg = resolve_config(name, config, num_classes=num_classes, in_channels=in_channels)
-    return ResNet(cfg, form, conv_impl, dtype, pooling, features_only)
+    return ResNet(cfg, form, conv_impl, dtype, pooling, features_only, norm)

@@ -28,9 +28,11 @@ from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST, tensor_tab
 
 from .model import ResNet, create_model, layer_name
 
-# (layer kind, canonical tensor) -> the Keras variable's attribute.
+# (layer kind, canonical tensor) -> the Keras variable's attribute. A registered part's own layer
+# names its variables as the canonical tensors (``weight``), so it needs no entry here.
 VARIABLES = {
     ("conv", "weight"): "kernel",
+    ("conv", "bias"): "bias",
     ("bn", "weight"): "gamma",
     ("bn", "bias"): "beta",
     ("bn", "running_mean"): "moving_mean",
@@ -44,7 +46,7 @@ def weight_table(model: ResNet) -> list[tuple[str, keras.Variable, str]]:
     """(canonical name, Keras variable, transform) for every canonical tensor, in canonical order."""
     by_name = {layer.name: layer for layer in model.layers}
     return [
-        (name, getattr(by_name[layer_name(layer)], VARIABLES[kind, tensor]), transform)
+        (name, getattr(by_name[layer_name(layer)], VARIABLES.get((kind, tensor), tensor)), transform)
         for name, layer, kind, tensor, transform in tensor_table(model.config, model.form)
     ]
 

@@ -10,6 +10,7 @@ shapes alone, which is what makes a torchvision ``state_dict`` port with no flag
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import time
@@ -35,7 +36,8 @@ from resnext_spec import (
 )
 from resnext_spec import to_form as convert_form
 from resnext_spec.checkpoint import FORMAT_NAME, H5_ERRORS, read_safetensors, read_safetensors_metadata
-from resnext_spec.layout import stage_names
+from resnext_spec.frameworks import PACKAGES
+from resnext_spec.layout import check_image_size
 from resnext_spec.sources import Source
 from resnext_spec.tolerances import TOL, first_over, stage_errors
 
@@ -417,17 +419,10 @@ def read_source(path: str | os.PathLike) -> Source:
 # ---- writing --------------------------------------------------------------------------------
 
 
-def build(framework: str, config: ArchConfig, form: str, weights: dict[str, np.ndarray]):
-    """A model of ``framework`` holding ``weights``."""
-    if framework == "torch":
-        import resnext_torch as lib
-    elif framework == "keras":
-        import resnext_keras as lib
-    else:
-        import resnext_flax as lib
-    model = lib.create_model(config=config, form=form)
-    lib.import_weights(model, weights)
-    return model
+def package(framework: str):
+    """The model package of ``framework``, imported when first needed (each framework is an optional
+    install): its facade (build, stage_outputs, save_native) is all that porting calls."""
+    return importlib.import_module(PACKAGES[framework])
 
 
 def write(path: str | os.PathLike, w: Weights) -> None:
@@ -440,18 +435,9 @@ def write(path: str | os.PathLike, w: Weights) -> None:
             raise PortError(f"{path}: {e}") from e
     elif fmt == "safetensors":
         save_checkpoint(path, w.weights, w.config, w.form)
-    elif fmt == "torch":
-        import resnext_torch
-
-        resnext_torch.save_state_dict(build("torch", w.config, w.form, w.weights), path)
-    elif fmt == "keras":
-        import resnext_keras
-
-        resnext_keras.save_weights_atomic(build("keras", w.config, w.form, w.weights), path)
-    else:
-        import resnext_flax
-
-        resnext_flax.save_msgpack(build("flax", w.config, w.form, w.weights), path)
+    else:  # the framework's own file: .pth, .weights.h5 or .msgpack
+        lib = package(FRAMEWORK_OF[fmt])
+        lib.save_native(lib.build(w.config, w.form, weights=w.weights), path)
 
 
 # ---- verify ---------------------------------------------------------------------------------
@@ -460,32 +446,10 @@ def write(path: str | os.PathLike, w: Weights) -> None:
 def outputs(framework: str, w: Weights, seed: int = 0) -> dict[str, np.ndarray]:
     """Eval-mode outputs of a seeded batch (2 images, 64 px; 32 for CIFAR stems) at every point of
     ``resnext_spec.stage_names`` (stem, each stage, pooled features, logits), float64, maps NCHW."""
-    size = 32 if w.config.stem == "cifar" else 64
+    size = check_image_size(w.config)
     x = np.random.default_rng(seed).standard_normal((2, w.config.in_channels, size, size)).astype(np.float32)
-    model = build(framework, w.config, w.form, w.weights)
-    if framework == "torch":
-        import torch
-
-        model.eval()
-        with torch.no_grad():
-            out = {k: v.double().numpy() for k, v in model.forward_stages(torch.from_numpy(x)).items()}
-    elif framework == "keras":
-        import keras
-
-        import resnext_keras
-
-        with resnext_keras.full_fp32():  # JAX on a GPU would compute in TF32
-            got = resnext_keras.stages_model(model)(x.transpose(0, 2, 3, 1), training=False)
-            out = {k: keras.ops.convert_to_numpy(v) for k, v in got.items()}
-    else:
-        import resnext_flax
-
-        model.eval()
-        with resnext_flax.full_fp32():
-            out = model.forward_stages(x.transpose(0, 2, 3, 1))
-    nhwc = framework != "torch"
-    arrays = {k: np.asarray(out[k], np.float64) for k in stage_names(w.config)}
-    return {k: a.transpose(0, 3, 1, 2) if nhwc and a.ndim == 4 else a for k, a in arrays.items()}
+    lib = package(framework)
+    return lib.stage_outputs(lib.build(w.config, w.form, weights=w.weights), x)
 
 
 def logits(framework: str, w: Weights, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Framework-free core of ResNeXt three ways: configs, shapes, forms, checkpoints, counts, the
+"""Framework-free core of ResNeXt three ways: configs, the architecture's parts and their shapes,
+forms, checkpoints, counts, the frameworks by name, the
 tolerances every comparison uses, the training recipe, and the one error class (ResNeXtError).
 
 Imports numpy and safetensors only; the torch, Keras and Flax packages build on it.
@@ -18,23 +19,32 @@ from .config import (
 from .counting import count_flops, count_params
 from .errors import ConfigError, ResNeXtError
 from .forms import to_form
+from .frameworks import FRAMEWORKS, check_framework
 from .init import init_weights, random_weights
 from .layout import (
     BlockSpec,
     FeatureInfo,
     LayerSpec,
     Plan,
+    body_layers,
     canonical_shapes,
+    check_image_size,
     feature_info,
     is_running_stat,
     layers,
     plan,
     stage_names,
+    stem_spec,
 )
 from .weights import HeadLeftOutWarning, WeightsMismatchError, check_weights
 
 __all__ = [
     "FORMS",
+    "FRAMEWORKS",
+    "body_layers",
+    "check_framework",
+    "check_image_size",
+    "stem_spec",
     "ArchConfig",
     "BlockSpec",
     "CheckpointError",

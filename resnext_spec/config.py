@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .parts import ATTENTION
 
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("imagenet", "cifar")
@@ -32,7 +33,10 @@ class ArchConfig:
 
     ``cardinality`` (C) and ``base_width`` (d) follow torchvision's
     ``groups`` and ``width_per_group``: ResNet is C=1, d=64. ``num_classes=0`` is a
-    headless backbone (``headless``).
+    headless backbone (``headless``). The variant fields carry timm's names: ``avg_down``
+    average-pools before each strided projection shortcut's 1x1 conv (ResNet-D);
+    ``attn_layer`` names the attention part after each block's last norm ("" for none; the
+    kinds registered in ``resnext_spec.parts.ATTENTION``).
     """
 
     block: str = "bottleneck"
@@ -44,6 +48,8 @@ class ArchConfig:
     stride_on: str = "3x3"
     num_classes: int = 1000
     in_channels: int = 3
+    avg_down: bool = False
+    attn_layer: str = ""
 
     @property
     def headless(self) -> bool:
@@ -58,6 +64,9 @@ class ArchConfig:
         _check_choice("block", self.block, BLOCKS)
         _check_choice("stem", self.stem, STEMS)
         _check_choice("stride_on", self.stride_on, STRIDE_ON)
+        _check_choice("attn_layer", self.attn_layer, tuple(ATTENTION))
+        if not isinstance(self.avg_down, bool):
+            raise ConfigError(f"avg_down must be true or false, got {self.avg_down!r}")
         if (
             not isinstance(self.layers, tuple)
             or not self.layers

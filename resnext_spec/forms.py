@@ -14,51 +14,45 @@ from collections.abc import Mapping
 import numpy as np
 
 from .config import ArchConfig, check_form_for
-from .layout import KIND_TENSORS, canonical_shapes, plan
+from .layout import canonical_shapes, form_c_name, layers
 from .weights import check_weights
 
-# (layer, tensor axis sliced per path) of a bottleneck block, per form.
-_PATH_LAYERS = {
-    "b": (("conv1", 0), ("bn1", 0), ("conv2", 0), ("bn2", 0)),
-    "a": (("conv1", 0), ("bn1", 0), ("conv2", 0), ("bn2", 0), ("conv3", 1)),
-}
-_KIND = {"conv1": "conv", "conv2": "conv", "conv3": "conv", "bn1": "bn", "bn2": "bn"}
 
+def _path_entries(config: ArchConfig, form: str):
+    """(form-c tensor, [its path tensors in path order], axis) for every per-path tensor of ``form``.
 
-def path_layers(form: str) -> tuple[tuple[str, int], ...]:
-    """(layer of form (c), axis of its weight cut per path) for the paths of form ``form`` ("a"/"b")."""
-    return _PATH_LAYERS[form]
-
-
-def _path_entries(block_name: str, form: str):
-    """(form-c name, path name template, axis) for every per-path tensor of a block."""
-    for layer, axis in _PATH_LAYERS[form]:
-        for t in KIND_TENSORS[_KIND[layer]]:
-            yield f"{block_name}.{layer}.{t}", f"{block_name}.paths.{{p}}.{layer}.{t}", axis
+    Read off ``layout.body_layers``: a path layer names the form-(c) layer it slices and the axis.
+    """
+    groups: dict[str, tuple[list[str], int]] = {}
+    for layer in layers(config, form):
+        if layer.path is None:
+            continue
+        c_layer = form_c_name(layer)
+        for t in layer.tensors:
+            groups.setdefault(f"{c_layer}.{t}", ([], layer.cut_axis))[0].append(f"{layer.name}.{t}")
+    return [(c_name, names, axis) for c_name, (names, axis) in groups.items()]
 
 
 def _split(weights: dict[str, np.ndarray], config: ArchConfig, dst: str) -> dict[str, np.ndarray]:
     out = dict(weights)
-    for b in plan(config).blocks:
-        for c_name, path_name, axis in _path_entries(b.name, dst):
-            if c_name not in out:
-                continue  # partial dicts (gradients) lack running statistics
-            full = out.pop(c_name)
-            for p in range(b.cardinality):
-                index = [slice(None)] * full.ndim
-                index[axis] = b.path_slice(p)
-                out[path_name.format(p=p)] = np.ascontiguousarray(full[tuple(index)])
+    for c_name, names, axis in _path_entries(config, dst):
+        if c_name not in out:
+            continue  # partial dicts (gradients) lack running statistics
+        full = out.pop(c_name)
+        n = full.shape[axis] // len(names)
+        for p, name in enumerate(names):
+            index = [slice(None)] * full.ndim
+            index[axis] = slice(p * n, (p + 1) * n)
+            out[name] = np.ascontiguousarray(full[tuple(index)])
     return out
 
 
 def _join(weights: dict[str, np.ndarray], config: ArchConfig, src: str) -> dict[str, np.ndarray]:
     out = dict(weights)
-    for b in plan(config).blocks:
-        for c_name, path_name, axis in _path_entries(b.name, src):
-            names = [path_name.format(p=p) for p in range(b.cardinality)]
-            if names[0] not in out:
-                continue
-            out[c_name] = np.concatenate([out.pop(n) for n in names], axis=axis)
+    for c_name, names, axis in _path_entries(config, src):
+        if names[0] not in out:
+            continue
+        out[c_name] = np.concatenate([out.pop(n) for n in names], axis=axis)
     return out
 
 

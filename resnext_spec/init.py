@@ -15,9 +15,14 @@ from .layout import layers, plan
 
 
 def _seeded_weights(
-    config: ArchConfig, form: str, seed: int, bn: Callable[[np.random.Generator, str, int], dict]
+    config: ArchConfig,
+    form: str,
+    seed: int,
+    bn: Callable[[np.random.Generator, str, int], dict],
+    other: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray],
 ) -> dict[str, np.ndarray]:
-    """Convs He-normal (fan-out), the linear layer U(+-1/sqrt(in)), BN tensors from ``bn``.
+    """Convs He-normal (fan-out) with any bias U(+-1/sqrt(fan_in)), the linear layer
+    U(+-1/sqrt(in)), BN tensors from ``bn``, a registered part's own tensors from ``other``.
 
     Drawn in form (c), layer by layer in canonical order, and converted, so every form
     gets the same function from the same seed.
@@ -31,13 +36,18 @@ def _seeded_weights(
             o, i, kh, kw = layer.shape
             std = np.sqrt(2.0 / (o * kh * kw))
             out[f"{n}.weight"] = (rng.standard_normal(layer.shape, dtype=np.float32) * std).astype(np.float32)
+            if layer.bias:  # nn.Conv2d's own draw, U(+-1/sqrt(fan_in)): never zero, so never hides
+                bound = 1.0 / np.sqrt(i * kh * kw)
+                out[f"{n}.bias"] = rng.uniform(-bound, bound, o).astype(np.float32)
         elif layer.kind == "bn":
             out |= {f"{n}.{k}": v.astype(np.float32) for k, v in bn(rng, n, layer.shape[0]).items()}
-        else:
+        elif layer.kind == "linear":
             o, i = layer.shape
             bound = 1.0 / np.sqrt(i)
             out[f"{n}.weight"] = rng.uniform(-bound, bound, (o, i)).astype(np.float32)
             out[f"{n}.bias"] = rng.uniform(-bound, bound, o).astype(np.float32)
+        else:  # a registered part's own tensors
+            out |= {f"{n}.{t}": other(rng, layer.tensor_shape(t)) for t in layer.tensors}
     return to_form(out, config, "c", form) if form != "c" else out
 
 
@@ -57,7 +67,10 @@ def random_weights(config: ArchConfig, form: str = "c", seed: int = 0) -> dict[s
             "running_var": rng.uniform(0.5, 1.5, c),
         }
 
-    return _seeded_weights(config, form, seed, bn)
+    def other(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        return rng.uniform(0.5, 1.5, shape).astype(np.float32)
+
+    return _seeded_weights(config, form, seed, bn, other)
 
 
 def init_weights(
@@ -81,4 +94,8 @@ def init_weights(
             "running_var": np.ones(c),
         }
 
-    return _seeded_weights(config, form, seed, bn)
+    def other(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        # A registered part's own tensors start at 1: a scale that leaves the signal as it is.
+        return np.ones(shape, np.float32)
+
+    return _seeded_weights(config, form, seed, bn, other)

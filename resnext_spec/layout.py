@@ -1,11 +1,12 @@
 """Every shape rule of the architecture, computed once.
 
-``plan(config)`` turns an :class:`ArchConfig` into stem / block / head specs
-(channels, strides, widths, whether a projection shortcut exists). ``layers``
-lists every weight-bearing layer of a (config, form) under its canonical name,
-and ``canonical_shapes`` expands that into the flat ``{name: shape}`` of the
-canonical weight format (torch names and layout). The three framework packages
-build their networks from ``plan`` and map their weights through ``layers``.
+``plan(config)`` turns an :class:`ArchConfig` into its parts (``resnext_spec.parts``): the
+stem, every block (channels, strides, widths, its shortcut and attention parts) and the head.
+``layers`` lists every weight-bearing layer of a (config, form) under its canonical name, and
+``canonical_shapes`` expands that into the flat ``{name: shape}`` of the canonical weight
+format (torch names and layout). ``body_layers`` is the only function here that knows the
+forms. The three framework packages build their networks from ``plan`` and map their weights
+through ``layers``; parameter and FLOP counts (``counting``) are read off the same layers.
 """
 
 from __future__ import annotations
@@ -13,27 +14,52 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import ArchConfig, check_form_for
+from .parts import (
+    ATTENTION,
+    BN_STATS,
+    BN_TENSORS,
+    KIND_TENSORS,
+    AttentionSpec,
+    ConvNorm,
+    LayerSpec,
+    ShortcutSpec,
+    StemSpec,
+    conv_layer,
+    norm_layer,
+    shortcut_spec,
+)
 
-# Suffixes of the tensors each layer kind owns in canonical (torch) naming.
-BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
-BN_STATS = ("running_mean", "running_var")
-KIND_TENSORS = {"conv": ("weight",), "bn": BN_TENSORS, "linear": ("weight", "bias")}
+# Re-exported: the layer vocabulary is read from here by the framework packages.
+__all__ = ["BN_STATS", "BN_TENSORS", "KIND_TENSORS", "AttentionSpec", "LayerSpec", "ShortcutSpec", "StemSpec"]
 
 
-@dataclass(frozen=True)
-class StemSpec:
-    kind: str  # "imagenet": 7x7/2 conv + 3x3/2 max-pool; "cifar": 3x3/1 conv
-    in_channels: int
-    out_channels: int
-    kernel: int
-    stride: int
-    padding: int
-    max_pool: bool
+def stem_spec(config: ArchConfig) -> StemSpec:
+    """The stem of ``config``: the one place that decides what each stem kind is.
+
+    "imagenet": a 7x7/2 conv, BN, ReLU, 3x3/2 max-pool (made for 224 px). "cifar": a 3x3/1
+    conv, BN, ReLU (made for 32 px).
+    """
+    c_in, w = config.in_channels, config.stem_width
+    if config.stem == "imagenet":
+        return StemSpec(
+            "imagenet", (ConvNorm(conv_layer("conv1", c_in, w, 7, 2), norm_layer("bn1", w)),), "max", 224
+        )
+    return StemSpec("cifar", (ConvNorm(conv_layer("conv1", c_in, w, 3, 1), norm_layer("bn1", w)),), None, 32)
+
+
+def check_image_size(config: ArchConfig) -> int:
+    """The image size that checks run at (parity, ``port --verify``): the stem's own, at most 64 px,
+    which keeps every stage's map at least 2 px wide at a fraction of 224 px's cost."""
+    return min(stem_spec(config).image_size, 64)
 
 
 @dataclass(frozen=True)
 class BlockSpec:
-    """One residual block. ``width`` is W = C * path_width for bottlenecks, planes for basic."""
+    """One residual block. ``width`` is W = C * path_width for bottlenecks, planes for basic.
+
+    The block computes ``act(attention(body(x)) + shortcut(x))``; ``body_layers`` gives the body's
+    layers in a form, ``shortcut`` and ``attention`` the parts around it.
+    """
 
     name: str  # canonical prefix, e.g. "layer2.0"
     block: str  # "basic" or "bottleneck"
@@ -42,9 +68,15 @@ class BlockSpec:
     out_channels: int
     stride: int
     stride_on: str  # which conv of a bottleneck carries the stride: "3x3" or "1x1"
-    projection: bool  # 1x1 conv + BN shortcut (torchvision's "downsample")
     cardinality: int
     path_width: int
+    shortcut: ShortcutSpec
+    attention: AttentionSpec
+
+    @property
+    def projection(self) -> bool:
+        """A conv shortcut (torchvision's "downsample"), plain or average-pooled."""
+        return self.shortcut.kind != "identity"
 
     @property
     def conv1_stride(self) -> int:
@@ -79,22 +111,6 @@ class Plan:
         return tuple(b for stage in self.stages for b in stage)
 
 
-@dataclass(frozen=True)
-class LayerSpec:
-    """A weight-bearing layer: ``shape`` is OIHW for conv, (out, in) for linear, (C,) for BN."""
-
-    name: str
-    kind: str  # "conv", "bn" or "linear"
-    shape: tuple[int, ...]
-    stride: int = 1
-    padding: int = 0
-    groups: int = 1
-
-    @property
-    def tensor_names(self) -> tuple[str, ...]:
-        return tuple(f"{self.name}.{t}" for t in KIND_TENSORS[self.kind])
-
-
 def plan(config: ArchConfig) -> Plan:
     """Stem, blocks and head of ``config``: torchvision's rules.
 
@@ -103,12 +119,9 @@ def plan(config: ArchConfig) -> Plan:
     Stage 1 has stride 1, every later stage stride 2 in its first block; a
     projection shortcut exists only where the stride or the channel count changes.
     """
-    if config.stem == "imagenet":
-        stem = StemSpec("imagenet", config.in_channels, config.stem_width, 7, 2, 3, True)
-    else:
-        stem = StemSpec("cifar", config.in_channels, config.stem_width, 3, 1, 1, False)
+    stem = stem_spec(config)
     expansion = 4 if config.block == "bottleneck" else 1
-    in_ch = config.stem_width
+    in_ch = stem.out_channels
     stages = []
     for s, n_blocks in enumerate(config.layers):
         planes = 64 * 2**s
@@ -121,18 +134,20 @@ def plan(config: ArchConfig) -> Plan:
         blocks = []
         for i in range(n_blocks):
             stride = 2 if (s > 0 and i == 0) else 1
+            name = f"layer{s + 1}.{i}"
             blocks.append(
                 BlockSpec(
-                    name=f"layer{s + 1}.{i}",
+                    name=name,
                     block=config.block,
                     in_channels=in_ch,
                     width=width,
                     out_channels=out_ch,
                     stride=stride,
                     stride_on=config.stride_on,
-                    projection=stride != 1 or in_ch != out_ch,
                     cardinality=config.cardinality,
                     path_width=path_width,
+                    shortcut=shortcut_spec(name, in_ch, out_ch, stride, config.avg_down),
+                    attention=ATTENTION[config.attn_layer](name, out_ch),
                 )
             )
             in_ch = out_ch
@@ -140,55 +155,57 @@ def plan(config: ArchConfig) -> Plan:
     return Plan(stem, tuple(stages), HeadSpec(in_ch, config.num_classes))
 
 
-def stem_layers(stem: StemSpec) -> list[LayerSpec]:
-    k = stem.kernel
-    return [
-        LayerSpec("conv1", "conv", (stem.out_channels, stem.in_channels, k, k), stem.stride, stem.padding),
-        LayerSpec("bn1", "bn", (stem.out_channels,)),
-    ]
+def body_layers(b: BlockSpec, form: str) -> list[LayerSpec]:
+    """The layers of one block's body in canonical order and naming for ``form``: the only code
+    of the spec that knows the forms.
+
+    (c): conv1 1x1, bn1, conv2 3x3 with C groups, bn2, conv3 1x1, bn3. (b): per path conv1, bn1,
+    conv2, bn2 (rows of (c)'s), then the shared conv3, bn3. (a): per path conv1, bn1, conv2, bn2,
+    conv3 (the path's input columns of (c)'s conv3), then the shared bn3. A basic block: conv1,
+    bn1, conv2, bn2, all 3x3.
+    """
+    n = b.name
+    if b.block == "basic":
+        return [
+            conv_layer(f"{n}.conv1", b.in_channels, b.width, 3, b.conv1_stride),
+            norm_layer(f"{n}.bn1", b.width),
+            conv_layer(f"{n}.conv2", b.width, b.width, 3, b.conv2_stride),
+            norm_layer(f"{n}.bn2", b.width),
+        ]
+    if form == "c":
+        return [
+            conv_layer(f"{n}.conv1", b.in_channels, b.width, 1, b.conv1_stride),
+            norm_layer(f"{n}.bn1", b.width),
+            conv_layer(f"{n}.conv2", b.width, b.width, 3, b.conv2_stride, b.cardinality),
+            norm_layer(f"{n}.bn2", b.width),
+            conv_layer(f"{n}.conv3", b.width, b.out_channels, 1),
+            norm_layer(f"{n}.bn3", b.out_channels),
+        ]
+    w = b.path_width
+    out = []
+    for p in range(b.cardinality):
+        q = f"{n}.paths.{p}"
+        out += [
+            conv_layer(f"{q}.conv1", b.in_channels, w, 1, b.conv1_stride, path=p),
+            norm_layer(f"{q}.bn1", w, path=p),
+            conv_layer(f"{q}.conv2", w, w, 3, b.conv2_stride, path=p),
+            norm_layer(f"{q}.bn2", w, path=p),
+        ]
+        if form == "a":
+            out.append(conv_layer(f"{q}.conv3", w, b.out_channels, 1, path=p, cut_axis=1))
+    if form == "b":
+        out.append(conv_layer(f"{n}.conv3", b.width, b.out_channels, 1))
+    return [*out, norm_layer(f"{n}.bn3", b.out_channels)]
 
 
 def block_layers(b: BlockSpec, form: str) -> list[LayerSpec]:
-    """The layers of one block in canonical order and naming for ``form``."""
-    n = b.name
-    if b.block == "basic":
-        layers = [
-            LayerSpec(f"{n}.conv1", "conv", (b.width, b.in_channels, 3, 3), b.conv1_stride, 1),
-            LayerSpec(f"{n}.bn1", "bn", (b.width,)),
-            LayerSpec(f"{n}.conv2", "conv", (b.width, b.width, 3, 3), 1, 1),
-            LayerSpec(f"{n}.bn2", "bn", (b.width,)),
-        ]
-    elif form == "c":
-        layers = [
-            LayerSpec(f"{n}.conv1", "conv", (b.width, b.in_channels, 1, 1), b.conv1_stride),
-            LayerSpec(f"{n}.bn1", "bn", (b.width,)),
-            LayerSpec(f"{n}.conv2", "conv", (b.width, b.path_width, 3, 3), b.conv2_stride, 1, b.cardinality),
-            LayerSpec(f"{n}.bn2", "bn", (b.width,)),
-            LayerSpec(f"{n}.conv3", "conv", (b.out_channels, b.width, 1, 1)),
-            LayerSpec(f"{n}.bn3", "bn", (b.out_channels,)),
-        ]
-    else:
-        w = b.path_width
-        layers = []
-        for p in range(b.cardinality):
-            q = f"{n}.paths.{p}"
-            layers += [
-                LayerSpec(f"{q}.conv1", "conv", (w, b.in_channels, 1, 1), b.conv1_stride),
-                LayerSpec(f"{q}.bn1", "bn", (w,)),
-                LayerSpec(f"{q}.conv2", "conv", (w, w, 3, 3), b.conv2_stride, 1),
-                LayerSpec(f"{q}.bn2", "bn", (w,)),
-            ]
-            if form == "a":
-                layers.append(LayerSpec(f"{q}.conv3", "conv", (b.out_channels, w, 1, 1)))
-        if form == "b":
-            layers.append(LayerSpec(f"{n}.conv3", "conv", (b.out_channels, b.width, 1, 1)))
-        layers.append(LayerSpec(f"{n}.bn3", "bn", (b.out_channels,)))
-    if b.projection:
-        layers += [
-            LayerSpec(f"{n}.downsample.0", "conv", (b.out_channels, b.in_channels, 1, 1), b.stride),
-            LayerSpec(f"{n}.downsample.1", "bn", (b.out_channels,)),
-        ]
-    return layers
+    """The layers of one block in canonical order for ``form``: body, attention, shortcut."""
+    return [*body_layers(b, form), *b.attention.layers, *b.shortcut.layers]
+
+
+def form_c_name(layer: LayerSpec) -> str:
+    """The form-(c) layer that a path layer of form (a)/(b) is a slice of (itself if not a path's)."""
+    return layer.name if layer.path is None else layer.name.replace(f".paths.{layer.path}.", ".")
 
 
 def head_layers(head: HeadSpec) -> list[LayerSpec]:
@@ -214,7 +231,7 @@ def feature_info(config: ArchConfig) -> list[FeatureInfo]:
     """Every stage's output channels and stride: 4, 8, 16, 32 after the ImageNet stem (which
     reduces by 4), 1, 2, 4, 8 after the CIFAR stem."""
     p = plan(config)
-    reduction = p.stem.stride * (2 if p.stem.max_pool else 1)
+    reduction = p.stem.reduction
     info = []
     for s, stage in enumerate(p.stages):
         reduction *= stage[0].stride
@@ -234,16 +251,10 @@ def layers(config: ArchConfig, form: str = "c") -> list[LayerSpec]:
     """Every weight-bearing layer of ``config`` in ``form``, in torchvision's order."""
     check_form_for(config, form)
     p = plan(config)
-    out = stem_layers(p.stem)
+    out = list(p.stem.layers)
     for b in p.blocks:
         out += block_layers(b, form)
     return out + head_layers(p.head)
-
-
-def tensor_shape(layer: LayerSpec, suffix: str) -> tuple[int, ...]:
-    if layer.kind == "linear" and suffix == "bias":
-        return (layer.shape[0],)
-    return layer.shape
 
 
 def canonical_shapes(config: ArchConfig, form: str = "c") -> dict[str, tuple[int, ...]]:
@@ -252,9 +263,7 @@ def canonical_shapes(config: ArchConfig, form: str = "c") -> dict[str, tuple[int
     Form (c) equals torchvision's ``state_dict`` minus ``num_batches_tracked``.
     """
     return {
-        f"{layer.name}.{t}": tensor_shape(layer, t)
-        for layer in layers(config, form)
-        for t in KIND_TENSORS[layer.kind]
+        f"{layer.name}.{t}": layer.tensor_shape(t) for layer in layers(config, form) for t in layer.tensors
     }
 
 
@@ -286,15 +295,9 @@ def tensor_table(config: ArchConfig, form: str = "c") -> list[tuple[str, str, st
     (kind, tensor) to their own variable name and otherwise share this table.
     """
     return [
-        (
-            f"{layer.name}.{t}",
-            layer.name,
-            layer.kind,
-            t,
-            layer.kind if layer.kind != "bn" and t == "weight" else "same",
-        )
+        (f"{layer.name}.{t}", layer.name, layer.kind, t, layer.layout(t))
         for layer in layers(config, form)
-        for t in KIND_TENSORS[layer.kind]
+        for t in layer.tensors
     ]
 
 

@@ -2,6 +2,7 @@
 
 from .distributed import GlobalBatchNorm2d, convert_sync_batchnorm
 from .engine import TorchEngine
+from .facade import NATIVE_SUFFIX, build, predict, save_native, stage_outputs
 from .model import AggregatedBottleneck, BasicBlock, Bottleneck, EarlyConcatBottleneck, ResNet, create_model
 from .weights import (
     count_params,
@@ -14,6 +15,11 @@ from .weights import (
 )
 
 __all__ = [
+    "NATIVE_SUFFIX",
+    "build",
+    "predict",
+    "save_native",
+    "stage_outputs",
     "AggregatedBottleneck",
     "BasicBlock",
     "Bottleneck",

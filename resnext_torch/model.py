@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_config
 from resnext_spec.errors import ConfigError
-from resnext_spec.layout import BlockSpec, StemSpec, plan
+from resnext_spec.layout import AttentionSpec, BlockSpec, LayerSpec, ShortcutSpec, StemSpec, plan
 
 # BN settings appear once: eps 1e-5 and momentum 0.1 are torch's (and torchvision's) defaults.
 # Any ``norm_layer`` (torchvision's name: a callable taking the channel count) can replace it,
@@ -25,19 +25,69 @@ NormLayer = Callable[[int], nn.Module]
 batch_norm: NormLayer = partial(nn.BatchNorm2d, eps=1e-5, momentum=0.1)
 
 
-def conv(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
-    """A bias-free conv with symmetric padding (1 for 3x3, 0 for 1x1, 3 for 7x7)."""
-    return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False)
+def conv(
+    c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False
+) -> nn.Conv2d:
+    """A conv with symmetric padding (1 for 3x3, 0 for 1x1, 3 for 7x7), bias-free unless asked."""
+    return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=bias)
 
 
-def projection(b: BlockSpec, norm: NormLayer = batch_norm) -> nn.Sequential | None:
-    """torchvision's ``downsample``: 1x1 conv + BN, only where the shape changes."""
-    if not b.projection:
-        return None
-    return nn.Sequential(conv(b.in_channels, b.out_channels, 1, b.stride), norm(b.out_channels))
+def conv_from(layer: LayerSpec) -> nn.Conv2d:
+    """The conv a spec's ``LayerSpec`` describes."""
+    c_out, c_in_per_group, k, _ = layer.shape
+    return conv(c_in_per_group * layer.groups, c_out, k, layer.stride, layer.groups, layer.bias)
 
 
-class BasicBlock(nn.Module):
+# The parts around a block's body, one factory per kind (``resnext_spec.parts``). A new part kind is a
+# new entry here, in Keras's and in Flax's tables, and in the spec's: docs/development.md.
+def _projection(s: ShortcutSpec, norm_layer: NormLayer) -> nn.Sequential:
+    """torchvision's ``downsample``: 1x1 conv carrying the stride, then the norm."""
+    return nn.Sequential(conv_from(s.conv), norm_layer(s.norm.shape[0]))
+
+
+def _avg_projection(s: ShortcutSpec, norm_layer: NormLayer) -> nn.Sequential:
+    """timm's ``avg_down``: 2x2 average pool (ceil mode, padding not counted), 1x1 conv, norm."""
+    pool = nn.AvgPool2d(2, s.stride, ceil_mode=True, count_include_pad=False) if s.pools else nn.Identity()
+    return nn.Sequential(pool, conv_from(s.conv), norm_layer(s.norm.shape[0]))
+
+
+SHORTCUTS: dict[str, Callable[[ShortcutSpec, NormLayer], nn.Module | None]] = {
+    "identity": lambda s, norm_layer: None,
+    "conv": _projection,
+    "avg_conv": _avg_projection,
+}
+ATTENTION: dict[str, Callable[[AttentionSpec], nn.Module | None]] = {"": lambda a: None}
+
+
+class ResidualBlock(nn.Module):
+    """``relu(attention(body(x)) + shortcut(x))``, written once for every block.
+
+    A form's block makes its body's layers in ``__init__``, then calls ``add_parts`` for the
+    attention, ReLU and shortcut the spec gives it, and defines ``body``: that is all a form writes.
+    """
+
+    attention_name: str | None = None
+
+    def add_parts(self, b: BlockSpec, norm_layer: NormLayer) -> None:
+        attention = ATTENTION[b.attention.kind](b.attention)
+        if attention is not None:
+            self.attention_name = b.attention.name.rsplit(".", 1)[-1]  # timm's ``se``
+            self.add_module(self.attention_name, attention)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = SHORTCUTS[b.shortcut.kind](b.shortcut, norm_layer)
+
+    def body(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.body(x)
+        if self.attention_name is not None:
+            out = getattr(self, self.attention_name)(out)
+        return self.relu(out + identity)
+
+
+class BasicBlock(ResidualBlock):
     """Two 3x3 convs (ResNet-18/34). No paths, so it exists in form (c) only."""
 
     def __init__(self, b: BlockSpec, norm_layer: NormLayer = batch_norm) -> None:
@@ -46,17 +96,14 @@ class BasicBlock(nn.Module):
         self.bn1 = norm_layer(b.width)
         self.conv2 = conv(b.width, b.width, 3, b.conv2_stride)
         self.bn2 = norm_layer(b.width)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = projection(b, norm_layer)
+        self.add_parts(b, norm_layer)
 
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+    def body(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        return self.bn2(self.conv2(out))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
     """Form (c), grouped convolution: 1x1 -> 3x3 with groups=C -> 1x1 (torchvision's Bottleneck)."""
 
     def __init__(self, b: BlockSpec, norm_layer: NormLayer = batch_norm) -> None:
@@ -67,15 +114,12 @@ class Bottleneck(nn.Module):
         self.bn2 = norm_layer(b.width)
         self.conv3 = conv(b.width, b.out_channels, 1)
         self.bn3 = norm_layer(b.out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = projection(b, norm_layer)
+        self.add_parts(b, norm_layer)
 
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+    def body(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        return self.bn3(self.conv3(out))
 
 
 class Path(nn.Module):
@@ -97,7 +141,7 @@ class Path(nn.Module):
         return out if self.conv3 is None else self.conv3(out)
 
 
-class EarlyConcatBottleneck(nn.Module):
+class EarlyConcatBottleneck(ResidualBlock):
     """Form (b), figure 3(b): C paths of 1x1 -> 3x3, concatenated, then one shared 1x1."""
 
     def __init__(self, b: BlockSpec, norm_layer: NormLayer = batch_norm) -> None:
@@ -105,31 +149,24 @@ class EarlyConcatBottleneck(nn.Module):
         self.paths = nn.ModuleList(Path(b, False, norm_layer) for _ in range(b.cardinality))
         self.conv3 = conv(b.width, b.out_channels, 1)
         self.bn3 = norm_layer(b.out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = projection(b, norm_layer)
+        self.add_parts(b, norm_layer)
 
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+    def body(self, x: Tensor) -> Tensor:
         out = torch.cat([path(x) for path in self.paths], dim=1)
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        return self.bn3(self.conv3(out))
 
 
-class AggregatedBottleneck(nn.Module):
+class AggregatedBottleneck(ResidualBlock):
     """Form (a), figure 3(a): C paths of 1x1 -> 3x3 -> 1x1, summed, then one BN."""
 
     def __init__(self, b: BlockSpec, norm_layer: NormLayer = batch_norm) -> None:
         super().__init__()
         self.paths = nn.ModuleList(Path(b, True, norm_layer) for _ in range(b.cardinality))
         self.bn3 = norm_layer(b.out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = projection(b, norm_layer)
+        self.add_parts(b, norm_layer)
 
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = sum(path(x) for path in self.paths)
-        out = self.bn3(out)
-        return self.relu(out + identity)
+    def body(self, x: Tensor) -> Tensor:
+        return self.bn3(sum(path(x) for path in self.paths))
 
 
 BLOCKS = {"a": AggregatedBottleneck, "b": EarlyConcatBottleneck, "c": Bottleneck}
@@ -173,10 +210,13 @@ class ResNet(nn.Module):
         self._init_weights()
 
     def _make_stem(self, stem: StemSpec, norm_layer: NormLayer) -> None:
-        self.conv1 = conv(stem.in_channels, stem.out_channels, stem.kernel, stem.stride)
-        self.bn1 = norm_layer(stem.out_channels)
+        # torchvision's names: each step's conv and norm under their canonical names (conv1, bn1).
+        self.stem_steps = tuple((step.conv.name, step.norm.name) for step in stem.steps)
+        for step in stem.steps:
+            self.add_module(step.conv.name, conv_from(step.conv))
+            self.add_module(step.norm.name, norm_layer(step.norm.shape[0]))
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1) if stem.max_pool else nn.Identity()
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if stem.pool == "max" else nn.Identity()
 
     def _classifier(self, num_classes: int) -> nn.Module:
         # timm's convention: a headless model keeps an ``fc`` that passes the features through.
@@ -197,10 +237,13 @@ class ResNet(nn.Module):
         if self.features_only and num_classes:
             raise ConfigError("a features_only model has no head to reset")
         self.config = dataclasses.replace(self.config, num_classes=num_classes)
-        self.fc = self._classifier(num_classes).to(self.conv1.weight.device, self.conv1.weight.dtype)
+        like = next(self.parameters())
+        self.fc = self._classifier(num_classes).to(like.device, like.dtype)
 
     def stem(self, x: Tensor) -> Tensor:
-        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for conv_name, norm_name in self.stem_steps:
+            x = self.relu(getattr(self, norm_name)(getattr(self, conv_name)(x)))
+        return self.maxpool(x)
 
     def stages(self, x: Tensor) -> list[Tensor]:
         """The output of every stage, from the stem's output."""

@@ -26,9 +26,8 @@ import sys
 
 from resnext_spec import FORMS, ArchConfig, ConfigError, list_presets
 from resnext_spec.errors import run_command
+from resnext_spec.frameworks import FRAMEWORKS
 from resnext_spec.grouped import CONV_IMPLS
-
-from .loop import FRAMEWORKS
 
 
 def _milestones(value: str) -> tuple[float, ...]:

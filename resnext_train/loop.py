@@ -37,6 +37,7 @@ from resnext_spec import (
 from resnext_spec.checkpoint import atomic_write_bytes
 from resnext_spec.errors import ConfigError, ResNeXtError
 from resnext_spec.forms import to_form
+from resnext_spec.frameworks import check_framework
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import HEAD_TENSORS
 from resnext_spec.sources import PREPROCESSING, caffe_to_rgb, read_source
@@ -44,7 +45,6 @@ from resnext_spec.training import Engine, Recipe
 
 from .engines import make_engine
 
-FRAMEWORKS = ("torch", "keras", "flax")
 CHECKPOINT = "checkpoint"
 # What config.json must agree on for --resume to continue a run.
 RESUME_KEYS = ("framework", "keras_backend", "arch", "form", "recipe", "conv_impl", "dataset", "init_from")
@@ -310,8 +310,7 @@ def _settle(framework, data, model, config, form, recipe, conv_impl, image_size,
 
     The record is what ``config.json`` holds, and what ``--resume`` must agree with.
     """
-    if framework not in FRAMEWORKS:
-        raise ConfigError(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
+    check_framework(framework)
     check_conv_impl(conv_impl)
     if stop_after is not None and not 1 <= stop_after:
         raise TrainError(f"stop after epoch {stop_after}: epochs count from 1")

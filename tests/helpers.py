@@ -242,3 +242,60 @@ def randomise_keras_bn(layers, seed: int) -> None:
         elif isinstance(layer, keras.layers.Conv2D) and layer.use_bias:
             kernel, bias = layer.get_weights()
             layer.set_weights([kernel, rng.uniform(-0.5, 0.5, bias.shape)])
+
+
+# The count formulas written out from the layer arithmetic (k*k*C_in*C_out/groups per conv), as
+# resnext_spec.counting held them before it read its counts off the layers: the oracle for them.
+def _conv_params(c_in: int, c_out: int, k: int, groups: int = 1) -> int:
+    return k * k * (c_in // groups) * c_out
+
+
+def params_by_formula(config: ArchConfig) -> int:
+    """Trainable parameters of a classic config (7x7 or CIFAR stem, conv shortcuts), by formula."""
+    from resnext_spec import plan
+
+    p = plan(config)
+    k = 7 if config.stem == "imagenet" else 3
+    total = _conv_params(config.in_channels, config.stem_width, k) + 2 * config.stem_width
+    for b in p.blocks:
+        if b.block == "basic":
+            total += _conv_params(b.in_channels, b.width, 3) + 2 * b.width
+            total += _conv_params(b.width, b.width, 3) + 2 * b.width
+        else:
+            total += _conv_params(b.in_channels, b.width, 1) + 2 * b.width
+            total += _conv_params(b.width, b.width, 3, b.cardinality) + 2 * b.width
+            total += _conv_params(b.width, b.out_channels, 1) + 2 * b.out_channels
+        if b.projection:
+            total += _conv_params(b.in_channels, b.out_channels, 1) + 2 * b.out_channels
+    return total + p.head.in_features * p.head.num_classes + p.head.num_classes
+
+
+def flops_by_formula(config: ArchConfig, image_size: int | None = None) -> int:
+    """Multiply-adds of a classic config's forward pass, by formula (the paper's convention)."""
+    from resnext_spec import plan
+    from resnext_spec.layout import conv_output_size
+
+    p = plan(config)
+    imagenet = config.stem == "imagenet"
+    size = image_size or (224 if imagenet else 32)
+    k, stride, pad = (7, 2, 3) if imagenet else (3, 1, 1)
+    size = conv_output_size(size, k, stride, pad)
+    macs = size * size * _conv_params(config.in_channels, config.stem_width, k)
+    if imagenet:
+        size = conv_output_size(size, 3, 2, 1)
+    for b in p.blocks:
+        if b.block == "basic":
+            h1 = conv_output_size(size, 3, b.conv1_stride, 1)
+            h2 = conv_output_size(h1, 3, b.conv2_stride, 1)
+            macs += h1 * h1 * _conv_params(b.in_channels, b.width, 3)
+            macs += h2 * h2 * _conv_params(b.width, b.width, 3)
+        else:
+            h1 = conv_output_size(size, 1, b.conv1_stride, 0)
+            h2 = conv_output_size(h1, 3, b.conv2_stride, 1)
+            macs += h1 * h1 * _conv_params(b.in_channels, b.width, 1)
+            macs += h2 * h2 * _conv_params(b.width, b.width, 3, b.cardinality)
+            macs += h2 * h2 * _conv_params(b.width, b.out_channels, 1)
+        if b.projection:
+            macs += h2 * h2 * _conv_params(b.in_channels, b.out_channels, 1)
+        size = h2
+    return macs + p.head.in_features * p.head.num_classes

@@ -15,7 +15,7 @@ import pytest
 from helpers import TINY, TINY_1X1
 
 from parity import CHECKS, ParityResult, run_parity
-from parity.runners import FRAMEWORKS
+from resnext_spec.frameworks import FRAMEWORKS
 
 # preset -> what its shared full run covers, kept small enough for CI (under 45 minutes on 2
 # cores) now that the sgd check takes three steps:

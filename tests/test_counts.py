@@ -2,9 +2,25 @@
 
 import numpy as np
 import pytest
-from helpers import PARAM_COUNTS, TABLE2_PRESETS, TINY, resnext50_params_by_hand
+from helpers import (
+    PARAM_COUNTS,
+    TABLE2_PRESETS,
+    TINY,
+    TINY_1X1,
+    TINY_BASIC,
+    flops_by_formula,
+    params_by_formula,
+    resnext50_params_by_hand,
+)
 
-from resnext_spec import canonical_shapes, count_flops, count_params, get_config, is_running_stat
+from resnext_spec import (
+    canonical_shapes,
+    count_flops,
+    count_params,
+    get_config,
+    is_running_stat,
+    list_presets,
+)
 
 
 @pytest.mark.parametrize("name", list(PARAM_COUNTS))
@@ -58,3 +74,18 @@ def test_hand_count_agrees_with_the_published_resnext50_counts():
     """The hand count above is itself checked against torchvision's published figures."""
     assert resnext50_params_by_hand(32, 4) == PARAM_COUNTS["resnext50_32x4d"]
     assert resnext50_params_by_hand(1, 64) == PARAM_COUNTS["resnet50"]
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_counts_read_off_the_layers_equal_the_formulas_written_out(name):
+    """counting.py reads its counts off the spec's layers; the formulas are the independent oracle."""
+    config = get_config(name)
+    assert count_params(config) == params_by_formula(config)
+    for size in (None, 64, 97):
+        assert count_flops(config, size) == flops_by_formula(config, size)
+
+
+@pytest.mark.parametrize("config", [TINY, TINY_1X1, TINY_BASIC], ids=["tiny", "tiny_1x1", "tiny_basic"])
+def test_counts_of_the_tiny_configs_equal_the_formulas(config):
+    assert count_params(config) == params_by_formula(config)
+    assert count_flops(config, 16) == flops_by_formula(config, 16)

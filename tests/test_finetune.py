@@ -18,13 +18,13 @@ from helpers import import_timm
 from resnext_data import Pipeline, load_dataset
 from resnext_data.synthetic import write_cifar
 from resnext_spec import ArchConfig, ConfigError, load_checkpoint, to_form
+from resnext_spec.frameworks import FRAMEWORKS
 from resnext_spec.sources import PREPROCESSING
 from resnext_spec.tolerances import rel_error
 from resnext_torch import randomise_batchnorm
 from resnext_train import Recipe, train
 from resnext_train.cli import main
 
-FRAMEWORKS = ["torch", "keras", "flax"]
 SLOW = pytest.mark.slow
 
 

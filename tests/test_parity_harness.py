@@ -220,7 +220,7 @@ def test_weight_faults_are_caught_in_the_faulty_build_only(monkeypatch, corrupt,
 
 
 def test_bn_eps_1e3_is_caught(monkeypatch):
-    def norm(self, name):  # Keras's default eps, 1e-3, where torch has 1e-5
+    def norm(self, name, channels):  # Keras's default eps, 1e-3, where torch has 1e-5
         return keras_model.BatchNorm(
             epsilon=1e-3, momentum=0.9, dtype=self.dtype, name=keras_model.layer_name(name)
         )
@@ -235,7 +235,7 @@ def test_bn_eps_1e3_is_caught(monkeypatch):
 
 def test_same_padding_on_a_stride_2_conv_is_caught(monkeypatch):
     # TF-style "same" pads a stride-2 3x3 conv on an even input by (0, 1), torch by (1, 1).
-    def conv(self, x, filters, kernel, stride, name, groups=1):
+    def conv(self, x, filters, kernel, stride, name, groups=1, bias=False):
         if stride == 2 and kernel == 3:
             return keras_model.layers.Conv2D(
                 filters,
@@ -246,7 +246,7 @@ def test_same_padding_on_a_stride_2_conv_is_caught(monkeypatch):
                 groups=groups,
                 name=keras_model.layer_name(name),
             )(x)
-        return original(self, x, filters, kernel, stride, name, groups)
+        return original(self, x, filters, kernel, stride, name, groups, bias)
 
     original = keras_model.Layers.conv
     monkeypatch.setattr(keras_model.Layers, "conv", conv)

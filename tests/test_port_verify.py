@@ -51,7 +51,7 @@ def test_a_stride_on_the_wrong_conv_in_one_stage_is_located_there(source, tmp_pa
 def test_same_padding_on_one_stride_2_conv_is_located_at_its_stage(source, tmp_path, monkeypatch, capsys):
     original = keras_model.Layers.conv
 
-    def same_in_layer2(self, x, filters, kernel, stride, name, groups=1):
+    def same_in_layer2(self, x, filters, kernel, stride, name, groups=1, bias=False):
         if name == "layer2.0.conv2":  # TF's "same" pads a stride-2 3x3 by (0, 1), torch by (1, 1)
             layer = keras_model.GroupedConv2D if groups > 1 else keras_model.layers.Conv2D
             extra = dict(conv_impl=self.conv_impl) if groups > 1 else {}
@@ -59,7 +59,7 @@ def test_same_padding_on_one_stride_2_conv_is_located_at_its_stage(source, tmp_p
                 filters, kernel, strides=stride, padding="same", use_bias=False, groups=groups,
                 name=keras_model.layer_name(name), **extra,
             )(x)  # fmt: skip
-        return original(self, x, filters, kernel, stride, name, groups)
+        return original(self, x, filters, kernel, stride, name, groups, bias)
 
     monkeypatch.setattr(keras_model.Layers, "conv", same_in_layer2)
     assert main([str(source), str(tmp_path / "out.weights.h5"), "--verify"]) == 1
@@ -70,9 +70,9 @@ def test_same_padding_on_one_stride_2_conv_is_located_at_its_stage(source, tmp_p
 def test_bn_eps_changed_in_one_stage_is_located_there(source, tmp_path, monkeypatch):
     original = keras_model.Layers.norm
 
-    def eps_in_layer4(self, name):
+    def eps_in_layer4(self, name, channels):
         if not name.startswith("layer4."):
-            return original(self, name)
+            return original(self, name, channels)
         return keras_model.BatchNorm(
             epsilon=1e-3, momentum=0.9, dtype=self.dtype, name=keras_model.layer_name(name)
         )

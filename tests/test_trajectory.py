@@ -6,8 +6,8 @@ import pytest
 from helpers import TINY
 
 from parity import run_parity
-from parity.runners import FRAMEWORKS
 from parity.trajectory import STEPS
+from resnext_spec.frameworks import FRAMEWORKS
 
 # Nine builds stepped K times each (about 90 s on 2 cores): the full tier's. The fast tier's
 # optimizer proof is the sgd check (three steps, momentum carried) of the shared tiny runs.

@@ -1,0 +1,63 @@
+"""The calls every tool makes of a framework, the same in ``resnext_torch``, ``resnext_keras`` and
+``resnext_flax``: build a (config, form, lowering) holding given weights, predict, the output at
+every comparison point, and the framework's own weights file. Tools name a framework and call
+these; none keeps a builder of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+from resnext_spec import ArchConfig, stage_names
+
+from .model import ResNet, create_model
+from .train import full_fp32
+from .weights import import_weights, save_msgpack
+
+NATIVE_SUFFIX = ".msgpack"  # what save_native writes: flax.serialization's msgpack of the state
+
+
+def build(
+    config: ArchConfig,
+    form: str = "c",
+    *,
+    conv_impl: str = "auto",
+    weights: Mapping[str, object] | None = None,
+) -> ResNet:
+    """A model of ``config`` in ``form``, its grouped convs computed by ``conv_impl``, holding
+    ``weights`` (canonical; None keeps the initial ones)."""
+    model = create_model(config=config, form=form, conv_impl=conv_impl)
+    if weights is not None:
+        import_weights(model, weights)
+    return model
+
+
+def _input(x: np.ndarray, layout: str) -> np.ndarray:
+    x = np.asarray(x)
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1) if layout == "nchw" else x)
+
+
+def predict(model: ResNet, x: np.ndarray, layout: str = "nchw") -> np.ndarray:
+    """Eval-mode output (logits; a headless model's pooled features) of numpy images in ``layout``."""
+    model.eval()
+    with full_fp32():  # JAX on a GPU would compute in TF32
+        return np.asarray(model(_input(x, layout)))
+
+
+def stage_outputs(model: ResNet, x: np.ndarray, layout: str = "nchw") -> dict[str, np.ndarray]:
+    """Eval-mode output at every point of ``resnext_spec.stage_names``, float64, maps in ``layout``."""
+    model.eval()
+    with full_fp32():
+        out = model.forward_stages(_input(x, layout))
+    arrays = {k: np.asarray(out[k], np.float64) for k in stage_names(model.config)}
+    if layout == "nchw":
+        return {k: a.transpose(0, 3, 1, 2) if a.ndim == 4 else a for k, a in arrays.items()}
+    return arrays
+
+
+def save_native(model: ResNet, path: str | os.PathLike) -> None:
+    """The framework's own weights file (flax.serialization msgpack with config and form), atomically."""
+    save_msgpack(model, path)

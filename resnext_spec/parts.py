@@ -1,0 +1,190 @@
+"""The parts a network is assembled from, each described once: layers, stems, shortcuts, attention.
+
+A part is a small frozen spec: what it is (``kind``), the canonical name it lives under, and its
+weight-bearing layers (:class:`LayerSpec`), from which every canonical tensor name, shape and
+parameter count follows. Each framework turns a spec into a module with one small factory per
+kind; nothing else in a framework, a form or a tool needs to know the part exists.
+
+New parts are added by registering a spec builder here (``ATTENTION``) and a factory in each
+framework package: docs/development.md, "Adding an architecture part", walks through one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# The tensors each layer kind owns, as torch names them. A conv with ``bias=True`` adds "bias".
+BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
+BN_STATS = ("running_mean", "running_var")
+KIND_TENSORS: dict[str, tuple[str, ...]] = {
+    "conv": ("weight",),
+    "bn": BN_TENSORS,
+    "linear": ("weight", "bias"),
+}
+# Kinds whose weight is laid out differently in channels-last frameworks (``layout.TO_CHANNELS_LAST``);
+# every other tensor (BN's, biases, a part's per-channel vectors) is the same in every framework.
+LAID_OUT_KINDS = ("conv", "linear")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A weight-bearing layer: ``shape`` is OIHW for conv, (out, in) for linear, (C,) for BN.
+
+    ``path`` is set on the layers of forms (a)/(b) that belong to one path; such a layer holds
+    the slice ``path * n .. (path + 1) * n`` along ``cut_axis`` of the form-(c) layer of the same
+    name without ``paths.P`` (``layout.form_c_name``). That is all ``forms.to_form`` needs.
+    """
+
+    name: str
+    kind: str  # "conv", "bn", "linear", or a registered part's own kind
+    shape: tuple[int, ...]
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    bias: bool = False  # a conv that carries a bias (SE's convs, pre-activation's)
+    path: int | None = None
+    cut_axis: int = 0
+
+    @property
+    def tensors(self) -> tuple[str, ...]:
+        """The torch suffixes of this layer's tensors (``weight``, ``running_var``, ...)."""
+        own = KIND_TENSORS.get(self.kind, ("weight",))
+        return (*own, "bias") if self.bias and "bias" not in own else own
+
+    @property
+    def tensor_names(self) -> tuple[str, ...]:
+        return tuple(f"{self.name}.{t}" for t in self.tensors)
+
+    def tensor_shape(self, tensor: str) -> tuple[int, ...]:
+        """A weight has the layer's shape; a bias of a conv or linear layer one value per output."""
+        if tensor == "bias" and self.kind in LAID_OUT_KINDS:
+            return (self.shape[0],)
+        return self.shape
+
+    def layout(self, tensor: str) -> str:
+        """The key of ``layout.TO_CHANNELS_LAST`` that moves ``tensor`` to channels-last."""
+        return self.kind if tensor == "weight" and self.kind in LAID_OUT_KINDS else "same"
+
+
+def conv_layer(
+    name: str, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1, **kw: object
+) -> LayerSpec:
+    """A conv with torch's symmetric padding ``kernel // 2`` (1 for 3x3, 0 for 1x1, 3 for 7x7)."""
+    return LayerSpec(name, "conv", (c_out, c_in // groups, kernel, kernel), stride, kernel // 2, groups, **kw)
+
+
+def norm_layer(name: str, channels: int, **kw: object) -> LayerSpec:
+    """The norm after a conv: BatchNorm (kind "bn") today; another norm kind is another ``kind``."""
+    return LayerSpec(name, "bn", (channels,), **kw)
+
+
+@dataclass(frozen=True)
+class ConvNorm:
+    """One conv, its norm, and a ReLU after them (``act``): a stem step, or a block's conv unit."""
+
+    conv: LayerSpec
+    norm: LayerSpec
+    act: bool = True
+
+
+@dataclass(frozen=True)
+class StemSpec:
+    """The stem: a sequence of conv + norm + ReLU steps, then an optional pool.
+
+    ``pool`` is "max" (3x3/2, padding 1) or None. ``reduction`` is how much smaller the stem's
+    output is than its input, and ``image_size`` the input size a model of this stem is made
+    for (224 for ImageNet stems, 32 for CIFAR's): every tool reads these two rather than deciding
+    by the stem's name.
+    """
+
+    kind: str  # the ArchConfig's ``stem``, for display
+    steps: tuple[ConvNorm, ...]
+    pool: str | None
+    image_size: int
+
+    @property
+    def in_channels(self) -> int:
+        return self.steps[0].conv.shape[1]
+
+    @property
+    def out_channels(self) -> int:
+        return self.steps[-1].conv.shape[0]
+
+    @property
+    def reduction(self) -> int:
+        r = 1
+        for step in self.steps:
+            r *= step.conv.stride
+        return r * (2 if self.pool == "max" else 1)
+
+    @property
+    def layers(self) -> tuple[LayerSpec, ...]:
+        return tuple(layer for step in self.steps for layer in (step.conv, step.norm))
+
+
+SHORTCUTS = ("identity", "conv", "avg_conv")
+
+
+@dataclass(frozen=True)
+class ShortcutSpec:
+    """A block's shortcut (torchvision's ``downsample``, under ``name``).
+
+    "identity": the input itself. "conv": a 1x1 conv carrying the block's stride, then a norm.
+    "avg_conv" (timm's ``avg_down``, the "D" of ResNet-D): a 2x2 average pool of stride
+    ``stride`` (ceil mode, padding not counted; skipped at stride 1), then a 1x1 conv at stride 1
+    and a norm. ``conv`` and ``norm`` are ``downsample.0`` and ``.1``, or ``.1`` and ``.2`` after
+    the pool's slot, as in torchvision and timm.
+    """
+
+    kind: str
+    name: str
+    stride: int
+    conv: LayerSpec | None = None
+    norm: LayerSpec | None = None
+
+    @property
+    def pools(self) -> bool:
+        return self.kind == "avg_conv" and self.stride > 1
+
+    @property
+    def layers(self) -> tuple[LayerSpec, ...]:
+        return () if self.kind == "identity" else (self.conv, self.norm)
+
+
+def shortcut_spec(block: str, c_in: int, c_out: int, stride: int, avg_down: bool) -> ShortcutSpec:
+    """Identity where the shape is kept; else a projection, average-pooled first with ``avg_down``."""
+    name = f"{block}.downsample"
+    if stride == 1 and c_in == c_out:
+        return ShortcutSpec("identity", name, stride)
+    if avg_down:
+        # timm keeps the pool's slot 0 (an identity at stride 1), so conv and norm are 1 and 2.
+        return ShortcutSpec(
+            "avg_conv", name, stride, conv_layer(f"{name}.1", c_in, c_out, 1), norm_layer(f"{name}.2", c_out)
+        )
+    return ShortcutSpec(
+        "conv", name, stride, conv_layer(f"{name}.0", c_in, c_out, 1, stride), norm_layer(f"{name}.1", c_out)
+    )
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """A part acting on all of a block's channels after its last norm, before the residual add.
+
+    ``kind`` "" is none. ``name`` is the canonical module name (e.g. ``layer1.0.se``) and
+    ``channels`` the block's output channels. In forms (a) and (b) it acts on the aggregated
+    output exactly as in (c), so its layers are the same in every form.
+    """
+
+    kind: str
+    name: str
+    channels: int
+    layers: tuple[LayerSpec, ...] = ()
+
+
+# ArchConfig.attn_layer (timm's name) -> the spec of that part for one block: (block name,
+# channels) -> AttentionSpec. Register a new kind here and a factory in each framework.
+AttentionBuilder = Callable[[str, int], AttentionSpec]
+ATTENTION: dict[str, AttentionBuilder] = {
+    "": lambda block, channels: AttentionSpec("", f"{block}.attn", channels)
+}

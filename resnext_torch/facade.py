@@ -1,0 +1,68 @@
+"""The calls every tool makes of a framework, the same in ``resnext_torch``, ``resnext_keras`` and
+``resnext_flax``: build a (config, form, lowering) holding given weights, predict, the output at
+every comparison point, and the framework's own weights file. Tools name a framework and call
+these; none keeps a builder of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from resnext_spec import ArchConfig, stage_names
+
+from .model import ResNet, create_model
+from .weights import import_weights, save_state_dict
+
+NATIVE_SUFFIX = ".pth"  # what save_native writes: torchvision's file layout
+
+
+def build(
+    config: ArchConfig,
+    form: str = "c",
+    *,
+    conv_impl: str = "auto",
+    weights: Mapping[str, object] | None = None,
+) -> ResNet:
+    """A model of ``config`` in ``form`` holding ``weights`` (canonical; None keeps the initial ones).
+
+    ``conv_impl`` is accepted for the same call in every framework: torch has one grouped conv.
+    """
+    model = create_model(config=config, form=form)
+    if weights is not None:
+        import_weights(model, weights)
+    return model
+
+
+def _input(model: ResNet, x: np.ndarray, layout: str) -> torch.Tensor:
+    like = next(model.parameters())
+    x = np.asarray(x)
+    if layout == "nhwc":
+        x = x.transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(x)).to(like.device, like.dtype)
+
+
+def predict(model: ResNet, x: np.ndarray, layout: str = "nchw") -> np.ndarray:
+    """Eval-mode output (logits; a headless model's pooled features) of numpy images in ``layout``."""
+    model.eval()
+    with torch.no_grad():
+        return model(_input(model, x, layout)).float().cpu().numpy()
+
+
+def stage_outputs(model: ResNet, x: np.ndarray, layout: str = "nchw") -> dict[str, np.ndarray]:
+    """Eval-mode output at every point of ``resnext_spec.stage_names``, float64, maps in ``layout``."""
+    model.eval()
+    with torch.no_grad():
+        out = model.forward_stages(_input(model, x, layout))
+    arrays = {k: out[k].double().cpu().numpy() for k in stage_names(model.config)}
+    if layout == "nhwc":
+        return {k: a.transpose(0, 2, 3, 1) if a.ndim == 4 else a for k, a in arrays.items()}
+    return arrays
+
+
+def save_native(model: ResNet, path: str | os.PathLike) -> None:
+    """The framework's own weights file (a torchvision-layout ``state_dict``), written atomically."""
+    save_state_dict(model, path)
