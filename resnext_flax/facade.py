@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from resnext_spec import ArchConfig, stage_names
+from resnext_spec.frameworks import relayout
 
 from .model import ResNet, create_model
 from .train import full_fp32
@@ -35,27 +36,19 @@ def build(
     return model
 
 
-def _input(x: np.ndarray, layout: str) -> np.ndarray:
-    x = np.asarray(x)
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1) if layout == "nchw" else x)
-
-
 def predict(model: ResNet, x: np.ndarray, layout: str = "nchw") -> np.ndarray:
     """Eval-mode output (logits; a headless model's pooled features) of numpy images in ``layout``."""
     model.eval()
     with full_fp32():  # JAX on a GPU would compute in TF32
-        return np.asarray(model(_input(x, layout)))
+        return np.asarray(model(np.ascontiguousarray(relayout(np.asarray(x), layout, "nhwc"))))
 
 
 def stage_outputs(model: ResNet, x: np.ndarray, layout: str = "nchw") -> dict[str, np.ndarray]:
     """Eval-mode output at every point of ``resnext_spec.stage_names``, float64, maps in ``layout``."""
     model.eval()
     with full_fp32():
-        out = model.forward_stages(_input(x, layout))
-    arrays = {k: np.asarray(out[k], np.float64) for k in stage_names(model.config)}
-    if layout == "nchw":
-        return {k: a.transpose(0, 3, 1, 2) if a.ndim == 4 else a for k, a in arrays.items()}
-    return arrays
+        out = model.forward_stages(np.ascontiguousarray(relayout(np.asarray(x), layout, "nhwc")))
+    return {k: relayout(np.asarray(out[k], np.float64), "nhwc", layout) for k in stage_names(model.config)}
 
 
 def save_native(model: ResNet, path: str | os.PathLike) -> None:

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from resnext_spec import ArchConfig, stage_names
+from resnext_spec.frameworks import relayout
 
 from .model import ResNet, create_model, stages_model
 from .train import full_fp32
@@ -36,21 +37,20 @@ def build(
     return model
 
 
-def _input(x: np.ndarray, layout: str) -> np.ndarray:
-    x = np.asarray(x)
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1) if layout == "nchw" else x)
-
-
 def predict(model: ResNet, x: np.ndarray, layout: str = "nchw") -> np.ndarray:
     """Eval-mode output (logits; a headless model's pooled features) of numpy images in ``layout``."""
     with full_fp32():  # JAX on a GPU would compute in TF32
-        return keras.ops.convert_to_numpy(model(_input(x, layout), training=False))
+        return keras.ops.convert_to_numpy(
+            model(np.ascontiguousarray(relayout(np.asarray(x), layout, "nhwc")), training=False)
+        )
 
 
 def stage_outputs(model: ResNet, x: np.ndarray, layout: str = "nchw") -> dict[str, np.ndarray]:
     """Eval-mode output at every point of ``resnext_spec.stage_names``, float64, maps in ``layout``."""
     with full_fp32():
-        got = stages_model(model)(_input(x, layout), training=False)
+        got = stages_model(model)(
+            np.ascontiguousarray(relayout(np.asarray(x), layout, "nhwc")), training=False
+        )
     arrays = {
         k: np.asarray(keras.ops.convert_to_numpy(got[k]), np.float64) for k in stage_names(model.config)
     }

@@ -29,3 +29,17 @@ def installed_frameworks() -> list[str]:
     from importlib.util import find_spec
 
     return [fw for fw in FRAMEWORKS if all(find_spec(m) is not None for m in REQUIRES[fw])]
+
+
+LAYOUTS = ("nchw", "nhwc")
+
+
+def relayout(a, src: str, dst: str):
+    """A numpy batch of images or feature maps in layout ``dst`` from layout ``src`` ("nchw" or
+    "nhwc"); arrays of other ranks (logits, pooled features) are returned as they are."""
+    for layout in (src, dst):
+        if layout not in LAYOUTS:
+            raise ConfigError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
+    if src == dst or a.ndim != 4:
+        return a
+    return a.transpose(0, 2, 3, 1) if dst == "nhwc" else a.transpose(0, 3, 1, 2)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from resnext_spec import ArchConfig, stage_names
+from resnext_spec.frameworks import relayout
 
 from .model import ResNet, create_model
 from .weights import import_weights, save_state_dict
@@ -39,10 +40,8 @@ def build(
 
 def _input(model: ResNet, x: np.ndarray, layout: str) -> torch.Tensor:
     like = next(model.parameters())
-    x = np.asarray(x)
-    if layout == "nhwc":
-        x = x.transpose(0, 3, 1, 2)
-    return torch.from_numpy(np.ascontiguousarray(x)).to(like.device, like.dtype)
+    x = np.ascontiguousarray(relayout(np.asarray(x), layout, "nchw"))
+    return torch.from_numpy(x).to(like.device, like.dtype)
 
 
 def predict(model: ResNet, x: np.ndarray, layout: str = "nchw") -> np.ndarray:
@@ -57,10 +56,7 @@ def stage_outputs(model: ResNet, x: np.ndarray, layout: str = "nchw") -> dict[st
     model.eval()
     with torch.no_grad():
         out = model.forward_stages(_input(model, x, layout))
-    arrays = {k: out[k].double().cpu().numpy() for k in stage_names(model.config)}
-    if layout == "nhwc":
-        return {k: a.transpose(0, 2, 3, 1) if a.ndim == 4 else a for k, a in arrays.items()}
-    return arrays
+    return {k: relayout(out[k].double().cpu().numpy(), "nchw", layout) for k in stage_names(model.config)}
 
 
 def save_native(model: ResNet, path: str | os.PathLike) -> None:

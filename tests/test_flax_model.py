@@ -9,9 +9,6 @@ from helpers import (
     PARAM_COUNTS,
     TINY,
     TINY_1X1,
-    TINY_BASIC,
-    assert_broken_import_is_refused_whole,
-    assert_round_trip_is_bitwise,
     batch,
     layout_cases,
 )
@@ -48,18 +45,6 @@ def test_module_paths_are_the_canonical_names():
     assert grouped.feature_group_count == TINY.cardinality
     bn = model.layer1[0].paths[0].bn1
     assert bn.epsilon == 1e-5 and bn.momentum == 0.9 and not bn.use_fast_variance
-
-
-@pytest.mark.parametrize("config", [TINY, TINY_1X1, TINY_BASIC])
-@pytest.mark.parametrize("form", ["a", "b", "c"])
-def test_import_then_export_is_bitwise(config, form):
-    if config.block == "basic" and form != "c":
-        pytest.skip("basic blocks exist in form (c) only")
-    assert_round_trip_is_bitwise(rf, config, form, seed=5)
-
-
-def test_failed_import_lists_every_problem_and_changes_nothing():
-    assert_broken_import_is_refused_whole(rf)
 
 
 def test_jitted_forward_equals_eager_forward():

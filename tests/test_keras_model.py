@@ -11,9 +11,6 @@ from helpers import (
     PARAM_COUNTS,
     TINY,
     TINY_1X1,
-    TINY_BASIC,
-    assert_broken_import_is_refused_whole,
-    assert_round_trip_is_bitwise,
     batch,
     layout_cases,
 )
@@ -53,20 +50,6 @@ def test_form_c_uses_one_grouped_conv_per_block():
     model = rk.create_model(config=TINY, form="c")
     conv2 = model.get_layer("layer1_0_conv2")
     assert conv2.groups == TINY.cardinality and conv2.padding == "valid"
-
-
-@pytest.mark.keras_smoke
-@pytest.mark.parametrize("config", [TINY, TINY_1X1, TINY_BASIC])
-@pytest.mark.parametrize("form", ["a", "b", "c"])
-def test_import_then_export_is_bitwise(config, form):
-    if config.block == "basic" and form != "c":
-        pytest.skip("basic blocks exist in form (c) only")
-    assert_round_trip_is_bitwise(rk, config, form, seed=5)
-
-
-@pytest.mark.keras_smoke
-def test_failed_import_lists_every_problem_and_changes_nothing():
-    assert_broken_import_is_refused_whole(rk)
 
 
 def test_form_mismatch_gets_a_hint():

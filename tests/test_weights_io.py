@@ -1,0 +1,60 @@
+"""Canonical weights in and out of every build: one body per property, parametrized over the three
+frameworks, so a tiny config added to ``TINY_CONFIGS`` is covered in all nine builds at once.
+
+Round trips are bitwise; a strict import of a broken dict names every problem and changes nothing;
+every build's count equals the spec's, which tests/test_counts.py holds to the published figures.
+"""
+
+import pytest
+from helpers import (
+    TINY,
+    TINY_1X1,
+    TINY_BASIC,
+    assert_broken_import_is_refused_whole,
+    assert_round_trip_is_bitwise,
+)
+
+import resnext_flax as rf
+import resnext_keras as rk
+import resnext_torch as rt
+from resnext_spec import FRAMEWORKS, canonical_shapes, count_params
+
+LIBS = {"torch": rt, "keras": rk, "flax": rf}
+TINY_CONFIGS = {"tiny": TINY, "tiny_1x1": TINY_1X1, "tiny_basic": TINY_BASIC}
+
+
+def framework_param(fw: str, smoke: bool = False):
+    """The Keras case runs again on each Keras backend (its marker); ``smoke`` puts it in the fast
+    tier's pass of Keras on JAX and torch too."""
+    marks = [pytest.mark.keras, *([pytest.mark.keras_smoke] if smoke else [])] if fw == "keras" else []
+    return pytest.param(fw, marks=marks, id=fw)
+
+
+def builds():
+    for fw in FRAMEWORKS:
+        for label, config in TINY_CONFIGS.items():
+            for form in "abc" if config.block == "bottleneck" else "c":
+                yield pytest.param(
+                    fw, config, form, id=f"{fw}-{label}-{form}", marks=framework_param(fw, smoke=True).marks
+                )
+
+
+@pytest.mark.parametrize("fw, config, form", builds())
+def test_import_then_export_is_bitwise(fw, config, form):
+    assert_round_trip_is_bitwise(LIBS[fw], config, form, seed=5)
+
+
+@pytest.mark.parametrize("fw, config, form", builds())
+def test_every_build_holds_the_canonical_layout_and_the_spec_count(fw, config, form):
+    lib = LIBS[fw]
+    model = lib.create_model(config=config, form=form)
+    exported = lib.export_weights(model)
+    want = canonical_shapes(config, form)
+    assert list(exported) == list(want)
+    assert {k: v.shape for k, v in exported.items()} == want
+    assert lib.count_params(model) == count_params(config)
+
+
+@pytest.mark.parametrize("fw", [framework_param(fw, smoke=True) for fw in FRAMEWORKS])
+def test_failed_import_lists_every_problem_and_changes_nothing(fw):
+    assert_broken_import_is_refused_whole(LIBS[fw])
