@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from resnext_formats import read_source
 from resnext_spec import (
     ArchConfig,
     check_form,
@@ -37,7 +38,7 @@ from resnext_spec import to_form as convert_form
 from resnext_spec.errors import ConfigError
 from resnext_spec.frameworks import PACKAGES, check_framework
 from resnext_spec.layout import stem_spec
-from resnext_spec.sources import PREPROCESSING, Source, read_source
+from resnext_spec.sources import PREPROCESSING, Source
 from resnext_spec.tolerances import TOL, rel_error
 from resnext_spec.versions import versions
 
@@ -133,7 +134,7 @@ def load_source(source: str, seed: int = 0) -> Source:
     if not Path(source).exists():
         presets = ", ".join(list_presets())
         raise ExportError(f"{source}: not a preset, a config .json or an existing file; presets: {presets}")
-    return read_source(source)
+    return read_source(source, native=lambda fw: importlib.import_module(PACKAGES[fw]))
 
 
 def build(framework: str, config: ArchConfig, form: str, weights: dict[str, np.ndarray]):

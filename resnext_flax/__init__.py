@@ -1,7 +1,7 @@
 """ResNet / ResNeXt in Flax NNX, forms (a), (b) and (c), with canonical weight I/O."""
 
 from .engine import FlaxEngine
-from .facade import NATIVE_SUFFIX, build, predict, save_native, stage_outputs
+from .facade import NATIVE_SUFFIX, build, load_native, predict, save_native, stage_outputs
 from .model import AggregatedBottleneck, BasicBlock, Bottleneck, EarlyConcatBottleneck, ResNet, create_model
 from .train import full_fp32
 from .weights import count_params, export_weights, import_weights, load, load_msgpack, save, save_msgpack
@@ -9,6 +9,7 @@ from .weights import count_params, export_weights, import_weights, load, load_ms
 __all__ = [
     "NATIVE_SUFFIX",
     "build",
+    "load_native",
     "predict",
     "save_native",
     "stage_outputs",

@@ -11,12 +11,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from resnext_spec import ArchConfig, stage_names
+from resnext_spec import ArchConfig, CheckpointError, stage_names
 from resnext_spec.frameworks import relayout
 
 from .model import ResNet, create_model
 from .train import full_fp32
-from .weights import import_weights, save_msgpack
+from .weights import import_weights, load_msgpack, save_msgpack
 
 NATIVE_SUFFIX = ".msgpack"  # what save_native writes: flax.serialization's msgpack of the state
 
@@ -54,3 +54,12 @@ def stage_outputs(model: ResNet, x: np.ndarray, layout: str = "nchw") -> dict[st
 def save_native(model: ResNet, path: str | os.PathLike) -> None:
     """The framework's own weights file (flax.serialization msgpack with config and form), atomically."""
     save_msgpack(model, path)
+
+
+def load_native(path: str | os.PathLike, config: ArchConfig | None = None, form: str | None = None) -> ResNet:
+    """A model from :func:`save_native`'s file, which records its network and form; ``config`` and
+    ``form``, if given, must be the file's."""
+    model = load_msgpack(path)
+    if (config is not None and config != model.config) or (form is not None and form != model.form):
+        raise CheckpointError(f"{path}: holds {model.config} form ({model.form}), not what was asked")
+    return model

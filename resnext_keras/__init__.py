@@ -1,7 +1,7 @@
 """ResNet / ResNeXt in Keras 3 (TensorFlow, JAX or torch backend), forms (a), (b) and (c)."""
 
 from .engine import KerasEngine
-from .facade import NATIVE_SUFFIX, build, predict, save_native, stage_outputs
+from .facade import NATIVE_SUFFIX, build, load_native, predict, save_native, stage_outputs
 from .model import BatchNorm, ResNet, create_model, layer_name, stages_model
 from .train import TorchSGD, full_fp32
 from .weights import (
@@ -17,6 +17,7 @@ from .weights import (
 __all__ = [
     "NATIVE_SUFFIX",
     "build",
+    "load_native",
     "predict",
     "save_native",
     "stage_outputs",

@@ -17,7 +17,7 @@ from resnext_spec.frameworks import relayout
 
 from .model import ResNet, create_model, stages_model
 from .train import full_fp32
-from .weights import import_weights, save_weights_atomic
+from .weights import import_weights, load_weights_file, save_weights_atomic
 
 NATIVE_SUFFIX = ".weights.h5"  # what save_native writes: Keras 3's weights file
 
@@ -62,3 +62,9 @@ def stage_outputs(model: ResNet, x: np.ndarray, layout: str = "nchw") -> dict[st
 def save_native(model: ResNet, path: str | os.PathLike) -> None:
     """The framework's own weights file (Keras 3's ``.weights.h5``, the config in its attributes)."""
     save_weights_atomic(model, path)
+
+
+def load_native(path: str | os.PathLike, config: ArchConfig | None = None, form: str | None = None) -> ResNet:
+    """A model from a ``.weights.h5``: its network from the file's attributes, or from ``config``
+    and ``form`` for a file without them; a file that does not fit is a ``CheckpointError``."""
+    return load_weights_file(path, config, form)

@@ -23,7 +23,16 @@ from resnext_spec import (
     load_checkpoint_as,
     save_checkpoint,
 )
-from resnext_spec.checkpoint import DIGEST_KEY, H5_ERRORS, check_digest, stored_config, tensor_digest
+from resnext_spec.checkpoint import (
+    H5_CONFIG,
+    H5_DIGEST,
+    H5_ERRORS,
+    H5_FORM,
+    check_digest,
+    damaged_h5,
+    read_h5_header,
+    tensor_digest,
+)
 from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST, tensor_table
 
 from .model import ResNet, create_model, layer_name
@@ -123,31 +132,6 @@ def _save_h5(model: ResNet, tmp: str) -> None:
             os.remove(named)
 
 
-H5_CONFIG, H5_FORM, H5_DIGEST = "resnext_config", "resnext_form", f"resnext_{DIGEST_KEY}"
-
-
-def _damaged(path, e: Exception) -> CheckpointError:
-    return CheckpointError(f"{path}: not a readable Keras weights file, or damaged ({type(e).__name__}: {e})")
-
-
-def read_h5_header(path: str | os.PathLike) -> tuple[ArchConfig | None, str | None]:
-    """(config, form) stored by :func:`save_weights_atomic`, or (None, None) for another Keras file."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            if "layers" not in f:
-                raise CheckpointError(f"{path}: an HDF5 file, but not a Keras .weights.h5 file (no 'layers')")
-            config, form = f.attrs.get(H5_CONFIG), f.attrs.get(H5_FORM)
-    except CheckpointError:
-        raise
-    except H5_ERRORS as e:
-        raise _damaged(path, e) from e
-    if config is None:
-        return None, None
-    return stored_config({"config": config, "form": form}, path, "file's attributes")
-
-
 def load_weights_file(
     path: str | os.PathLike, config: ArchConfig | None = None, form: str | None = None
 ) -> ResNet:
@@ -172,7 +156,7 @@ def load_weights_file(
     try:
         got = _h5_shapes(path)
     except H5_ERRORS as e:
-        raise _damaged(path, e) from e
+        raise damaged_h5(path, e) from e
     problems = [f"missing {k}" for k in expected if k not in got]
     problems += [f"unexpected {k}" for k in got if k not in expected]
     problems += [
@@ -189,7 +173,7 @@ def load_weights_file(
         with h5py.File(path, "r") as f:
             stored = f.attrs.get(H5_DIGEST)
     except H5_ERRORS as e:
-        raise _damaged(path, e) from e
+        raise damaged_h5(path, e) from e
     check_digest(export_weights(model), stored, path)
     return model
 

@@ -1,7 +1,5 @@
-"""The error every porting reader raises on a file it cannot port."""
+"""The error resnext-port raises: the checkpoint layouts' own (``resnext_formats.PortError``)."""
 
-from resnext_spec.errors import ResNeXtError
+from resnext_formats.errors import PortError
 
-
-class PortError(ResNeXtError):
-    """A file or an argument that cannot be ported; the message says what and how to fix it."""
+__all__ = ["PortError"]

@@ -205,3 +205,31 @@ def read_safetensors(data: bytes, path: str | os.PathLike) -> dict[str, np.ndarr
         return dict(st_load(data))
     except (SafetensorError, ValueError, TypeError, OverflowError) as e:  # numpy refuses some forged shapes
         raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({e})") from e
+
+
+# What a Keras ``.weights.h5`` written by this project (``resnext_keras.save_weights_atomic``) keeps
+# in its root attributes beside Keras's own groups, which key layers by class and order only.
+H5_CONFIG, H5_FORM, H5_DIGEST = "resnext_config", "resnext_form", f"resnext_{DIGEST_KEY}"
+
+
+def damaged_h5(path, e: Exception) -> CheckpointError:
+    return CheckpointError(f"{path}: not a readable Keras weights file, or damaged ({type(e).__name__}: {e})")
+
+
+def read_h5_header(path: str | os.PathLike) -> tuple[ArchConfig | None, str | None]:
+    """(config, form) stored in a ``.weights.h5`` by this project, or (None, None) for another Keras
+    file (keras.applications'): h5py only, so telling the two apart needs no framework."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "layers" not in f:
+                raise CheckpointError(f"{path}: an HDF5 file, but not a Keras .weights.h5 file (no 'layers')")
+            config, form = f.attrs.get(H5_CONFIG), f.attrs.get(H5_FORM)
+    except CheckpointError:
+        raise
+    except H5_ERRORS as e:
+        raise damaged_h5(path, e) from e
+    if config is None:
+        return None, None
+    return stored_config({"config": config, "form": form}, path, "file's attributes")

@@ -2,7 +2,7 @@
 
 from .distributed import GlobalBatchNorm2d, convert_sync_batchnorm
 from .engine import TorchEngine
-from .facade import NATIVE_SUFFIX, build, predict, save_native, stage_outputs
+from .facade import NATIVE_SUFFIX, build, load_native, predict, save_native, stage_outputs
 from .model import AggregatedBottleneck, BasicBlock, Bottleneck, EarlyConcatBottleneck, ResNet, create_model
 from .weights import (
     count_params,
@@ -17,6 +17,7 @@ from .weights import (
 __all__ = [
     "NATIVE_SUFFIX",
     "build",
+    "load_native",
     "predict",
     "save_native",
     "stage_outputs",

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from resnext_spec import ArchConfig, stage_names
+from resnext_spec import ArchConfig, CheckpointError, stage_names
 from resnext_spec.frameworks import relayout
 
 from .model import ResNet, create_model
@@ -62,3 +62,12 @@ def stage_outputs(model: ResNet, x: np.ndarray, layout: str = "nchw") -> dict[st
 def save_native(model: ResNet, path: str | os.PathLike) -> None:
     """The framework's own weights file (a torchvision-layout ``state_dict``), written atomically."""
     save_state_dict(model, path)
+
+
+def load_native(path: str | os.PathLike, config: ArchConfig | None = None, form: str | None = None) -> ResNet:
+    """A model from :func:`save_native`'s file. A ``state_dict`` does not record its network, so
+    ``config`` says it (``resnext_formats.read`` infers it from the tensors)."""
+    if config is None:
+        raise CheckpointError(f"{path}: a state_dict does not say which network it holds; give its config")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return build(config, form or "c", weights={k: v.float().numpy() for k, v in state.items()})

@@ -15,6 +15,7 @@ and a checkpoint resumes on any number of workers.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from resnext_data import Dataset, Pipeline, channel_stats, load_dataset
+from resnext_formats import read_source
 from resnext_spec import (
     ArchConfig,
     atomic_write,
@@ -37,10 +39,10 @@ from resnext_spec import (
 from resnext_spec.checkpoint import atomic_write_bytes
 from resnext_spec.errors import ConfigError, ResNeXtError
 from resnext_spec.forms import to_form
-from resnext_spec.frameworks import check_framework
+from resnext_spec.frameworks import PACKAGES, check_framework
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import HEAD_TENSORS
-from resnext_spec.sources import PREPROCESSING, caffe_to_rgb, read_source
+from resnext_spec.sources import PREPROCESSING, caffe_to_rgb
 from resnext_spec.training import Engine, Recipe
 
 from .engines import make_engine
@@ -320,7 +322,7 @@ def _settle(framework, data, model, config, form, recipe, conv_impl, image_size,
     if init_from is None:
         config = resolve_config(model, config)
     else:
-        source = read_source(init_from)
+        source = read_source(init_from, native=lambda fw: importlib.import_module(PACKAGES[fw]))
         if model is not None or config is not None:
             _same_network(resolve_config(model, config), source.config, init_from)
         config = source.config

@@ -134,7 +134,7 @@ def test_a_bug_inside_a_reader_is_not_called_a_damaged_file(tmp_path, monkeypatc
 
     src = tmp_path / "m.pth"
     torch.save(rt.create_model("resnet18").state_dict(), src)
-    monkeypatch.setattr(sys.modules["resnext_port.port"], "infer_config", _broken)
+    monkeypatch.setattr(sys.modules["resnext_formats.read"], "infer_config", _broken)
     assert port_cli.main([str(src), str(tmp_path / "m.safetensors")]) == 3
     assert "IndexError" in capsys.readouterr().err
     assert not (tmp_path / "m.safetensors").exists()
