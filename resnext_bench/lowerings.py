@@ -64,7 +64,7 @@ def measure_layer(h: int, channels: int, groups: int, stride: int, batch: int, r
     import jax
     import jax.numpy as jnp
 
-    from resnext_flax.grouped_conv import patches_conv, split_conv, taps_conv
+    from resnext_jax import patches_conv, split_conv, taps_conv
 
     conv = {"patches": patches_conv, "taps": taps_conv, "split": split_conv}
     rng = np.random.default_rng(h + channels + stride)

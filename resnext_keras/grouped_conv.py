@@ -3,7 +3,8 @@
 :class:`GroupedConv2D` is a ``Conv2D`` (the same ``kernel`` variable, HWIO with I the
 channels of one group, the same name in ``.weights.h5``) whose convolution follows
 ``conv_impl``. Why there is a choice: ``resnext_spec.grouped``; what each lowering
-measured: docs/grouped_convolutions.md. Written in ``keras.ops`` so that it serves every backend.
+measured: docs/grouped_convolutions.md. On JAX it computes with ``resnext_jax``'s lowerings,
+Flax's own; patches and split are also written here in ``keras.ops`` for TensorFlow and torch.
 """
 
 from __future__ import annotations
@@ -223,54 +224,6 @@ def split_conv(x, w, groups: int, stride: int):
     return ops.concatenate(parts, axis=-1)
 
 
-def jax_taps_conv(x, w, groups: int, stride: int):
-    """On JAX: the grouped 'valid' conv by taps (see :func:`_taps_conv`), differentiated as split.
-
-    Taps' forward is many times faster than the others for narrow groups on XLA:CPU
-    (``resnext_spec.grouped``), so inference takes it; a pass that is differentiated runs
-    the split forward and gradient instead, which won whole-model training there.
-    """
-    import jax
-
-    @jax.custom_vjp
-    def conv(x, w):
-        return _taps_conv(x, w, groups, stride)
-
-    def forward(x, w):
-        return split_conv(x, w, groups, stride), (x, w)
-
-    def backward(residuals, dy):
-        return jax.vjp(lambda a, b: split_conv(a, b, groups, stride), *residuals)[1](dy)
-
-    conv.defvjp(forward, backward)
-    return conv(ops.convert_to_tensor(x), ops.convert_to_tensor(w))  # a Keras variable is no JAX array
-
-
-def _taps_conv(x, w, groups: int, stride: int):
-    """Grouped 'valid' conv of NHWC ``x`` with HWIO ``w`` as a sum over taps of shifted windows.
-
-    Output channel (g, o) is the sum, over kernel taps t and the group's input channels i,
-    of window t of the input (channel (g, i)) times ``w[t, i, (g, o)]``: broadcast
-    multiply-adds that XLA fuses into one pass over the input, summed in float32 at least.
-    """
-    import jax
-
-    k, _, gi, c_out = w.shape
-    _, h, wd, _ = x.shape
-    ho, wo = conv_output_size(h, k, stride, 0), conv_output_size(wd, k, stride, 0)
-    acc = "float64" if keras.backend.standardize_dtype(x.dtype) == "float64" else "float32"
-    w_t = ops.cast(ops.reshape(w, (k * k, gi, groups, c_out // groups)), acc)
-    # The barrier keeps x's producer (BN, ReLU) out of the fusion, which would recompute it per term.
-    x = jax.lax.optimization_barrier(x)
-    out = None
-    for t, window in enumerate(_windows(x, k, stride, ho, wo)):
-        window = ops.cast(ops.reshape(window, (-1, ho, wo, groups, gi)), acc)
-        for i in range(gi):
-            term = window[..., i, None] * w_t[t, i]
-            out = term if out is None else out + term
-    return ops.cast(ops.reshape(out, (-1, ho, wo, c_out)), x.dtype)
-
-
 def _windows(x, k: int, stride: int, ho: int, wo: int) -> list:
     """Window (i, j) of ``x``: the input that kernel tap (i, j) reads for every output pixel."""
     return [
@@ -325,8 +278,13 @@ class GroupedConv2D(layers.Conv2D):
         )
 
     def convolution_op(self, inputs, kernel):
-        if self.padding == "valid" and self.lowering == "taps":
-            return jax_taps_conv(inputs, kernel, self.groups, self.strides[0])
+        if self.padding == "valid" and self.lowering != "native" and keras.backend.backend() == "jax":
+            # On JAX, the lowerings Flax computes with (one implementation: resnext_jax).
+            from resnext_jax import LOWERINGS
+
+            return LOWERINGS[self.lowering](
+                inputs, ops.convert_to_tensor(kernel), self.groups, self.strides[0], 0
+            )
         if self.padding == "valid" and self.lowering == "split":
             return split_conv(inputs, kernel, self.groups, self.strides[0])
         if self.padding == "valid" and self.lowering == "patches":

@@ -179,7 +179,7 @@ class TestFlax:
         """A batch of one, and 2 x 40 x 37 pixels, in taps' forward and in the pass differentiated."""
         import jax
 
-        from resnext_flax.grouped_conv import taps_conv
+        from resnext_jax import taps_conv
 
         for batch, h, w in ((1, 7, 6), (2, 40, 37)):
             x, k, dy = case_arrays(32, 4, h, w, stride, np.float32, batch)
@@ -227,7 +227,7 @@ class TestFlax:
     def test_patches_in_chunks_of_the_batch_equal_torch_grouped_conv(self, stride, dtype):
         import jax
 
-        from resnext_flax.grouped_conv import patches_conv
+        from resnext_jax import patches_conv
 
         groups, gi, h, w, batch = CHUNKED.values()
         x, k, dy = case_arrays(groups, gi, h, w, stride, dtype, batch)
