@@ -17,7 +17,7 @@ from helpers import (
 
 import resnext_keras as rk
 from parity.keras_runner import KerasRunner
-from resnext_spec import WeightsMismatchError, canonical_shapes, get_config, random_weights
+from resnext_spec import WeightsMismatchError, canonical_shapes, get_config, layers, random_weights
 from resnext_spec.tolerances import rel_error
 
 pytestmark = pytest.mark.keras
@@ -172,3 +172,19 @@ def test_compile_and_fit_take_torch_sgd_first_step():
         assert noise32 <= 1e-2, noise32
         return
     assert fit_step_error("float64", w, x, y) <= 2.0**-22
+
+
+@pytest.mark.parametrize("form", ["a", "b", "c"])
+def test_norm_builds_every_normalisation_layer(form):
+    """Keras's norm hook (torch's ``norm_layer``, Flax's ``norm``) makes every norm of the network,
+    named and sized as the spec's norm layers, and the model computes with what it made."""
+    made = {}
+
+    def norm(name, channels, dtype):
+        made[name] = channels
+        return rk.model.BatchNorm(epsilon=1e-3, momentum=0.9, dtype=dtype, name=rk.layer_name(name))
+
+    model = rk.create_model(config=TINY, form=form, norm=norm)
+    want = {layer.name: layer.shape[0] for layer in layers(TINY, form) if layer.kind == "bn"}
+    assert made == want
+    assert all(model.get_layer(rk.layer_name(n)).epsilon == 1e-3 for n in want)
