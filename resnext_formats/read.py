@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -40,7 +40,7 @@ from resnext_spec.checkpoint import (
     read_safetensors_metadata,
 )
 from resnext_spec.config import STEMS
-from resnext_spec.layout import stem_spec
+from resnext_spec.layout import plan, stem_spec
 from resnext_spec.sources import Source
 
 from . import keras_hub_resnet, timm_resnet
@@ -82,6 +82,9 @@ class Weights(Source):
     on what was read and the input the source expects (``resnext_spec.sources.Source``)."""
 
     stride_recorded: bool = True  # False: read off tensor shapes, which cannot show where the stride sits
+    # What the caller must be told, not only noted: other networks whose files hold exactly these
+    # tensors, so that the file alone cannot say which it is (never ported in silence).
+    warnings: list[str] = field(default_factory=list)
 
 
 def format_of(path: str | os.PathLike) -> str:
@@ -379,6 +382,7 @@ def _from_state_dict(
     notes.append(f"inferred the architecture from the tensor shapes: {describe(config)}, form ({form})")
     if arch is not None:
         config = replace(config, stride_on="3x3")
+    warnings = [] if arch is not None else shared_layouts(config)
     return Weights(
         _fit(raw, config, form, path),
         config,
@@ -386,7 +390,22 @@ def _from_state_dict(
         notes,
         stride_recorded=arch is not None,
         preprocessing="imagenet",  # torchvision's and timm's ResNets; said in a note where it is assumed
+        warnings=warnings,
     )
+
+
+def shared_layouts(config: ArchConfig) -> list[str]:
+    """Who else a bare state_dict of ``config`` could be. timm's anti-aliased networks (``resnetaa*``:
+    average pooling, ``resnetblur*``: a fixed blur) replace a stem's max-pool and each strided conv's
+    stride with a pool that has no tensor, so their files hold exactly the plain network's tensors."""
+    if plan(config).stem.pool != "max":
+        return []
+    return [
+        f"this layout is also timm's anti-aliased resnetaa*/resnetblur* networks' (pools with no tensors), "
+        f"which compute another function; a bare state_dict cannot say which it is, so it ports as "
+        f"{describe(config)}. If the file is an anti-aliased one, port its hub folder or train.py "
+        "checkpoint, which name the architecture (anti-aliasing is not held yet, so it is refused by name)"
+    ]
 
 
 def _agree(stored: ArchConfig | None, asked: ArchConfig | None, path) -> ArchConfig | None:

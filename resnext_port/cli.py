@@ -68,6 +68,8 @@ def _main(argv: list[str] | None) -> int:
     )
     for note in result.notes:
         print(f"note: {note}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"ported {result.src} -> {result.dst}: {describe(result.config)}, "
         f"form ({result.src_form}) -> ({result.dst_form}) in {result.seconds:.1f} s"

@@ -12,7 +12,7 @@ import importlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,7 @@ class PortResult:
     notes: list[str]
     # --verify: each stage point's relative error (resnext_spec.stage_names), in network order
     verify_stages: dict[str, float] | None = None
+    warnings: list[str] = field(default_factory=list)  # the reader's: said on stderr, not only noted
 
     @property
     def verify_error(self) -> float | None:
@@ -193,6 +194,7 @@ def port(
         0.0,
         source.notes,
     )
+    result.warnings = list(source.warnings)
     if verify:
         say("verifying: every stage's output of the source and of the file written, each in its framework")
         back = read(dst, stride_on=source.config.stride_on)  # what a file without metadata cannot say

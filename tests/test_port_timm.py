@@ -151,3 +151,26 @@ def test_a_timm_variant_only_its_name_shows_is_refused_by_that_name(tmp_path):
     )
     with pytest.raises(PortError, match="output_stride"):
         read(tmp_path / "os16")
+
+
+def test_a_bare_state_dict_whose_layout_an_anti_aliased_network_shares_is_never_ported_in_silence(
+    tmp_path, capsys
+):
+    """timm's resnetblur50 saves exactly resnet50's tensors: its bare state_dict ports as the plain
+    network, and the command says on stderr which networks share the layout; a CIFAR-stem file,
+    which no anti-aliased network shares, ports with no such warning."""
+    from resnext_port.cli import main
+
+    blur = timm_model("resnetblur50", layers=(1, 1, 1, 1), num_classes=5)
+    torch.save(blur.state_dict(), tmp_path / "blur.pth")
+    assert main([str(tmp_path / "blur.pth"), str(tmp_path / "blur.safetensors")]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "resnetblur" in err and "resnetaa" in err
+    # The warning is the reader's, so every tool that reads the file has it, not only the command.
+    assert any("resnetblur" in w for w in read(tmp_path / "blur.pth").warnings)
+    cifar = ArchConfig(layers=(1, 1), cardinality=2, base_width=8, stem="cifar", num_classes=3)
+    torch.save(
+        {k: torch.tensor(v) for k, v in random_weights(cifar).items()},
+        tmp_path / "cifar.pth",
+    )
+    assert read(tmp_path / "cifar.pth").warnings == []
