@@ -12,6 +12,7 @@ and the moving variance updated with the unbiased batch variance.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -92,7 +93,8 @@ def fan_in_uniform(fan_in: int) -> keras.initializers.Initializer:
     return keras.initializers.RandomUniform(-bound, bound)
 
 
-NormFactory = Any  # (name, channels, dtype policy) -> a Keras layer
+# (canonical name, channels, dtype policy) -> the norm layer; None: batch_norm
+NormFactory = Callable[[str, int, keras.DTypePolicy], layers.Layer] | None
 
 
 def batch_norm(name: str, channels: int, dtype: keras.DTypePolicy) -> BatchNorm:

@@ -5,6 +5,7 @@ Round trips are bitwise; a strict import of a broken dict names every problem an
 every build's count equals the spec's, which tests/test_counts.py holds to the published figures.
 """
 
+import numpy as np
 import pytest
 from helpers import (
     TINY,
@@ -58,3 +59,20 @@ def test_every_build_holds_the_canonical_layout_and_the_spec_count(fw, config, f
 @pytest.mark.parametrize("fw", [framework_param(fw, smoke=True) for fw in FRAMEWORKS])
 def test_failed_import_lists_every_problem_and_changes_nothing(fw):
     assert_broken_import_is_refused_whole(LIBS[fw])
+
+
+@pytest.mark.parametrize("fw", [framework_param(fw) for fw in FRAMEWORKS])
+def test_the_framework_file_save_native_writes_load_native_reads_back_bitwise(fw, tmp_path):
+    """The facade's own-file pair: torch's state_dict (which needs the config back), Keras's
+    .weights.h5 and Flax's msgpack (which record it) give the same canonical weights again."""
+    from resnext_spec import random_weights
+
+    lib = LIBS[fw]
+    weights = random_weights(TINY, "b", seed=7)
+    model = lib.build(TINY, "b", weights=weights)
+    path = tmp_path / f"m{lib.NATIVE_SUFFIX}"
+    lib.save_native(model, path)
+    back = lib.load_native(path, TINY, "b")
+    assert (back.config, back.form) == (TINY, "b")
+    got = lib.export_weights(back)
+    assert list(got) == list(weights) and all(np.array_equal(got[k], weights[k]) for k in weights)
