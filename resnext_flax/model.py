@@ -23,7 +23,7 @@ from flax import nnx
 from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_config
 from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
-from resnext_spec.layout import BlockSpec, LayerSpec, ShortcutSpec, plan
+from resnext_spec.layout import AttentionSpec, BlockSpec, LayerSpec, ShortcutSpec, plan
 
 from .grouped_conv import GroupedConv
 
@@ -187,7 +187,68 @@ SHORTCUTS = {
     "conv": _projection,
     "avg_conv": _avg_projection,
 }
-ATTENTION = {"": lambda a, rngs, **dtypes: None}
+
+
+class SqueezeExcite(nnx.Module):
+    """Squeeze-and-excitation: ``x`` scaled per channel by ``sigmoid(fc2(relu(fc1(mean))))``."""
+
+    def __init__(self, a: AttentionSpec, rngs: nnx.Rngs, **dtypes) -> None:
+        fc1, fc2 = a.layers
+        self.fc1 = conv_from(fc1, rngs, **dtypes)
+        self.fc2 = conv_from(fc2, rngs, **dtypes)
+
+    def __call__(self, x):
+        s = jnp.mean(x, axis=(1, 2), keepdims=True)
+        return x * jax.nn.sigmoid(self.fc2(relu(self.fc1(s))))
+
+
+class EfficientChannelAttention(nnx.Module):
+    """ECA: ``x`` scaled per channel by the sigmoid of a 1-D conv along its pooled channels."""
+
+    def __init__(self, a: AttentionSpec, rngs: nnx.Rngs, **dtypes) -> None:
+        (layer,) = a.layers
+        k, p = layer.shape[-1], layer.padding
+        init = _uniform(1.0 / math.sqrt(k))  # nn.Conv1d's draw
+        self.conv = nnx.Conv(
+            1, 1, (k,), padding=((p, p),), use_bias=False, kernel_init=init, rngs=rngs, **dtypes
+        )
+
+    def __call__(self, x):
+        s = self.conv(jnp.mean(x, axis=(1, 2))[..., None])  # (N, C, 1): the channels are the 1-D axis
+        return x * jax.nn.sigmoid(s)[:, None, None, :, 0]
+
+
+ATTENTION = {"": lambda a, rngs, **dtypes: None, "se": SqueezeExcite, "eca": EfficientChannelAttention}
+
+
+def set_at(root: nnx.Module, name: str, module: nnx.Module) -> None:
+    """``module`` at the dotted ``name`` under ``root``, making the containers on the way: a
+    numbered slot is an ``nnx.List`` entry, the slots before it held by :class:`Skip` (timm's deep
+    stem keeps its convs at ``conv1.0``, ``conv1.3``, ``conv1.6``, its ReLUs between)."""
+    *parents, leaf = name.split(".")
+    steps = [*parents, leaf]
+    node = root
+    for part, nxt in zip(steps, steps[1:], strict=False):
+        child = getattr(node, part, None)
+        if child is None:
+            child = nnx.List([]) if nxt.isdigit() else nnx.Module()
+            setattr(node, part, child)
+        node = child
+    if leaf.isdigit():
+        while len(node) <= int(leaf):
+            node.append(Skip())
+        node[int(leaf)] = module
+    else:
+        setattr(node, leaf, module)
+
+
+def submodule(root: nnx.Module, name: str) -> nnx.Module:
+    """The module at a canonical path (``layer2.0.paths.3.conv1``, ``conv1.3``): module paths are
+    canonical names."""
+    node = root
+    for part in name.split("."):
+        node = node[int(part)] if part.isdigit() else getattr(node, part)
+    return node
 
 
 class ResidualBlock(nnx.Module):
@@ -339,11 +400,12 @@ class ResNet(nnx.Module):
         self.features_only = features_only
         p = plan(config)
         s = p.stem
-        # torchvision's names: each step's conv and norm under their canonical names (conv1, bn1).
+        # Each step's conv and norm under their canonical names: torchvision's conv1, bn1; timm's
+        # conv1.0, conv1.1, ... for a deep stem, maxpool.0, .1 for ResNet-RS's strided conv.
         self.stem_steps = tuple((step.conv.name, step.norm.name) for step in s.steps)
         for step in s.steps:
-            setattr(self, step.conv.name, conv_from(step.conv, rngs, **dtypes))
-            setattr(self, step.norm.name, norm(step.norm.shape[0], rngs=rngs, **dtypes))
+            set_at(self, step.conv.name, conv_from(step.conv, rngs, **dtypes))
+            set_at(self, step.norm.name, norm(step.norm.shape[0], rngs=rngs, **dtypes))
         self.max_pool = s.pool == "max"
         self.compute_dtype, self.param_dtype = dtype, param_dtype
         block = BasicBlock if config.block == "basic" else BLOCKS[form]
@@ -382,7 +444,7 @@ class ResNet(nnx.Module):
 
     def stem(self, x):
         for conv_name, norm_name in self.stem_steps:
-            x = relu(getattr(self, norm_name)(getattr(self, conv_name)(x)))
+            x = relu(submodule(self, norm_name)(submodule(self, conv_name)(x)))
         if self.max_pool:
             # -inf padding, as torch's MaxPool2d(3, 2, 1).
             x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))

@@ -26,13 +26,14 @@ from resnext_spec import (
 from resnext_spec.checkpoint import DIGEST_KEY, atomic_write_bytes, check_digest, stored_config, tensor_digest
 from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST, tensor_table
 
-from .model import ResNet
+from .model import ResNet, submodule
 
 # (layer kind, canonical tensor) -> the Flax variable's attribute. A registered part's own module
 # names its variables as the canonical tensors (``weight``), so it needs no entry here.
 VARIABLES = {
     ("conv", "weight"): "kernel",
     ("conv", "bias"): "bias",
+    ("conv1d", "weight"): "kernel",
     ("bn", "weight"): "scale",
     ("bn", "bias"): "bias",
     ("bn", "running_mean"): "mean",
@@ -40,14 +41,6 @@ VARIABLES = {
     ("linear", "weight"): "kernel",
     ("linear", "bias"): "bias",
 }
-
-
-def submodule(model: nnx.Module, dotted: str) -> nnx.Module:
-    """The module at a canonical path (``layer2.0.paths.3.conv1``): module paths are canonical names."""
-    node = model
-    for part in dotted.split("."):
-        node = node[int(part)] if part.isdigit() else getattr(node, part)
-    return node
 
 
 def weight_table(model: ResNet) -> list[tuple[str, nnx.Variable, str]]:

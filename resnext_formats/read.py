@@ -41,6 +41,7 @@ from resnext_spec.checkpoint import (
 )
 from resnext_spec.config import STEMS
 from resnext_spec.layout import plan, stem_spec
+from resnext_spec.parts import make_divisible
 from resnext_spec.sources import Source
 
 from . import keras_hub_resnet, timm_resnet
@@ -128,15 +129,23 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
     Read off the tensors: the stem kernel (7: ImageNet stem, 3: CIFAR stem), the
     blocks per stage, the block type (a conv3 or not), the cardinality (form c:
     the grouped conv's channels per group; a/b: the number of paths), the width
-    per path, the classes (0, headless, when there is no ``fc``). Where the stride sits
-    (1x1 or 3x3) leaves no trace in the weights; it is taken from a preset that matches,
-    else torchvision's 3x3.
+    per path, the classes (0, headless, when there is no ``fc``), and timm's variants by their
+    tensor names: a deep stem (``conv1.0``, tiered when its first conv is narrower than its
+    second), ResNet-RS's strided conv for the max-pool (``maxpool.0``), average-pooled
+    shortcuts (``downsample.2``), SE (``se.fc1``, its reduction from the widths) and ECA
+    (``se.conv``). Where the stride sits (1x1 or 3x3) leaves no trace in the weights; it is
+    taken from a preset that matches, else torchvision's 3x3.
     """
     names = [n for n in weights if not n.endswith("num_batches_tracked")]
     form = form or infer_form(names)
     shape = {n: tuple(np.shape(weights[n])) for n in names}
     try:
-        stem_width, in_channels, k, _ = shape["conv1.weight"]
+        variant = _variant_fields(names, shape)
+        if variant.get("stem_type"):  # a deep stem: ImageNet's, as timm has it
+            in_channels, k = shape["conv1.0.weight"][1], 7
+            stem_width = shape["conv1.3.weight"][0]
+        else:
+            stem_width, in_channels, k, _ = shape["conv1.weight"]
         num_classes = shape["fc.weight"][0] if "fc.weight" in shape else 0  # none: a headless backbone
         stages = sorted({int(m.group(1)) for n in names if (m := re.match(r"layer(\d+)\.", n))})
         layers = tuple(
@@ -171,6 +180,7 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
             stem_width=stem_width,
             num_classes=num_classes,
             in_channels=in_channels,
+            **variant,
         )
     except ConfigError as e:
         raise PortError(f"cannot infer the architecture from these tensors ({e}); pass --model") from e
@@ -182,6 +192,32 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
             config = replace(config, stride_on=base.stride_on)
             break
     return config, form
+
+
+def _variant_fields(names: list[str], shape: dict[str, tuple[int, ...]]) -> dict:
+    """The ArchConfig fields of timm's variants that the tensor names show (empty: the plain network)."""
+    fields: dict = {}
+    if "conv1.0.weight" in shape:
+        tiered = shape["conv1.0.weight"][0] != shape["conv1.3.weight"][0]
+        fields["stem_type"] = "deep_tiered" if tiered else "deep"
+    if "maxpool.0.weight" in shape:
+        fields["replace_stem_pool"] = True
+    if any(n.endswith(".downsample.2.running_var") for n in names):
+        fields["avg_down"] = True
+    if any(n.endswith(".se.conv.weight") for n in names):
+        fields["attn_layer"] = "eca"
+    fc1 = next((shape[n] for n in names if n.endswith(".se.fc1.weight")), None)
+    if fc1 is not None:
+        rd, channels = fc1[:2]
+        ratio = next((r for r in SE_RATIOS if make_divisible(channels * r) == rd), None)
+        if ratio is None:
+            raise ValueError(f"SE reduces {channels} channels to {rd}, which no ratio of {SE_RATIOS} gives")
+        fields |= dict(attn_layer="se", attn_rd_ratio=ratio)
+    return fields
+
+
+# SE's reductions in timm's ResNets: 1/16 (SE-ResNet, SE-ResNeXt), 1/4 (ResNet-RS).
+SE_RATIOS = (1 / 16, 1 / 4)
 
 
 # ---- reading --------------------------------------------------------------------------------
@@ -382,6 +418,15 @@ def _from_state_dict(
     notes.append(f"inferred the architecture from the tensor shapes: {describe(config)}, form ({form})")
     if arch is not None:
         config = replace(config, stride_on="3x3")
+        named = timm_resnet.preset_name(arch)
+        if named is not None:
+            preset = replace(
+                get_config(named), num_classes=config.num_classes, in_channels=config.in_channels
+            )
+            if preset != config:
+                raise PortError(
+                    f"{path}: the file names timm's {arch}, but its tensors are {describe(config)}"
+                )
     warnings = [] if arch is not None else shared_layouts(config)
     return Weights(
         _fit(raw, config, form, path),

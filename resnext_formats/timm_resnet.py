@@ -1,15 +1,16 @@
 """timm ResNet / ResNeXt checkpoints: which ones port exactly, and a refusal naming the rest.
 
-timm's plain ResNets (``resnet18`` ... ``resnet152``, ``resnext50_32x4d``,
-``wide_resnet50_2``, ...) keep torchvision's tensor names and put the stride in the
-3x3, so their ``state_dict`` is read as torchvision's. timm also has many variants
-``ArchConfig`` cannot express. Most show in the tensor names (a deep stem, an
-average-pooled shortcut, squeeze-and-excitation, selective kernels, GroupNorm); some
-do not: an anti-aliased ``resnetaa50`` or ``resnetblur50`` has exactly ``resnet50``'s
-tensors and computes something else. Only the architecture name tells those apart,
-and timm writes it in two places this module reads: a training checkpoint's
-``arch`` (``train.py``) and a hub folder's ``config.json`` (``save_for_hf``).
-A bare state_dict has neither; it ports by its tensors, and docs/porting.md says so.
+timm's ResNets keep torchvision's tensor names and put the stride in the 3x3, so their
+``state_dict`` is read as torchvision's. Its variants show in the tensor names, and those this
+project holds are read off them (``read.infer_config``): a deep stem (``conv1.0``), ResNet-RS's
+strided conv in the max-pool's place (``maxpool.0``), an average-pooled shortcut
+(``downsample.2``), SE (``se.fc1``) and ECA (``se.conv``). Others show in the names too and are
+refused (selective kernels, GroupNorm); some do not: an anti-aliased ``resnetaa50`` or
+``resnetblur50`` has exactly ``resnet50``'s tensors and computes something else. Only the
+architecture name tells those apart, and timm writes it in two places this module reads: a
+training checkpoint's ``arch`` (``train.py``) and a hub folder's ``config.json``
+(``save_for_hf``). A bare state_dict has neither; it ports by its tensors, with a warning, and
+docs/porting.md says so.
 """
 
 from __future__ import annotations
@@ -19,35 +20,30 @@ import os
 import re
 from pathlib import Path
 
+from resnext_spec import list_presets
+
 from .errors import PortError
 
 TIMM_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 # What a name shows that ArchConfig cannot hold, and what it is in timm's words.
 VARIANT_NAMES = (
-    (re.compile(r"^conv1\.\d+\."), "a deep stem (conv1.0, conv1.1, ...: three 3x3 convs; timm's c/d/s/t)"),
-    (re.compile(r"\.downsample\.2\."), "an average-pooled shortcut (downsample.1 is its conv; timm's d)"),
-    (re.compile(r"\.se\.fc\d\."), "squeeze-and-excitation (se.fc1/fc2; timm's se*)"),
-    (re.compile(r"\.se\.conv\."), "efficient channel attention (se.conv; timm's eca*)"),
     (re.compile(r"\.conv2\.paths\.\d+\.conv\."), "selective kernels (conv2.paths; timm's sk*)"),
     (re.compile(r"\.aa\."), "anti-aliased downsampling (aa; timm's resnetblur*/resnetaa*)"),
 )
-# Words in a timm architecture name, and what they add (for names the tensors cannot tell).
+# Words in a timm architecture name this project does not hold, and what they add.
 VARIANT_WORDS = (
     (re.compile(r"aa"), "anti-aliased downsampling (a pool before each strided conv)"),
     (re.compile(r"blur"), "blur pooling"),
-    (re.compile(r"^se|^seresnext"), "squeeze-and-excitation"),
-    (re.compile(r"^eca"), "efficient channel attention"),
     (re.compile(r"^sk"), "selective kernels"),
     (re.compile(r"_gn\b|_gn$"), "GroupNorm"),
-    (re.compile(r"\d+[cdst](_|$)"), "a deep stem or an average-pooled shortcut"),
-    (re.compile(r"rs\d"), "ResNet-RS (deep stem, squeeze-and-excitation)"),
+    (re.compile(r"pruned"), "pruned widths"),
+    (re.compile(r"^senet"), "SENet's stem and shortcuts"),
 )
-# timm architectures ArchConfig holds: the plain families, named with no suffix.
-PLAIN = re.compile(r"(resnet\d+|resnext\d+_\d+x\d+d|wide_resnet\d+_2)")
 # create_model arguments a hub folder may record that the tensors show, or that act in training only.
 HARMLESS_ARGS = {
-    "layers", "cardinality", "base_width", "num_classes", "in_chans", "stem_width",
+    "layers", "cardinality", "base_width", "num_classes", "in_chans", "stem_width", "stem_type",
+    "avg_down", "replace_stem_pool",
     "drop_rate", "drop_path_rate", "drop_block_rate", "zero_init_last", "pretrained_cfg",
 }  # fmt: skip
 
@@ -65,16 +61,22 @@ def variant_in_names(names: list[str]) -> str | None:
     return "; ".join(found) or None
 
 
+def preset_name(arch: str) -> str | None:
+    """The preset a timm architecture name is (``resnet50d.ra2_in1k`` -> ``resnet50d``), or None."""
+    base = arch.split(".", 1)[0]
+    return base if base in list_presets() else None
+
+
 def check_arch(arch: str, where: str) -> None:
-    """Refuse a timm architecture name that is not a plain ResNet / ResNeXt."""
-    base = arch.split(".", 1)[0]  # 'resnet50.a1_in1k' -> 'resnet50'
-    if PLAIN.fullmatch(base):
+    """Refuse a timm architecture name that is none of this project's presets."""
+    if preset_name(arch) is not None:
         return
+    base = arch.split(".", 1)[0]
     what = [w for pattern, w in VARIANT_WORDS if pattern.search(base)]
     raise TimmError(
-        f"{where}: timm's {base!r} is not a plain ResNet/ResNeXt"
+        f"{where}: timm's {base!r} is not a network this project holds"
         + (f" ({'; '.join(what)})" if what else "")
-        + ": this project holds timm's resnet*, resnext*_*x*d and wide_resnet*_2 only"
+        + ": it holds the timm ResNets its presets name (docs/porting.md lists them)"
     )
 
 

@@ -21,7 +21,7 @@ from keras import layers, ops
 from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_config
 from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
-from resnext_spec.layout import BlockSpec, LayerSpec, ShortcutSpec, StemSpec, plan
+from resnext_spec.layout import AttentionSpec, BlockSpec, LayerSpec, ShortcutSpec, StemSpec, plan
 
 from .grouped_conv import GroupedConv2D
 
@@ -192,7 +192,32 @@ def _avg_projection(f: Layers, x, s: ShortcutSpec):
 
 
 SHORTCUTS = {"identity": lambda f, x, s: x, "conv": _projection, "avg_conv": _avg_projection}
-ATTENTION = {"": lambda f, x, a: x}
+
+
+def _squeeze_excite(f: Layers, x, a: AttentionSpec):
+    """Squeeze-and-excitation: ``x`` scaled per channel by ``sigmoid(fc2(relu(fc1(mean))))``."""
+    fc1, fc2 = a.layers
+    s = layers.GlobalAveragePooling2D(keepdims=True, dtype=f.dtype, name=layer_name(f"{a.name}.pool"))(x)
+    s = f.relu(f"{a.name}.relu")(f.conv_from(s, fc1))
+    s = layers.Activation("sigmoid", dtype=f.dtype, name=layer_name(f"{a.name}.gate"))(f.conv_from(s, fc2))
+    return layers.Multiply(dtype=f.dtype, name=layer_name(f"{a.name}.scale"))([x, s])
+
+
+def _efficient_channel_attention(f: Layers, x, a: AttentionSpec):
+    """ECA: ``x`` scaled per channel by the sigmoid of a 1-D conv along its pooled channels."""
+    (layer,) = a.layers
+    k, n = layer.shape[-1], f"{a.name}.conv"
+    s = layers.GlobalAveragePooling2D(dtype=f.dtype, name=layer_name(f"{a.name}.pool"))(x)
+    s = layers.Reshape((a.channels, 1), dtype=f.dtype, name=layer_name(f"{a.name}.along"))(s)
+    s = layers.ZeroPadding1D(layer.padding, dtype=f.dtype, name=layer_name(f"{n}.pad"))(s)
+    init = fan_in_uniform(k)  # nn.Conv1d's draw
+    s = layers.Conv1D(1, k, use_bias=False, kernel_initializer=init, dtype=f.dtype, name=layer_name(n))(s)
+    s = layers.Activation("sigmoid", dtype=f.dtype, name=layer_name(f"{a.name}.gate"))(s)
+    s = layers.Reshape((1, 1, a.channels), dtype=f.dtype, name=layer_name(f"{a.name}.back"))(s)
+    return layers.Multiply(dtype=f.dtype, name=layer_name(f"{a.name}.scale"))([x, s])
+
+
+ATTENTION = {"": lambda f, x, a: x, "se": _squeeze_excite, "eca": _efficient_channel_attention}
 
 
 def path(f: Layers, x, b: BlockSpec, p: int, with_conv3: bool):

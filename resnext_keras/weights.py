@@ -42,6 +42,7 @@ from .model import ResNet, create_model, layer_name
 VARIABLES = {
     ("conv", "weight"): "kernel",
     ("conv", "bias"): "bias",
+    ("conv1d", "weight"): "kernel",
     ("bn", "weight"): "gamma",
     ("bn", "bias"): "beta",
     ("bn", "running_mean"): "moving_mean",

@@ -20,6 +20,7 @@ from .parts import ATTENTION
 
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("imagenet", "cifar")
+STEM_TYPES = ("", "deep", "deep_tiered")
 STRIDE_ON = ("3x3", "1x1")
 FORMS = ("a", "b", "c")
 
@@ -33,10 +34,14 @@ class ArchConfig:
 
     ``cardinality`` (C) and ``base_width`` (d) follow torchvision's
     ``groups`` and ``width_per_group``: ResNet is C=1, d=64. ``num_classes=0`` is a
-    headless backbone (``headless``). The variant fields carry timm's names: ``avg_down``
-    average-pools before each strided projection shortcut's 1x1 conv (ResNet-D);
-    ``attn_layer`` names the attention part after each block's last norm ("" for none; the
-    kinds registered in ``resnext_spec.parts.ATTENTION``).
+    headless backbone (``headless``). The variant fields carry timm's names: ``stem_type``
+    "deep" puts three 3x3 convs of ``stem_width``, ``stem_width``, ``2 * stem_width`` in place of
+    the stem's one conv ("deep_tiered": ``3 * (stem_width // 4)``, ``stem_width``, ``2 *
+    stem_width``); ``replace_stem_pool`` makes the ImageNet stem's max-pool a strided 3x3 conv,
+    BN and ReLU (ResNet-RS); ``avg_down`` average-pools before each strided projection
+    shortcut's 1x1 conv (ResNet-D); ``attn_layer`` names the attention part after each block's
+    last norm ("" for none, "se", "eca": ``resnext_spec.parts.ATTENTION``), and
+    ``attn_rd_ratio`` is SE's reduction (1/16; ResNet-RS 1/4).
     """
 
     block: str = "bottleneck"
@@ -48,8 +53,11 @@ class ArchConfig:
     stride_on: str = "3x3"
     num_classes: int = 1000
     in_channels: int = 3
+    stem_type: str = ""
+    replace_stem_pool: bool = False
     avg_down: bool = False
     attn_layer: str = ""
+    attn_rd_ratio: float = 1 / 16
 
     @property
     def headless(self) -> bool:
@@ -64,9 +72,18 @@ class ArchConfig:
         _check_choice("block", self.block, BLOCKS)
         _check_choice("stem", self.stem, STEMS)
         _check_choice("stride_on", self.stride_on, STRIDE_ON)
+        _check_choice("stem_type", self.stem_type, STEM_TYPES)
         _check_choice("attn_layer", self.attn_layer, tuple(ATTENTION))
-        if not isinstance(self.avg_down, bool):
-            raise ConfigError(f"avg_down must be true or false, got {self.avg_down!r}")
+        for name in ("avg_down", "replace_stem_pool"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.replace_stem_pool and self.stem != "imagenet":
+            raise ConfigError(
+                "replace_stem_pool replaces the ImageNet stem's max-pool; the CIFAR stem has none"
+            )
+        ratio = self.attn_rd_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
+            raise ConfigError(f"attn_rd_ratio must be a number in (0, 1], got {ratio!r}")
         if (
             not isinstance(self.layers, tuple)
             or not self.layers
@@ -184,6 +201,89 @@ PRESETS: dict[str, ArchConfig] = {
     "resnext26_16x8d": ArchConfig(layers=(2, 2, 2, 2), cardinality=16, base_width=8, **_CIFAR),
     "resnext26_32x4d": ArchConfig(layers=(2, 2, 2, 2), cardinality=32, base_width=4, **_CIFAR),
 }
+
+# The presets of the project's own design: torchvision's, the paper's, the CIFAR family.
+DESIGN_PRESETS = tuple(PRESETS)
+
+# timm's models/resnet.py: the variants its names stand for, in ArchConfig's fields (timm's own
+# names). "c": deep stem; "s": deep stem 64 wide; "d": deep stem and avg_down; "t": the tiered deep
+# stem and avg_down; "se"/"eca": attention; "rs": ResNet-RS. Parameter counts equal timm's, model by
+# model (tests/test_variants.py); the anti-aliased, GroupNorm, pruned and SENet-154 models are not here.
+_C = dict(stem_width=32, stem_type="deep")
+_S = dict(stem_width=64, stem_type="deep")
+_D = dict(stem_width=32, stem_type="deep", avg_down=True)
+_T = dict(stem_width=32, stem_type="deep_tiered", avg_down=True)
+_RS = dict(_D, replace_stem_pool=True, attn_layer="se", attn_rd_ratio=0.25)
+_SE = dict(attn_layer="se")
+_ECA = dict(attn_layer="eca")
+_L18, _L34, _L26, _L50 = (2, 2, 2, 2), (3, 4, 6, 3), (2, 2, 2, 2), (3, 4, 6, 3)
+_L101, _L152, _L200, _L269 = (3, 4, 23, 3), (3, 8, 36, 3), (3, 24, 36, 3), (3, 30, 48, 8)
+_X32x4 = dict(cardinality=32, base_width=4)
+
+
+def _timm(layers: tuple[int, ...], block: str = "bottleneck", **fields: Any) -> ArchConfig:
+    return ArchConfig(block=block, layers=layers, **fields, **_IMAGENET)
+
+
+TIMM_PRESETS: dict[str, ArchConfig] = {
+    "resnet10t": _timm((1, 1, 1, 1), "basic", **_T),
+    "resnet14t": _timm((1, 1, 1, 1), **_T),
+    "resnet18d": _timm(_L18, "basic", **_D),
+    "resnet34d": _timm(_L34, "basic", **_D),
+    "resnet26": _timm(_L26),
+    "resnet26t": _timm(_L26, **_T),
+    "resnet26d": _timm(_L26, **_D),
+    "resnet50c": _timm(_L50, **_C),
+    "resnet50d": _timm(_L50, **_D),
+    "resnet50s": _timm(_L50, **_S),
+    "resnet50t": _timm(_L50, **_T),
+    "resnet101c": _timm(_L101, **_C),
+    "resnet101d": _timm(_L101, **_D),
+    "resnet101s": _timm(_L101, **_S),
+    "resnet152c": _timm(_L152, **_C),
+    "resnet152d": _timm(_L152, **_D),
+    "resnet152s": _timm(_L152, **_S),
+    "resnet200": _timm(_L200),
+    "resnet200d": _timm(_L200, **_D),
+    "wide_resnet101_2": _timm(_L101, base_width=128),
+    "resnext50d_32x4d": _timm(_L50, **_X32x4, **_D),
+    "resnext101_32x16d": _timm(_L101, cardinality=32, base_width=16),
+    "resnext101_32x32d": _timm(_L101, cardinality=32, base_width=32),
+    "ecaresnet26t": _timm(_L26, **_T, **_ECA),
+    "ecaresnet50d": _timm(_L50, **_D, **_ECA),
+    "ecaresnet50t": _timm(_L50, **_T, **_ECA),
+    # timm's stem_width sizes deep stems only: its 7x7 stem is 64 wide whatever stem_width says.
+    "ecaresnetlight": _timm((1, 1, 11, 3), avg_down=True, **_ECA),
+    "ecaresnet101d": _timm(_L101, **_D, **_ECA),
+    "ecaresnet200d": _timm(_L200, **_D, **_ECA),
+    "ecaresnet269d": _timm(_L269, **_D, **_ECA),
+    "ecaresnext26t_32x4d": _timm(_L26, **_X32x4, **_T, **_ECA),
+    "ecaresnext50t_32x4d": _timm(_L50, **_X32x4, **_T, **_ECA),
+    "seresnet18": _timm(_L18, "basic", **_SE),
+    "seresnet34": _timm(_L34, "basic", **_SE),
+    "seresnet50": _timm(_L50, **_SE),
+    "seresnet50t": _timm(_L50, **_T, **_SE),
+    "seresnet101": _timm(_L101, **_SE),
+    "seresnet152": _timm(_L152, **_SE),
+    "seresnet152d": _timm(_L152, **_D, **_SE),
+    "seresnet200d": _timm(_L200, **_D, **_SE),
+    "seresnet269d": _timm(_L269, **_D, **_SE),
+    "seresnext26d_32x4d": _timm(_L26, **_X32x4, **_D, **_SE),
+    "seresnext26t_32x4d": _timm(_L26, **_X32x4, **_T, **_SE),
+    "seresnext50_32x4d": _timm(_L50, **_X32x4, **_SE),
+    "seresnext101_32x4d": _timm(_L101, **_X32x4, **_SE),
+    "seresnext101_32x8d": _timm(_L101, cardinality=32, base_width=8, **_SE),
+    "seresnext101d_32x8d": _timm(_L101, cardinality=32, base_width=8, **_D, **_SE),
+    "seresnext101_64x4d": _timm(_L101, cardinality=64, base_width=4, **_SE),
+    "resnetrs50": _timm(_L50, **_RS),
+    "resnetrs101": _timm(_L101, **_RS),
+    "resnetrs152": _timm(_L152, **_RS),
+    "resnetrs200": _timm(_L200, **_RS),
+    "resnetrs270": _timm((4, 29, 53, 4), **_RS),
+    "resnetrs350": _timm((4, 36, 72, 4), **_RS),
+    "resnetrs420": _timm((4, 44, 87, 4), **_RS),
+}
+PRESETS.update(TIMM_PRESETS)
 
 
 def list_presets() -> list[str]:

@@ -31,6 +31,14 @@ def _conv(layer: LayerSpec, size: int) -> tuple[int, int]:
     return out, out * out * math.prod(layer.shape)
 
 
+def _pooled_macs(layer: LayerSpec, channels: int) -> int:
+    """An attention layer's multiply-adds on pooled features: a 1x1 conv's weights once each, a
+    1-D conv's taps once per channel (it slides along them)."""
+    if layer.kind == "conv1d":
+        return channels * math.prod(layer.shape)
+    return math.prod(layer.shape) if layer.kind in ("conv", "linear") else 0
+
+
 def count_flops(config: ArchConfig, image_size: int | None = None) -> int:
     """Multiply-adds of one forward pass on a square ``image_size`` input (default: the size the
     stem is made for, 224 for ImageNet stems and 32 for CIFAR's).
@@ -52,7 +60,7 @@ def count_flops(config: ArchConfig, image_size: int | None = None) -> int:
             if layer.kind == "conv":
                 h, m = _conv(layer, h)
                 macs += m
-        macs += sum(math.prod(layer.shape) for layer in b.attention.layers if layer.kind == "conv")
+        macs += sum(_pooled_macs(layer, b.out_channels) for layer in b.attention.layers)
         if b.shortcut.conv is not None:
             macs += _conv(b.shortcut.conv, -(-size // b.stride) if b.shortcut.pools else size)[1]
         size = h

@@ -21,8 +21,8 @@ def _seeded_weights(
     bn: Callable[[np.random.Generator, str, int], dict],
     other: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray],
 ) -> dict[str, np.ndarray]:
-    """Convs He-normal (fan-out) with any bias U(+-1/sqrt(fan_in)), the linear layer
-    U(+-1/sqrt(in)), BN tensors from ``bn``, a registered part's own tensors from ``other``.
+    """Convs He-normal (fan-out) with any bias U(+-1/sqrt(fan_in)), 1-D convs and the linear
+    layer U(+-1/sqrt(fan_in)), BN tensors from ``bn``, a registered part's own tensors from ``other``.
 
     Drawn in form (c), layer by layer in canonical order, and converted, so every form
     gets the same function from the same seed.
@@ -39,6 +39,10 @@ def _seeded_weights(
             if layer.bias:  # nn.Conv2d's own draw, U(+-1/sqrt(fan_in)): never zero, so never hides
                 bound = 1.0 / np.sqrt(i * kh * kw)
                 out[f"{n}.bias"] = rng.uniform(-bound, bound, o).astype(np.float32)
+        elif layer.kind == "conv1d":  # ECA's: nn.Conv1d's own draw, U(+-1/sqrt(fan_in)), no bias
+            o, i, k = layer.shape
+            bound = 1.0 / np.sqrt(i * k)
+            out[f"{n}.weight"] = rng.uniform(-bound, bound, layer.shape).astype(np.float32)
         elif layer.kind == "bn":
             out |= {f"{n}.{k}": v.astype(np.float32) for k, v in bn(rng, n, layer.shape[0]).items()}
         elif layer.kind == "linear":

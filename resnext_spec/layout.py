@@ -37,14 +37,28 @@ def stem_spec(config: ArchConfig) -> StemSpec:
     """The stem of ``config``: the one place that decides what each stem kind is.
 
     "imagenet": a 7x7/2 conv, BN, ReLU, 3x3/2 max-pool (made for 224 px). "cifar": a 3x3/1
-    conv, BN, ReLU (made for 32 px).
+    conv, BN, ReLU (made for 32 px). ``stem_type`` "deep"/"deep_tiered" makes the conv three
+    3x3 convs, the first carrying the stride, named as in timm's ``nn.Sequential``: ``conv1.0``,
+    ``conv1.1``, ``conv1.3``, ``conv1.4``, ``conv1.6`` and ``bn1``. ``replace_stem_pool`` makes
+    the max-pool a 3x3/2 conv, BN and ReLU at ``maxpool.0``, ``maxpool.1``.
     """
     c_in, w = config.in_channels, config.stem_width
-    if config.stem == "imagenet":
-        return StemSpec(
-            "imagenet", (ConvNorm(conv_layer("conv1", c_in, w, 7, 2), norm_layer("bn1", w)),), "max", 224
+    imagenet = config.stem == "imagenet"
+    stride = 2 if imagenet else 1
+    if config.stem_type:
+        widths = (3 * (w // 4) if config.stem_type == "deep_tiered" else w, w, 2 * w)
+        steps = (
+            ConvNorm(conv_layer("conv1.0", c_in, widths[0], 3, stride), norm_layer("conv1.1", widths[0])),
+            ConvNorm(conv_layer("conv1.3", widths[0], widths[1], 3), norm_layer("conv1.4", widths[1])),
+            ConvNorm(conv_layer("conv1.6", widths[1], widths[2], 3), norm_layer("bn1", widths[2])),
         )
-    return StemSpec("cifar", (ConvNorm(conv_layer("conv1", c_in, w, 3, 1), norm_layer("bn1", w)),), None, 32)
+    else:
+        steps = (ConvNorm(conv_layer("conv1", c_in, w, 7 if imagenet else 3, stride), norm_layer("bn1", w)),)
+    out = steps[-1].conv.shape[0]
+    if config.replace_stem_pool:
+        steps += (ConvNorm(conv_layer("maxpool.0", out, out, 3, 2), norm_layer("maxpool.1", out)),)
+    pool = "max" if imagenet and not config.replace_stem_pool else None
+    return StemSpec(config.stem, steps, pool, 224 if imagenet else 32)
 
 
 def check_image_size(config: ArchConfig) -> int:
@@ -147,7 +161,7 @@ def plan(config: ArchConfig) -> Plan:
                     cardinality=config.cardinality,
                     path_width=path_width,
                     shortcut=shortcut_spec(name, in_ch, out_ch, stride, config.avg_down),
-                    attention=ATTENTION[config.attn_layer](name, out_ch),
+                    attention=ATTENTION[config.attn_layer](name, out_ch, config.attn_rd_ratio),
                 )
             )
             in_ch = out_ch
@@ -273,15 +287,18 @@ def is_running_stat(name: str) -> bool:
 
 
 # Canonical (torch) layout <-> the channels-last layout that Keras and Flax share:
-# conv kernels OIHW <-> HWIO, linear (out, in) <-> (in, out). Transposes only, so
-# both directions are exact. Each framework keeps its own variable names.
+# conv kernels OIHW <-> HWIO, 1-D kernels (out, in, k) <-> (k, in, out), linear (out, in) <->
+# (in, out). Transposes only, so both directions are exact. Each framework keeps its own
+# variable names.
 TO_CHANNELS_LAST = {
     "conv": lambda a: a.transpose(2, 3, 1, 0),
+    "conv1d": lambda a: a.transpose(2, 1, 0),
     "linear": lambda a: a.T,
     "same": lambda a: a,
 }
 FROM_CHANNELS_LAST = {
     "conv": lambda a: a.transpose(3, 2, 0, 1),
+    "conv1d": lambda a: a.transpose(2, 1, 0),
     "linear": lambda a: a.T,
     "same": lambda a: a,
 }

@@ -11,6 +11,7 @@ framework package: docs/development.md, "Adding an architecture part", walks thr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,12 +20,13 @@ BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 BN_STATS = ("running_mean", "running_var")
 KIND_TENSORS: dict[str, tuple[str, ...]] = {
     "conv": ("weight",),
+    "conv1d": ("weight",),  # (out, in, k): ECA's conv along the channels
     "bn": BN_TENSORS,
     "linear": ("weight", "bias"),
 }
 # Kinds whose weight is laid out differently in channels-last frameworks (``layout.TO_CHANNELS_LAST``);
 # every other tensor (BN's, biases, a part's per-channel vectors) is the same in every framework.
-LAID_OUT_KINDS = ("conv", "linear")
+LAID_OUT_KINDS = ("conv", "conv1d", "linear")
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,11 @@ class ConvNorm:
 class StemSpec:
     """The stem: a sequence of conv + norm + ReLU steps, then an optional pool.
 
-    ``pool`` is "max" (3x3/2, padding 1) or None. ``reduction`` is how much smaller the stem's
-    output is than its input, and ``image_size`` the input size a model of this stem is made
-    for (224 for ImageNet stems, 32 for CIFAR's): every tool reads these two rather than deciding
-    by the stem's name.
+    ``pool`` is "max" (3x3/2, padding 1) or None. A step's layers may sit in a container, as
+    timm's deep stem has them (``conv1.0``, ``conv1.1``, ..., the ReLUs in the slots between).
+    ``reduction`` is how much smaller the stem's output is than its input, and ``image_size``
+    the input size a model of this stem is made for (224 for ImageNet stems, 32 for CIFAR's):
+    every tool reads these two rather than deciding by the stem's name.
     """
 
     kind: str  # the ArchConfig's ``stem``, for display
@@ -171,9 +174,9 @@ def shortcut_spec(block: str, c_in: int, c_out: int, stride: int, avg_down: bool
 class AttentionSpec:
     """A part acting on all of a block's channels after its last norm, before the residual add.
 
-    ``kind`` "" is none. ``name`` is the canonical module name (e.g. ``layer1.0.se``) and
-    ``channels`` the block's output channels. In forms (a) and (b) it acts on the aggregated
-    output exactly as in (c), so its layers are the same in every form.
+    ``kind`` "" is none. ``name`` is the canonical module name (timm's ``layer1.0.se``, whatever
+    the kind) and ``channels`` the block's output channels. In forms (a) and (b) it acts on the
+    aggregated output exactly as in (c), so its layers are the same in every form.
     """
 
     kind: str
@@ -182,9 +185,47 @@ class AttentionSpec:
     layers: tuple[LayerSpec, ...] = ()
 
 
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """``v`` to the nearest multiple of ``divisor``, at least ``divisor``: timm's rule for SE's
+    reduced width (its ``make_divisible`` with ``round_limit=0``), so 64 / 16 = 4 becomes 8."""
+    return max(divisor, int(v + divisor / 2) // divisor * divisor)
+
+
+def se_spec(block: str, channels: int, rd_ratio: float) -> AttentionSpec:
+    """Squeeze-and-excitation (timm's ``SEModule``): global average pool, 1x1 conv down to
+    ``make_divisible(channels * rd_ratio)``, ReLU, 1x1 conv back, sigmoid, times the input.
+    Both convs carry biases."""
+    name = f"{block}.se"
+    rd = make_divisible(channels * rd_ratio)
+    fc1 = conv_layer(f"{name}.fc1", channels, rd, 1, bias=True)
+    fc2 = conv_layer(f"{name}.fc2", rd, channels, 1, bias=True)
+    return AttentionSpec("se", name, channels, (fc1, fc2))
+
+
+def eca_kernel(channels: int, gamma: float = 2, beta: float = 1) -> int:
+    """ECA's kernel size from the channel count (the paper's ``|log2(C) / gamma + b / gamma|``,
+    made odd, at least 3): 3 for 64 and 128 channels, 5 for 256 to 2048."""
+    t = int(abs(math.log(channels, 2) + beta) / gamma)
+    return max(t if t % 2 else t + 1, 3)
+
+
+def eca_spec(block: str, channels: int, rd_ratio: float) -> AttentionSpec:
+    """Efficient channel attention (timm's ``EcaModule``): global average pool, a bias-free 1-D
+    conv of ``eca_kernel(channels)`` taps along the channels (zero padded), sigmoid, times the
+    input. ``rd_ratio`` is not used: ECA has no reduction."""
+    name = f"{block}.se"
+    k = eca_kernel(channels)
+    return AttentionSpec(
+        "eca", name, channels, (LayerSpec(f"{name}.conv", "conv1d", (1, 1, k), padding=k // 2),)
+    )
+
+
 # ArchConfig.attn_layer (timm's name) -> the spec of that part for one block: (block name,
-# channels) -> AttentionSpec. Register a new kind here and a factory in each framework.
-AttentionBuilder = Callable[[str, int], AttentionSpec]
+# channels, ArchConfig.attn_rd_ratio) -> AttentionSpec. Register a new kind here and a factory
+# in each framework.
+AttentionBuilder = Callable[[str, int, float], AttentionSpec]
 ATTENTION: dict[str, AttentionBuilder] = {
-    "": lambda block, channels: AttentionSpec("", f"{block}.attn", channels)
+    "": lambda block, channels, rd_ratio: AttentionSpec("", f"{block}.attn", channels),
+    "se": se_spec,
+    "eca": eca_spec,
 }

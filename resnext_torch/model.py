@@ -56,7 +56,51 @@ SHORTCUTS: dict[str, Callable[[ShortcutSpec, NormLayer], nn.Module | None]] = {
     "conv": _projection,
     "avg_conv": _avg_projection,
 }
-ATTENTION: dict[str, Callable[[AttentionSpec], nn.Module | None]] = {"": lambda a: None}
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation: the input scaled per channel by ``sigmoid(fc2(relu(fc1(mean))))``."""
+
+    def __init__(self, a: AttentionSpec) -> None:
+        super().__init__()
+        fc1, fc2 = a.layers
+        self.fc1 = conv_from(fc1)
+        self.fc2 = conv_from(fc2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(s))))
+
+
+class EfficientChannelAttention(nn.Module):
+    """ECA: the input scaled per channel by the sigmoid of a 1-D conv along its pooled channels."""
+
+    def __init__(self, a: AttentionSpec) -> None:
+        super().__init__()
+        (layer,) = a.layers
+        self.conv = nn.Conv1d(1, 1, layer.shape[-1], padding=layer.padding, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = self.conv(x.mean((2, 3)).unsqueeze(1))  # (N, 1, C): the channels are the 1-D axis
+        return x * torch.sigmoid(s).view(x.shape[0], -1, 1, 1)
+
+
+ATTENTION: dict[str, Callable[[AttentionSpec], nn.Module | None]] = {
+    "": lambda a: None,
+    "se": SqueezeExcite,
+    "eca": EfficientChannelAttention,
+}
+
+
+def add_at(root: nn.Module, name: str, module: nn.Module) -> None:
+    """``module`` at the dotted ``name`` under ``root``, making the containers on the way
+    (timm's deep stem keeps its convs in ``conv1.0``, ``conv1.3``, ...)."""
+    *parents, leaf = name.split(".")
+    for part in parents:
+        if not hasattr(root, part):
+            root.add_module(part, nn.Module())
+        root = getattr(root, part)
+    root.add_module(leaf, module)
 
 
 class ResidualBlock(nn.Module):
@@ -210,13 +254,16 @@ class ResNet(nn.Module):
         self._init_weights()
 
     def _make_stem(self, stem: StemSpec, norm_layer: NormLayer) -> None:
-        # torchvision's names: each step's conv and norm under their canonical names (conv1, bn1).
+        # Each step's conv and norm under their canonical names: torchvision's conv1, bn1; timm's
+        # conv1.0, conv1.1, ... for a deep stem, maxpool.0, .1 for ResNet-RS's strided conv.
         self.stem_steps = tuple((step.conv.name, step.norm.name) for step in stem.steps)
         for step in stem.steps:
-            self.add_module(step.conv.name, conv_from(step.conv))
-            self.add_module(step.norm.name, norm_layer(step.norm.shape[0]))
+            add_at(self, step.conv.name, conv_from(step.conv))
+            add_at(self, step.norm.name, norm_layer(step.norm.shape[0]))
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1) if stem.pool == "max" else nn.Identity()
+        if stem.pool == "max":
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.stem_pool = stem.pool == "max"
 
     def _classifier(self, num_classes: int) -> nn.Module:
         # timm's convention: a headless model keeps an ``fc`` that passes the features through.
@@ -225,7 +272,7 @@ class ResNet(nn.Module):
     def _init_weights(self) -> None:
         # torchvision's init: He-normal (fan-out) convs, BN as identity.
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, nn.Conv2d):  # SE's too, as timm does; a bias keeps nn.Conv2d's draw
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
@@ -242,8 +289,8 @@ class ResNet(nn.Module):
 
     def stem(self, x: Tensor) -> Tensor:
         for conv_name, norm_name in self.stem_steps:
-            x = self.relu(getattr(self, norm_name)(getattr(self, conv_name)(x)))
-        return self.maxpool(x)
+            x = self.relu(self.get_submodule(norm_name)(self.get_submodule(conv_name)(x)))
+        return self.maxpool(x) if self.stem_pool else x
 
     def stages(self, x: Tensor) -> list[Tensor]:
         """The output of every stage, from the stem's output."""

@@ -43,7 +43,7 @@ LIBS = {"torch": rt, "keras": rk, "flax": rf}
 # --- the toy part: everything it takes, and nothing else -------------------------------------------
 
 
-def scale_spec(block: str, channels: int) -> AttentionSpec:
+def scale_spec(block: str, channels: int, rd_ratio: float) -> AttentionSpec:
     """The spec entry: one layer of kind "scale" holding ``channels`` factors, under ``block.scale``."""
     name = f"{block}.scale"
     return AttentionSpec("scale", name, channels, (LayerSpec(name, "scale", (channels,)),))

@@ -19,8 +19,8 @@ from resnext_spec import (
     count_params,
     get_config,
     is_running_stat,
-    list_presets,
 )
+from resnext_spec.config import DESIGN_PRESETS
 
 
 @pytest.mark.parametrize("name", list(PARAM_COUNTS))
@@ -76,7 +76,7 @@ def test_hand_count_agrees_with_the_published_resnext50_counts():
     assert resnext50_params_by_hand(1, 64) == PARAM_COUNTS["resnet50"]
 
 
-@pytest.mark.parametrize("name", list_presets())
+@pytest.mark.parametrize("name", DESIGN_PRESETS)
 def test_counts_read_off_the_layers_equal_the_formulas_written_out(name):
     """counting.py reads its counts off the spec's layers; the formulas are the independent oracle."""
     config = get_config(name)

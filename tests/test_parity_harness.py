@@ -16,7 +16,8 @@ import resnext_keras.model as keras_model
 from parity import CHECKS, run_parity
 from parity.harness import make_batch
 from parity.runners import make_runner
-from resnext_spec import count_params, get_config, list_presets, random_weights, stage_names, to_form
+from resnext_spec import count_params, get_config, random_weights, stage_names, to_form
+from resnext_spec.config import DESIGN_PRESETS
 from resnext_spec.errors import ResNeXtError
 from resnext_spec.tolerances import rel_error
 
@@ -52,7 +53,10 @@ def test_full_check_list_passes_for_every_build(name):
 # differs from resnet101 in block counts alone, resnext101_32x8d and _64x4d from resnext101_32x4d
 # in C and d alone; their counts are held to torchvision's published ones in test_counts.
 LARGEST = ("resnet152", "resnext101_32x8d", "resnext101_64x4d")
-ZOO = [n for n in list_presets() if n not in TABLE2_PRESETS + LARGEST]
+# timm's variants: one small model of each part (tiered stem + avg_down, deep stem + SE on a ResNeXt,
+# ECA, the ResNet-RS stem); every one of them is held to timm's tensors in tests/test_variants.py.
+VARIANTS = ("resnet26t", "seresnext26d_32x4d", "ecaresnet26t", "resnetrs50")
+ZOO = [n for n in DESIGN_PRESETS if n not in TABLE2_PRESETS + LARGEST] + list(VARIANTS)
 
 
 @pytest.fixture(scope="module")

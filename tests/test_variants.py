@@ -1,0 +1,239 @@
+"""timm's ResNet variants, held by the spec's parts: deep and tiered stems, ResNet-RS's stem, SE and ECA.
+
+Each part is proved against independent truth: timm's published parameter counts, timm's own
+modules (names, shapes, and the function they compute), the paper's and timm's rules for SE's
+reduced width and ECA's kernel, and the other frameworks. Each part runs on a tiny config in all
+nine builds (three frameworks x three forms) and in float64; the real presets run in the zoo
+(tests/test_parity_harness.py) and against timm's models, all of them, in the full tier.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import torch
+from helpers import TINY, TINY_BASIC, batch, import_timm
+
+import resnext_flax as rf
+import resnext_keras as rk
+import resnext_torch as rt
+from resnext_spec import (
+    ArchConfig,
+    ConfigError,
+    canonical_shapes,
+    count_params,
+    get_config,
+    random_weights,
+    to_form,
+)
+from resnext_spec.config import TIMM_PRESETS
+from resnext_spec.layout import plan
+from resnext_spec.parts import eca_kernel, make_divisible
+from resnext_spec.tolerances import rel_error
+
+LIBS = {"torch": rt, "keras": rk, "flax": rf}
+TOL = 1e-5
+
+# The parts on tiny configs, combined as timm combines them: every variant field is in one of them.
+IMAGENET_TINY = dataclasses.replace(TINY, stem="imagenet")
+PARTS = {
+    "tiered_avg_se": dataclasses.replace(
+        IMAGENET_TINY, stem_type="deep_tiered", stem_width=16, avg_down=True, attn_layer="se"
+    ),
+    "rs": dataclasses.replace(
+        IMAGENET_TINY,
+        stem_type="deep",
+        stem_width=16,
+        replace_stem_pool=True,
+        attn_layer="se",
+        attn_rd_ratio=0.25,
+    ),
+    "basic_se": dataclasses.replace(TINY_BASIC, attn_layer="se"),
+    "cifar_deep_eca": dataclasses.replace(TINY, stem_type="deep", stem_width=16, attn_layer="eca"),
+}
+
+
+def build(lib: str, config: ArchConfig, form: str, weights: dict, dtype: str = "float32"):
+    """A build of ``config`` in ``form`` holding ``weights`` (canonical, form (c))."""
+    if lib == "flax":
+        import jax.numpy as jnp
+
+        model = rf.create_model(
+            config=config, form=form, dtype=getattr(jnp, dtype), param_dtype=getattr(jnp, dtype)
+        )
+    elif lib == "keras":
+        model = rk.create_model(config=config, form=form, dtype=dtype)
+    else:
+        model = rt.create_model(config=config, form=form).to(getattr(torch, dtype))
+    LIBS[lib].import_weights(model, to_form(weights, config, "c", form))
+    return model
+
+
+def logits(lib: str, model, x_nchw: np.ndarray) -> np.ndarray:
+    if lib == "torch":
+        with torch.no_grad():
+            return model.eval()(torch.tensor(x_nchw)).double().numpy()
+    x = x_nchw.transpose(0, 2, 3, 1)
+    if lib == "keras":
+        return np.asarray(keras.ops.convert_to_numpy(model(x, training=False)), np.float64)
+    model.eval()
+    return np.asarray(model(x), np.float64)
+
+
+BUILDS = [
+    pytest.param(lib, form, marks=[pytest.mark.keras] if lib == "keras" else [])
+    for lib in LIBS
+    for form in "abc"
+]
+
+
+# --- the rules, against their definitions ------------------------------------------------------------
+
+
+def test_timms_published_parameter_counts():
+    # timm's model cards (and the issue asking for these): counts of the 1000-class models.
+    published = {
+        "resnet50d": 25_576_264,
+        "seresnext50_32x4d": 27_559_896,
+        "ecaresnet50d": 25_576_350,
+        "resnetrs50": 35_691_912,
+        "resnet26t": 16_011_872,
+    }
+    assert {n: count_params(get_config(n)) for n in published} == published
+
+
+def test_se_reduces_by_16_rounded_to_a_multiple_of_8_so_seresnet18_keeps_8_of_64():
+    # timm's make_divisible(C / 16, 8): 64 / 16 = 4 rounds up to 8, 256 / 16 = 16 stays.
+    assert [make_divisible(c / 16) for c in (64, 128, 256, 512, 2048)] == [8, 8, 16, 32, 128]
+    shapes = canonical_shapes(get_config("seresnet18"))
+    assert shapes["layer1.0.se.fc1.weight"] == (8, 64, 1, 1) and shapes["layer1.0.se.fc1.bias"] == (8,)
+    assert shapes["layer4.1.se.fc2.weight"] == (512, 32, 1, 1) and shapes["layer4.1.se.fc2.bias"] == (512,)
+    rs = canonical_shapes(get_config("resnetrs50"))  # ResNet-RS: a quarter
+    assert rs["layer1.0.se.fc1.weight"] == (64, 256, 1, 1)
+
+
+def test_eca_kernel_follows_the_papers_formula():
+    # k = |log2(C) / 2 + 1 / 2| made odd (Wang et al. 2020, eq. 12, gamma=2, b=1), by hand:
+    # C=64: 3.5 -> 3; 128: 4 -> 5; 256: 4.5 -> 5; 512: 5 -> 5; 1024: 5.5 -> 5; 2048: 6 -> 7.
+    assert [eca_kernel(c) for c in (64, 128, 256, 512, 1024, 2048)] == [3, 5, 5, 5, 5, 7]
+    assert canonical_shapes(get_config("ecaresnet50d"))["layer4.2.se.conv.weight"] == (1, 1, 7)
+
+
+def test_deep_stems_are_named_and_sized_as_timms_sequential():
+    d = canonical_shapes(get_config("resnet50d"))
+    assert [d[f"conv1.{i}.weight"] for i in (0, 3, 6)] == [(32, 3, 3, 3), (32, 32, 3, 3), (64, 32, 3, 3)]
+    assert d["conv1.1.weight"] == (32,) and d["bn1.weight"] == (64,)
+    t = canonical_shapes(get_config("resnet50t"))  # tiered: 3/4 of the width first
+    assert [t[f"conv1.{i}.weight"][0] for i in (0, 3, 6)] == [24, 32, 64]
+    s = canonical_shapes(get_config("resnet50s"))  # 64 wide: a 128-channel stem output
+    assert s["layer1.0.conv1.weight"] == (64, 128, 1, 1)
+    rs = plan(get_config("resnetrs50")).stem
+    assert rs.pool is None and rs.reduction == 4 and rs.steps[-1].conv.name == "maxpool.0"
+
+
+def test_variant_fields_are_checked():
+    with pytest.raises(ConfigError, match="stem_type must be one of"):
+        ArchConfig(stem_type="tiered")
+    with pytest.raises(ConfigError, match="the CIFAR stem has none"):
+        ArchConfig(stem="cifar", replace_stem_pool=True)
+    with pytest.raises(ConfigError, match="attn_rd_ratio"):
+        ArchConfig(attn_layer="se", attn_rd_ratio=0)
+    config = get_config("resnetrs50")
+    assert ArchConfig.from_json(config.to_json()) == config
+
+
+# --- every part in every build --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("part", PARTS)
+@pytest.mark.parametrize("lib, form", BUILDS)
+def test_each_part_is_the_same_function_in_every_framework_and_form(part, lib, form):
+    config = PARTS[part]
+    if config.block == "basic" and form != "c":
+        pytest.skip("basic blocks exist in form (c) only")
+    weights = random_weights(config, "c", seed=3)
+    x = batch(config, size=19)[0]
+    want = logits("torch", build("torch", config, "c", weights), x)
+    model = build(lib, config, form, weights)
+    assert rel_error(logits(lib, model, x), want) < TOL
+    assert LIBS[lib].count_params(model) == count_params(config)
+    exported = LIBS[lib].export_weights(model)
+    assert list(exported) == list(canonical_shapes(config, form))
+
+
+@pytest.mark.parametrize("part", ["tiered_avg_se", "rs", "cifar_deep_eca"])
+def test_the_parts_act(part):
+    """Each part changes the function: without it, the same remaining weights give other logits."""
+    config = PARTS[part]
+    weights = random_weights(config, "c", seed=3)
+    x = batch(config, size=19)[0]
+    want = logits("torch", build("torch", config, "c", weights), x)
+    plain = dataclasses.replace(config, attn_layer="")
+    kept = {k: v for k, v in weights.items() if ".se." not in k}
+    assert rel_error(logits("torch", build("torch", plain, "c", kept), x), want) > 1e-3
+
+
+@pytest.mark.parametrize(
+    "lib", [pytest.param(k, marks=[pytest.mark.keras] if k == "keras" else []) for k in LIBS]
+)
+def test_forms_agree_in_float64_to_1e9_with_every_part(lib):
+    if lib == "keras" and keras.backend.backend() != "tensorflow":
+        pytest.skip("Keras computes float64 faithfully on TensorFlow")
+    config = dataclasses.replace(PARTS["tiered_avg_se"], attn_layer="eca")
+    rs = PARTS["rs"]
+    for cfg in (config, rs):
+        weights = {k: v.astype(np.float64) for k, v in random_weights(cfg, "c", seed=8).items()}
+        x = batch(cfg, size=19)[0].astype(np.float64)
+        if lib == "flax":
+            import jax
+
+            with jax.enable_x64(True):
+                out = {f: logits(lib, build(lib, cfg, f, weights, "float64"), x) for f in "abc"}
+        else:
+            out = {f: logits(lib, build(lib, cfg, f, weights, "float64"), x) for f in "abc"}
+        assert rel_error(out["a"], out["c"]) < 1e-9 and rel_error(out["b"], out["c"]) < 1e-9
+
+
+# --- against timm itself -----------------------------------------------------------------------------
+
+# One small timm model of each kind, cut to one block a stage, with our torch build's function.
+TIMM_KINDS = {
+    "resnet50c": "deep stem",
+    "resnet26t": "tiered stem + avg_down",
+    "resnet18d": "basic blocks, deep stem + avg_down",
+    "seresnext26d_32x4d": "SE + ResNeXt",
+    "ecaresnet26t": "ECA",
+    "resnetrs50": "ResNet-RS stem, SE at 1/4",
+}
+
+
+@pytest.mark.parametrize("name", TIMM_KINDS)
+def test_timms_module_has_our_tensors_and_computes_our_function(name):
+    timm = import_timm()
+    layers = (1, 1, 1, 1)
+    config = dataclasses.replace(get_config(name), layers=layers, num_classes=7)
+    theirs = timm.create_model(name, layers=layers, num_classes=7).eval()
+    state = {
+        k: tuple(v.shape) for k, v in theirs.state_dict().items() if not k.endswith("num_batches_tracked")
+    }
+    assert state == canonical_shapes(config)
+    weights = random_weights(config, "c", seed=11)
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in weights.items()}, strict=False)
+    x = batch(config, size=37)[0]
+    with torch.no_grad():
+        want = theirs(torch.tensor(x)).double().numpy()
+    assert rel_error(logits("torch", build("torch", config, "c", weights), x), want) < TOL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(TIMM_PRESETS))
+def test_every_timm_preset_has_timms_tensors_and_count(name):
+    """Built on torch's meta device (no memory, no compute): names, shapes and count, model by model."""
+    timm = import_timm()
+    theirs = timm.create_model(name, device="meta")
+    state = {
+        k: tuple(v.shape) for k, v in theirs.state_dict().items() if not k.endswith("num_batches_tracked")
+    }
+    assert state == canonical_shapes(get_config(name))
+    assert count_params(get_config(name)) == sum(p.numel() for p in theirs.parameters())
