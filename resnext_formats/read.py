@@ -216,6 +216,10 @@ def _variant_fields(names: list[str], shape: dict[str, tuple[int, ...]]) -> dict
     return fields
 
 
+# The fields a timm model's name fixes whatever its create_model arguments: its kind of block, stem
+# and parts.
+NAMED_FIELDS = ("block", "stem", "stem_type", "replace_stem_pool", "avg_down", "attn_layer", "attn_rd_ratio")
+
 # SE's reductions in timm's ResNets: 1/16 (SE-ResNet, SE-ResNeXt), 1/4 (ResNet-RS).
 SE_RATIOS = (1 / 16, 1 / 4)
 
@@ -420,12 +424,14 @@ def _from_state_dict(
         config = replace(config, stride_on="3x3")
         named = timm_resnet.preset_name(arch)
         if named is not None:
-            preset = replace(
-                get_config(named), num_classes=config.num_classes, in_channels=config.in_channels
-            )
-            if preset != config:
+            # What the name stands for beyond what a hub folder's model_args may change (the depth,
+            # the widths): each variant field must be the one the tensors show.
+            preset = get_config(named)
+            odd = [f for f in NAMED_FIELDS if getattr(preset, f) != getattr(config, f)]
+            if odd:
                 raise PortError(
-                    f"{path}: the file names timm's {arch}, but its tensors are {describe(config)}"
+                    f"{path}: it names timm's {arch}, but its tensors are {describe(config)} "
+                    f"({', '.join(f'{f}={getattr(config, f)!r}' for f in odd)})"
                 )
     warnings = [] if arch is not None else shared_layouts(config)
     return Weights(

@@ -1,4 +1,4 @@
-"""timm checkpoints port with no flags, proved by logits against timm itself; its variants are refused.
+"""timm checkpoints port with no flags, proved by logits against timm itself; variants not held are refused.
 
 Each timm model is built by ``timm.create_model`` (a small ResNeXt: the ``resnext50_32x4d``
 builder with one block a stage, cardinality 4 -- the builder takes those as
@@ -18,7 +18,7 @@ import torch
 from helpers import import_timm
 
 from resnext_port.port import PortError, Weights, logits, port, read
-from resnext_spec import ArchConfig, random_weights, save_checkpoint
+from resnext_spec import ArchConfig, count_params, get_config, random_weights, save_checkpoint
 from resnext_spec.tolerances import TOL, rel_error
 from resnext_torch import randomise_batchnorm
 
@@ -122,12 +122,56 @@ def test_what_we_write_loads_with_timms_own_loader(tmp_path, suffix):
     assert rel_error(timm_logits(model), logits("torch", Weights(weights, config, "c"))) <= TOL
 
 
+# One timm model of each variant kind this project holds, one block a stage, each read into a
+# different build (framework, form), and written back for timm's own strict loader.
+VARIANT_KINDS = [
+    ("resnet50c", "torch", "a"),  # deep stem
+    ("resnet26t", "keras", "c"),  # tiered deep stem + avg_down
+    ("resnet50d", "flax", "b"),  # deep stem + avg_down
+    ("seresnet50", "keras", "b"),  # SE
+    ("seresnext26d_32x4d", "flax", "a"),  # SE + ResNeXt
+    ("ecaresnet26t", "torch", "b"),  # ECA
+    ("resnetrs50", "flax", "c"),  # ResNet-RS: strided conv for the max-pool, SE at 1/4
+    ("seresnet18", "torch", "c"),  # basic blocks with SE
+]
+
+
+@pytest.mark.parametrize(("arch", "framework", "form"), VARIANT_KINDS)
+def test_each_timm_variant_ports_with_no_flags_and_goes_back_to_timm(tmp_path, arch, framework, form):
+    model = timm_model(arch, layers=(1, 1, 1, 1), num_classes=5)
+    torch.save(model.state_dict(), tmp_path / "timm.pth")
+    suffix = {"torch": ".pth", "keras": ".weights.h5", "flax": ".msgpack"}[framework]
+    port(tmp_path / "timm.pth", tmp_path / f"ours{suffix}", to_form=form)
+    ours = read(tmp_path / f"ours{suffix}", stride_on="3x3")
+    assert rel_error(logits(framework, ours), timm_logits(model)) <= TOL
+    assert count_params(ours.config) == sum(p.numel() for p in model.parameters())
+    port(tmp_path / f"ours{suffix}", tmp_path / "back.pth", to_form="c")
+    again = timm.create_model(arch, layers=(1, 1, 1, 1), num_classes=5).eval()
+    timm.models.load_checkpoint(again, str(tmp_path / "back.pth"), strict=True)
+    assert rel_error(timm_logits(again), timm_logits(model)) <= TOL
+
+
+def test_a_timm_hub_folder_of_a_variant_ports_as_the_model_it_names(tmp_path):
+    model = timm_model("seresnext26d_32x4d", num_classes=5)
+    timm.models.save_for_hf(model, tmp_path / "hub", safe_serialization=True)
+    w = read(tmp_path / "hub")
+    assert w.config == get_config("seresnext26d_32x4d", num_classes=5) and w.warnings == []
+    assert rel_error(logits("torch", w), timm_logits(model)) <= TOL
+
+
+def test_a_file_naming_a_model_its_tensors_are_not_is_refused(tmp_path):
+    timm.models.save_for_hf(timm_model("resnet50", num_classes=5), tmp_path / "hub", safe_serialization=True)
+    config = tmp_path / "hub" / "config.json"
+    config.write_text(config.read_text().replace('"resnet50"', '"resnet50d"'))
+    with pytest.raises(
+        PortError, match="names timm's resnet50d, but its tensors are resnet50 .*avg_down=False"
+    ):
+        read(tmp_path / "hub")
+
+
 @pytest.mark.parametrize(
     ("arch", "what"),
     [
-        ("resnet50d", "deep stem"),
-        ("seresnext26d_32x4d", "squeeze-and-excitation"),
-        ("ecaresnet26t", "efficient channel attention"),
         ("skresnext50_32x4d", "selective kernels"),
         ("resnet50_gn", "GroupNorm"),
     ],
