@@ -162,6 +162,48 @@ class AvgDown(nnx.Module):
         return nnx.avg_pool(x, (2, 2), strides=s, padding=pad, count_include_pad=False)
 
 
+class AvgPool(nnx.Module):
+    """timm's resnetaa* pool: 2x2 average pooling of stride ``stride`` (timm's ``nn.AvgPool2d(2)``)."""
+
+    def __init__(self, stride: int = 2) -> None:
+        self.stride = stride
+
+    def __call__(self, x):
+        s = (self.stride, self.stride)
+        return nnx.avg_pool(x, s, strides=s)
+
+
+class BlurPool(nnx.Module):
+    """timm's BlurPool2d: the fixed 3x3 binomial filter ([1, 2, 1] x [1, 2, 1] / 16) on each channel,
+    reflect-padded by 1, at ``stride``. It has no state."""
+
+    def __init__(self, stride: int = 2) -> None:
+        self.stride = stride
+
+    def __call__(self, x):
+        row = np.array([1.0, 2.0, 1.0])
+        kernel = np.repeat((np.outer(row, row) / 16)[:, :, None, None], x.shape[-1], axis=3)  # HWIO, I=1
+        x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+        return jax.lax.conv_general_dilated(
+            x,
+            jnp.asarray(kernel, x.dtype),
+            (self.stride, self.stride),
+            "VALID",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=x.shape[-1],
+        )
+
+
+class MaxPool(nnx.Module):
+    """torch's ``MaxPool2d(3, stride, 1)``: -inf padding."""
+
+    def __init__(self, stride: int = 2) -> None:
+        self.stride = stride
+
+    def __call__(self, x):
+        return nnx.max_pool(x, (3, 3), strides=(self.stride, self.stride), padding=((1, 1), (1, 1)))
+
+
 class Skip(nnx.Module):
     """The empty slot a stride-1 ``avg_down`` shortcut keeps at ``downsample.0``, as timm does."""
 
@@ -219,6 +261,14 @@ class EfficientChannelAttention(nnx.Module):
 
 
 ATTENTION = {"": lambda a, rngs, **dtypes: None, "se": SqueezeExcite, "eca": EfficientChannelAttention}
+# timm's aa_layer, after the ReLU of a downsampling block's strided conv (which then runs at stride
+# 1), and the stem's pool by StemSpec.pool. None of them has state.
+AA = {"": lambda stride: Skip(), "avg": AvgPool, "blur": BlurPool}
+STEM_POOLS = {
+    "max": lambda: MaxPool(2),
+    "avg": lambda: AvgPool(2),
+    "max_blur": lambda: nnx.List([MaxPool(1), BlurPool(2)]),
+}
 
 
 def set_at(root: nnx.Module, name: str, module: nnx.Module) -> None:
@@ -285,12 +335,13 @@ class BasicBlock(ResidualBlock):
     def __init__(self, b: BlockSpec, rngs: nnx.Rngs, norm=Norm, **dtypes) -> None:
         self.conv1 = Conv(b.in_channels, b.width, 3, b.conv1_stride, rngs, **dtypes)
         self.bn1 = norm(b.width, rngs=rngs, **dtypes)
+        self.aa = AA[b.aa](b.stride)
         self.conv2 = Conv(b.width, b.width, 3, b.conv2_stride, rngs, **dtypes)
         self.bn2 = norm(b.width, rngs=rngs, **dtypes)
         self.add_parts(b, rngs, norm, **dtypes)
 
     def body(self, x):
-        out = relu(self.bn1(self.conv1(x)))
+        out = self.aa(relu(self.bn1(self.conv1(x))))
         return self.bn2(self.conv2(out))
 
 
@@ -304,13 +355,14 @@ class Bottleneck(ResidualBlock):
             b.width, b.width, 3, b.conv2_stride, rngs, b.cardinality, conv_impl=conv_impl, **dtypes
         )
         self.bn2 = norm(b.width, rngs=rngs, **dtypes)
+        self.aa = AA[b.aa](b.stride)
         self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs, **dtypes)
         self.bn3 = norm(b.out_channels, rngs=rngs, **dtypes)
         self.add_parts(b, rngs, norm, **dtypes)
 
     def body(self, x):
         out = relu(self.bn1(self.conv1(x)))
-        out = relu(self.bn2(self.conv2(out)))
+        out = self.aa(relu(self.bn2(self.conv2(out))))
         return self.bn3(self.conv3(out))
 
 
@@ -323,11 +375,12 @@ class Path(nnx.Module):
         self.bn1 = norm(w, rngs=rngs, **dtypes)
         self.conv2 = Conv(w, w, 3, b.conv2_stride, rngs, **dtypes)
         self.bn2 = norm(w, rngs=rngs, **dtypes)
+        self.aa = AA[b.aa](b.stride)  # a per-channel pool: on each path as on the grouped conv's output
         self.conv3 = Conv(w, b.out_channels, 1, 1, rngs, **dtypes) if with_conv3 else None
 
     def __call__(self, x):
         out = relu(self.bn1(self.conv1(x)))
-        out = relu(self.bn2(self.conv2(out)))
+        out = self.aa(relu(self.bn2(self.conv2(out))))
         return out if self.conv3 is None else self.conv3(out)
 
 
@@ -406,7 +459,9 @@ class ResNet(nnx.Module):
         for step in s.steps:
             set_at(self, step.conv.name, conv_from(step.conv, rngs, **dtypes))
             set_at(self, step.norm.name, norm(step.norm.shape[0], rngs=rngs, **dtypes))
-        self.max_pool = s.pool == "max"
+        self.stem_pool = s.pool is not None
+        if self.stem_pool:  # timm's name for it, whichever pool it is (ResNet-RS has a conv there)
+            self.maxpool = STEM_POOLS[s.pool]()
         self.compute_dtype, self.param_dtype = dtype, param_dtype
         block = BasicBlock if config.block == "basic" else BLOCKS[form]
         if block is Bottleneck:
@@ -445,9 +500,9 @@ class ResNet(nnx.Module):
     def stem(self, x):
         for conv_name, norm_name in self.stem_steps:
             x = relu(submodule(self, norm_name)(submodule(self, conv_name)(x)))
-        if self.max_pool:
-            # -inf padding, as torch's MaxPool2d(3, 2, 1).
-            x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        if self.stem_pool:
+            for pool in self.maxpool if isinstance(self.maxpool, nnx.List) else [self.maxpool]:
+                x = pool(x)
         return x
 
     def stages(self, x) -> list:

@@ -216,8 +216,8 @@ def _variant_fields(names: list[str], shape: dict[str, tuple[int, ...]]) -> dict
     return fields
 
 
-# The fields a timm model's name fixes whatever its create_model arguments: its kind of block, stem
-# and parts.
+# The fields a timm model's name fixes whatever its create_model arguments, and its tensors show: its
+# kind of block, stem and parts (aa_layer, which no tensor shows, is taken from the name).
 NAMED_FIELDS = ("block", "stem", "stem_type", "replace_stem_pool", "avg_down", "attn_layer", "attn_rd_ratio")
 
 # SE's reductions in timm's ResNets: 1/16 (SE-ResNet, SE-ResNeXt), 1/4 (ResNet-RS).
@@ -433,6 +433,8 @@ def _from_state_dict(
                     f"{path}: it names timm's {arch}, but its tensors are {describe(config)} "
                     f"({', '.join(f'{f}={getattr(config, f)!r}' for f in odd)})"
                 )
+            # Anti-aliasing has no tensor: the name is the only place it shows.
+            config = replace(config, aa_layer=preset.aa_layer)
     warnings = [] if arch is not None else shared_layouts(config)
     return Weights(
         _fit(raw, config, form, path),
@@ -451,11 +453,22 @@ def shared_layouts(config: ArchConfig) -> list[str]:
     stride with a pool that has no tensor, so their files hold exactly the plain network's tensors."""
     if plan(config).stem.pool != "max":
         return []
+    same = [
+        n
+        for n in list_presets()
+        if get_config(n).aa_layer
+        and replace(
+            get_config(n), aa_layer="", num_classes=config.num_classes, in_channels=config.in_channels
+        )
+        == config
+    ]
+    named = f" ({', '.join(same)})" if same else ""
+    choose = f"pass --model {' or --model '.join(same)}" if same else "pass --model with its preset's name"
     return [
-        f"this layout is also timm's anti-aliased resnetaa*/resnetblur* networks' (pools with no tensors), "
-        f"which compute another function; a bare state_dict cannot say which it is, so it ports as "
-        f"{describe(config)}. If the file is an anti-aliased one, port its hub folder or train.py "
-        "checkpoint, which name the architecture (anti-aliasing is not held yet, so it is refused by name)"
+        f"this layout is also timm's anti-aliased networks'{named}: their pools hold no tensors, and "
+        f"they compute another function. A bare state_dict cannot say which it is, so it ports as "
+        f"{describe(config)}. If the file is an anti-aliased one, {choose}, or port its hub folder or "
+        "train.py checkpoint, which name the architecture"
     ]
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_config
@@ -160,16 +161,52 @@ class Layers:
         return self.relu(f"{bn}.relu")(x) if relu else x
 
 
+class BlurPool(layers.Layer):
+    """timm's BlurPool2d: the fixed 3x3 binomial filter ([1, 2, 1] x [1, 2, 1] / 16) on each channel,
+    reflect-padded by 1, at ``stride``. It has no weights."""
+
+    def __init__(self, stride: int = 2, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.stride = stride
+
+    def call(self, x):
+        row = np.array([1.0, 2.0, 1.0])
+        kernel = np.repeat((np.outer(row, row) / 16)[:, :, None, None], x.shape[-1], axis=2)
+        x = ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+        return ops.depthwise_conv(x, ops.cast(kernel, x.dtype), strides=self.stride, padding="valid")
+
+
+def _max_pool(f: Layers, x, stride: int, name: str):
+    # torch pads its max-pool with -inf; zero padding is the same here only because
+    # the ReLU before it makes every value >= 0.
+    x = f.pad(x, 1, f"{name}.pad")
+    return layers.MaxPooling2D(3, strides=stride, dtype=f.dtype, name=layer_name(name))(x)
+
+
+def _avg_pool(f: Layers, x, stride: int, name: str):
+    return layers.AveragePooling2D(stride, stride, dtype=f.dtype, name=layer_name(name))(x)
+
+
+def _blur_pool(f: Layers, x, stride: int, name: str):
+    return BlurPool(stride, dtype=f.dtype, name=layer_name(name))(x)
+
+
+# timm's aa_layer, after the ReLU of a downsampling block's strided conv (which then runs at stride
+# 1), and the stem's pool by StemSpec.pool: (layers, x, stride, name) -> the pooled x.
+AA = {"": lambda f, x, stride, name: x, "avg": _avg_pool, "blur": _blur_pool}
+STEM_POOLS = {
+    None: lambda f, x: x,
+    "max": lambda f, x: _max_pool(f, x, 2, "maxpool"),
+    "avg": lambda f, x: _avg_pool(f, x, 2, "maxpool"),
+    "max_blur": lambda f, x: _blur_pool(f, _max_pool(f, x, 1, "maxpool.0"), 2, "maxpool.1"),
+}
+
+
 def stem(f: Layers, x, s: StemSpec):
     for step in s.steps:
         y = f.conv_from(x, step.conv)
         x = f.relu(f"{step.norm.name}.relu")(f.norm(step.norm.name, step.norm.shape[0])(y))
-    if s.pool == "max":
-        # torch pads its max-pool with -inf; zero padding is the same here only because
-        # the ReLU before it makes every value >= 0.
-        x = f.pad(x, 1, "maxpool.pad")
-        x = layers.MaxPooling2D(3, strides=2, dtype=f.dtype, name="maxpool")(x)
-    return x
+    return STEM_POOLS[s.pool](f, x)
 
 
 # The parts around a block's body, one factory per kind (``resnext_spec.parts``), each taking the
@@ -225,11 +262,13 @@ def path(f: Layers, x, b: BlockSpec, p: int, with_conv3: bool):
     q = f"{b.name}.paths.{p}"
     y = f.conv_bn(x, b.path_width, 1, b.conv1_stride, f"{q}.conv1", f"{q}.bn1", relu=True)
     y = f.conv_bn(y, b.path_width, 3, b.conv2_stride, f"{q}.conv2", f"{q}.bn2", relu=True)
+    y = AA[b.aa](f, y, b.stride, f"{q}.aa")  # a per-channel pool: on each path as on (c)'s output
     return f.conv(y, b.out_channels, 1, 1, f"{q}.conv3") if with_conv3 else y
 
 
 def basic_block(f: Layers, x, b: BlockSpec):
     y = f.conv_bn(x, b.width, 3, b.conv1_stride, f"{b.name}.conv1", f"{b.name}.bn1", relu=True)
+    y = AA[b.aa](f, y, b.stride, f"{b.name}.aa")
     return f.conv_bn(y, b.width, 3, b.conv2_stride, f"{b.name}.conv2", f"{b.name}.bn2", relu=False)
 
 
@@ -238,6 +277,7 @@ def grouped_block(f: Layers, x, b: BlockSpec):
     n = b.name
     y = f.conv_bn(x, b.width, 1, b.conv1_stride, f"{n}.conv1", f"{n}.bn1", relu=True)
     y = f.conv_bn(y, b.width, 3, b.conv2_stride, f"{n}.conv2", f"{n}.bn2", relu=True, groups=b.cardinality)
+    y = AA[b.aa](f, y, b.stride, f"{n}.aa")
     return f.conv_bn(y, b.out_channels, 1, 1, f"{n}.conv3", f"{n}.bn3", relu=False)
 
 

@@ -21,6 +21,7 @@ from .parts import ATTENTION
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("imagenet", "cifar")
 STEM_TYPES = ("", "deep", "deep_tiered")
+AA_LAYERS = ("", "avg", "blur")
 STRIDE_ON = ("3x3", "1x1")
 FORMS = ("a", "b", "c")
 
@@ -41,7 +42,10 @@ class ArchConfig:
     BN and ReLU (ResNet-RS); ``avg_down`` average-pools before each strided projection
     shortcut's 1x1 conv (ResNet-D); ``attn_layer`` names the attention part after each block's
     last norm ("" for none, "se", "eca": ``resnext_spec.parts.ATTENTION``), and
-    ``attn_rd_ratio`` is SE's reduction (1/16; ResNet-RS 1/4).
+    ``attn_rd_ratio`` is SE's reduction (1/16; ResNet-RS 1/4); ``aa_layer`` anti-aliases each
+    downsampling (timm's resnetaa* "avg": 2x2 average pooling; resnetblur* "blur": a fixed 3x3
+    binomial blur): the strided conv runs at stride 1 with the pool after its ReLU, and the
+    stem's max-pool becomes the pool ("avg") or a stride-1 max-pool and the blur ("blur").
     """
 
     block: str = "bottleneck"
@@ -58,6 +62,7 @@ class ArchConfig:
     avg_down: bool = False
     attn_layer: str = ""
     attn_rd_ratio: float = 1 / 16
+    aa_layer: str = ""
 
     @property
     def headless(self) -> bool:
@@ -74,6 +79,12 @@ class ArchConfig:
         _check_choice("stride_on", self.stride_on, STRIDE_ON)
         _check_choice("stem_type", self.stem_type, STEM_TYPES)
         _check_choice("attn_layer", self.attn_layer, tuple(ATTENTION))
+        _check_choice("aa_layer", self.aa_layer, AA_LAYERS)
+        if self.aa_layer and (self.replace_stem_pool or self.stride_on != "3x3"):
+            raise ConfigError(
+                "aa_layer anti-aliases the strided 3x3 and the stem's max-pool, as timm does: "
+                "it takes stride_on='3x3' and no replace_stem_pool"
+            )
         for name in ("avg_down", "replace_stem_pool"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -208,7 +219,8 @@ DESIGN_PRESETS = tuple(PRESETS)
 # timm's models/resnet.py: the variants its names stand for, in ArchConfig's fields (timm's own
 # names). "c": deep stem; "s": deep stem 64 wide; "d": deep stem and avg_down; "t": the tiered deep
 # stem and avg_down; "se"/"eca": attention; "rs": ResNet-RS. Parameter counts equal timm's, model by
-# model (tests/test_variants.py); the anti-aliased, GroupNorm, pruned and SENet-154 models are not here.
+# model (tests/test_variants.py); "aa"/"blur": anti-aliased. The GroupNorm, pruned and SENet-154
+# models are not here.
 _C = dict(stem_width=32, stem_type="deep")
 _S = dict(stem_width=64, stem_type="deep")
 _D = dict(stem_width=32, stem_type="deep", avg_down=True)
@@ -275,6 +287,19 @@ TIMM_PRESETS: dict[str, ArchConfig] = {
     "seresnext101_32x8d": _timm(_L101, cardinality=32, base_width=8, **_SE),
     "seresnext101d_32x8d": _timm(_L101, cardinality=32, base_width=8, **_D, **_SE),
     "seresnext101_64x4d": _timm(_L101, cardinality=64, base_width=4, **_SE),
+    "resnetblur18": _timm(_L18, "basic", aa_layer="blur"),
+    "resnetblur50": _timm(_L50, aa_layer="blur"),
+    "resnetblur50d": _timm(_L50, **_D, aa_layer="blur"),
+    "resnetblur101d": _timm(_L101, **_D, aa_layer="blur"),
+    "resnetaa34d": _timm(_L34, "basic", **_D, aa_layer="avg"),
+    "resnetaa50": _timm(_L50, aa_layer="avg"),
+    "resnetaa50d": _timm(_L50, **_D, aa_layer="avg"),
+    "resnetaa101d": _timm(_L101, **_D, aa_layer="avg"),
+    "seresnetaa50d": _timm(_L50, **_D, **_SE, aa_layer="avg"),
+    "seresnextaa101d_32x8d": _timm(_L101, cardinality=32, base_width=8, **_D, **_SE, aa_layer="avg"),
+    "seresnextaa201d_32x8d": _timm(
+        (3, 24, 36, 4), cardinality=32, base_width=8, **_S, avg_down=True, **_SE, aa_layer="avg"
+    ),
     "resnetrs50": _timm(_L50, **_RS),
     "resnetrs101": _timm(_L101, **_RS),
     "resnetrs152": _timm(_L152, **_RS),

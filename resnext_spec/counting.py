@@ -39,6 +39,13 @@ def _pooled_macs(layer: LayerSpec, channels: int) -> int:
     return math.prod(layer.shape) if layer.kind in ("conv", "linear") else 0
 
 
+def pooled_size(pool: str | None, size: int) -> int:
+    """The side after a stem's pool or an anti-aliasing pool (stride 2) of this kind."""
+    if pool in ("max", "max_blur", "blur"):  # 3x3/2, padding 1 (reflect for the blur)
+        return conv_output_size(size, 3, 2, 1)
+    return size // 2 if pool == "avg" else size
+
+
 def count_flops(config: ArchConfig, image_size: int | None = None) -> int:
     """Multiply-adds of one forward pass on a square ``image_size`` input (default: the size the
     stem is made for, 224 for ImageNet stems and 32 for CIFAR's).
@@ -52,14 +59,15 @@ def count_flops(config: ArchConfig, image_size: int | None = None) -> int:
     for step in p.stem.steps:
         size, m = _conv(step.conv, size)
         macs += m
-    if p.stem.pool == "max":
-        size = conv_output_size(size, 3, 2, 1)
+    size = pooled_size(p.stem.pool, size)
     for b in p.blocks:
         h = size
         for layer in body_layers(b, "c"):
             if layer.kind == "conv":
                 h, m = _conv(layer, h)
                 macs += m
+                if b.aa and layer.name.endswith(f".{b.aa_after}"):
+                    h = pooled_size(b.aa, h)
         macs += sum(_pooled_macs(layer, b.out_channels) for layer in b.attention.layers)
         if b.shortcut.conv is not None:
             macs += _conv(b.shortcut.conv, -(-size // b.stride) if b.shortcut.pools else size)[1]

@@ -40,7 +40,8 @@ def stem_spec(config: ArchConfig) -> StemSpec:
     conv, BN, ReLU (made for 32 px). ``stem_type`` "deep"/"deep_tiered" makes the conv three
     3x3 convs, the first carrying the stride, named as in timm's ``nn.Sequential``: ``conv1.0``,
     ``conv1.1``, ``conv1.3``, ``conv1.4``, ``conv1.6`` and ``bn1``. ``replace_stem_pool`` makes
-    the max-pool a 3x3/2 conv, BN and ReLU at ``maxpool.0``, ``maxpool.1``.
+    the max-pool a 3x3/2 conv, BN and ReLU at ``maxpool.0``, ``maxpool.1``; ``aa_layer`` makes it
+    a 2x2 average pool ("avg") or a 3x3/1 max-pool and the blur ("blur").
     """
     c_in, w = config.in_channels, config.stem_width
     imagenet = config.stem == "imagenet"
@@ -57,7 +58,9 @@ def stem_spec(config: ArchConfig) -> StemSpec:
     out = steps[-1].conv.shape[0]
     if config.replace_stem_pool:
         steps += (ConvNorm(conv_layer("maxpool.0", out, out, 3, 2), norm_layer("maxpool.1", out)),)
-    pool = "max" if imagenet and not config.replace_stem_pool else None
+    pool = None
+    if imagenet and not config.replace_stem_pool:
+        pool = {"": "max", "avg": "avg", "blur": "max_blur"}[config.aa_layer]
     return StemSpec(config.stem, steps, pool, 224 if imagenet else 32)
 
 
@@ -86,6 +89,9 @@ class BlockSpec:
     path_width: int
     shortcut: ShortcutSpec
     attention: AttentionSpec
+    # timm's aa_layer where this block downsamples ("" elsewhere): the strided conv (the 3x3, a basic
+    # block's first) runs at stride 1 and this pool, of stride ``stride``, follows its ReLU.
+    aa: str = ""
 
     @property
     def projection(self) -> bool:
@@ -95,13 +101,18 @@ class BlockSpec:
     @property
     def conv1_stride(self) -> int:
         """A basic block strides in its first 3x3; a bottleneck in its 3x3 unless stride_on='1x1'."""
-        if self.block == "basic" or self.stride_on == "1x1":
+        if (self.block == "basic" or self.stride_on == "1x1") and not self.aa:
             return self.stride
         return 1
 
     @property
     def conv2_stride(self) -> int:
-        return self.stride if self.block == "bottleneck" and self.stride_on == "3x3" else 1
+        return self.stride if self.block == "bottleneck" and self.stride_on == "3x3" and not self.aa else 1
+
+    @property
+    def aa_after(self) -> str:
+        """The conv whose ReLU the anti-aliasing pool follows: a bottleneck's 3x3, a basic block's first."""
+        return "conv2" if self.block == "bottleneck" else "conv1"
 
     def path_slice(self, p: int) -> slice:
         """Channels of the grouped form (c) owned by path p of forms (a)/(b)."""
@@ -162,6 +173,7 @@ def plan(config: ArchConfig) -> Plan:
                     path_width=path_width,
                     shortcut=shortcut_spec(name, in_ch, out_ch, stride, config.avg_down),
                     attention=ATTENTION[config.attn_layer](name, out_ch, config.attn_rd_ratio),
+                    aa=config.aa_layer if stride > 1 else "",
                 )
             )
             in_ch = out_ch

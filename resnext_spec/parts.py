@@ -94,7 +94,8 @@ class ConvNorm:
 class StemSpec:
     """The stem: a sequence of conv + norm + ReLU steps, then an optional pool.
 
-    ``pool`` is "max" (3x3/2, padding 1) or None. A step's layers may sit in a container, as
+    ``pool`` is "max" (3x3/2, padding 1), "avg" (2x2/2), "max_blur" (3x3/1 max, then the 3x3/2
+    blur: timm's anti-aliased stems) or None. A step's layers may sit in a container, as
     timm's deep stem has them (``conv1.0``, ``conv1.1``, ..., the ReLUs in the slots between).
     ``reduction`` is how much smaller the stem's output is than its input, and ``image_size``
     the input size a model of this stem is made for (224 for ImageNet stems, 32 for CIFAR's):
@@ -119,7 +120,7 @@ class StemSpec:
         r = 1
         for step in self.steps:
             r *= step.conv.stride
-        return r * (2 if self.pool == "max" else 1)
+        return r * (2 if self.pool else 1)
 
     @property
     def layers(self) -> tuple[LayerSpec, ...]:

@@ -92,6 +92,35 @@ ATTENTION: dict[str, Callable[[AttentionSpec], nn.Module | None]] = {
 }
 
 
+class BlurPool(nn.Module):
+    """timm's BlurPool2d: the fixed 3x3 binomial filter ([1, 2, 1] x [1, 2, 1] / 16) on each channel,
+    reflect-padded by 1, at ``stride``. It holds no tensor (timm's buffer is not in its state_dict)."""
+
+    def __init__(self, stride: int = 2) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        row = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype, device=x.device)
+        kernel = (row[:, None] * row[None, :] / 16).expand(x.shape[1], 1, 3, 3)
+        x = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+        return nn.functional.conv2d(x, kernel, stride=self.stride, groups=x.shape[1])
+
+
+# timm's aa_layer, after the ReLU of a downsampling block's strided conv (which then runs at stride 1).
+AA: dict[str, Callable[[int], nn.Module]] = {
+    "": lambda stride: nn.Identity(),
+    "avg": lambda stride: nn.AvgPool2d(stride),
+    "blur": BlurPool,
+}
+# The stem's pool, by StemSpec.pool: torchvision's max-pool, or timm's anti-aliased ones.
+STEM_POOLS: dict[str, Callable[[], nn.Module]] = {
+    "max": lambda: nn.MaxPool2d(3, 2, 1),
+    "avg": lambda: nn.AvgPool2d(2),
+    "max_blur": lambda: nn.Sequential(nn.MaxPool2d(3, 1, 1), BlurPool(2)),
+}
+
+
 def add_at(root: nn.Module, name: str, module: nn.Module) -> None:
     """``module`` at the dotted ``name`` under ``root``, making the containers on the way
     (timm's deep stem keeps its convs in ``conv1.0``, ``conv1.3``, ...)."""
@@ -138,12 +167,13 @@ class BasicBlock(ResidualBlock):
         super().__init__()
         self.conv1 = conv(b.in_channels, b.width, 3, b.conv1_stride)
         self.bn1 = norm_layer(b.width)
+        self.aa = AA[b.aa](b.stride)
         self.conv2 = conv(b.width, b.width, 3, b.conv2_stride)
         self.bn2 = norm_layer(b.width)
         self.add_parts(b, norm_layer)
 
     def body(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.aa(self.relu(self.bn1(self.conv1(x))))
         return self.bn2(self.conv2(out))
 
 
@@ -156,13 +186,14 @@ class Bottleneck(ResidualBlock):
         self.bn1 = norm_layer(b.width)
         self.conv2 = conv(b.width, b.width, 3, b.conv2_stride, groups=b.cardinality)
         self.bn2 = norm_layer(b.width)
+        self.aa = AA[b.aa](b.stride)
         self.conv3 = conv(b.width, b.out_channels, 1)
         self.bn3 = norm_layer(b.out_channels)
         self.add_parts(b, norm_layer)
 
     def body(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.aa(self.relu(self.bn2(self.conv2(out))))
         return self.bn3(self.conv3(out))
 
 
@@ -176,12 +207,13 @@ class Path(nn.Module):
         self.bn1 = norm_layer(w)
         self.conv2 = conv(w, w, 3, b.conv2_stride)
         self.bn2 = norm_layer(w)
+        self.aa = AA[b.aa](b.stride)  # a per-channel pool: on each path as on the grouped conv's output
         self.conv3 = conv(w, b.out_channels, 1) if with_conv3 else None
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.aa(self.relu(self.bn2(self.conv2(out))))
         return out if self.conv3 is None else self.conv3(out)
 
 
@@ -261,9 +293,9 @@ class ResNet(nn.Module):
             add_at(self, step.conv.name, conv_from(step.conv))
             add_at(self, step.norm.name, norm_layer(step.norm.shape[0]))
         self.relu = nn.ReLU(inplace=True)
-        if stem.pool == "max":
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self.stem_pool = stem.pool == "max"
+        if stem.pool is not None:  # timm's name for it, whichever pool it is
+            self.maxpool = STEM_POOLS[stem.pool]()
+        self.stem_pool = stem.pool is not None
 
     def _classifier(self, num_classes: int) -> nn.Module:
         # timm's convention: a headless model keeps an ``fc`` that passes the features through.

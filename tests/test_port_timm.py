@@ -183,13 +183,20 @@ def test_a_timm_variant_the_tensors_show_is_refused_by_name(tmp_path, arch, what
     assert not (tmp_path / "out.safetensors").exists()
 
 
-def test_a_timm_variant_only_its_name_shows_is_refused_by_that_name(tmp_path):
-    # resnetaa50 has exactly resnet50's tensors (its pools have none); its hub folder names it
-    model = timm_model("resnetaa50", layers=(1, 1, 1, 1), num_classes=5)
-    timm.models.save_for_hf(model, tmp_path / "aa", safe_serialization=True)
-    with pytest.raises(PortError, match="anti-aliased"):
-        read(tmp_path / "aa")
-    plain = timm_model("resnet50", num_classes=5)  # and a plain one built with an invisible argument
+@pytest.mark.parametrize("arch", ["resnetaa50d", "resnetblur50"])
+def test_an_anti_aliased_hub_folder_ports_exactly_by_the_name_it_records(tmp_path, arch):
+    # Its tensors are exactly the plain twin's (the pools have none): only the name says what it is.
+    model = timm_model(arch, layers=(1, 1, 1, 1), num_classes=5)
+    timm.models.save_for_hf(
+        model, tmp_path / "hub", model_args={"layers": (1, 1, 1, 1)}, safe_serialization=True
+    )
+    w = read(tmp_path / "hub")
+    assert w.config.aa_layer == get_config(arch).aa_layer and w.warnings == []
+    assert rel_error(logits("flax", w), timm_logits(model)) <= TOL
+
+
+def test_a_plain_hub_folder_built_with_an_argument_the_tensors_cannot_show_is_refused(tmp_path):
+    plain = timm_model("resnet50", num_classes=5)
     timm.models.save_for_hf(
         plain, tmp_path / "os16", model_args={"output_stride": 16}, safe_serialization=True
     )
@@ -201,17 +208,23 @@ def test_a_bare_state_dict_whose_layout_an_anti_aliased_network_shares_is_never_
     tmp_path, capsys
 ):
     """timm's resnetblur50 saves exactly resnet50's tensors: its bare state_dict ports as the plain
-    network, and the command says on stderr which networks share the layout; a CIFAR-stem file,
-    which no anti-aliased network shares, ports with no such warning."""
+    network, and the command says on stderr which networks share the layout and the flag that
+    chooses one; with it, the port is exact. A CIFAR-stem file, which no anti-aliased network
+    shares, ports with no such warning."""
     from resnext_port.cli import main
 
-    blur = timm_model("resnetblur50", layers=(1, 1, 1, 1), num_classes=5)
+    blur = timm_model("resnetblur50", num_classes=5)
     torch.save(blur.state_dict(), tmp_path / "blur.pth")
-    assert main([str(tmp_path / "blur.pth"), str(tmp_path / "blur.safetensors")]) == 0
+    assert main([str(tmp_path / "blur.pth"), str(tmp_path / "plain.safetensors")]) == 0
     err = capsys.readouterr().err
-    assert "warning:" in err and "resnetblur" in err and "resnetaa" in err
+    assert "warning:" in err and "(resnetblur50, resnetaa50)" in err and "--model resnetaa50" in err
     # The warning is the reader's, so every tool that reads the file has it, not only the command.
-    assert any("resnetblur" in w for w in read(tmp_path / "blur.pth").warnings)
+    assert any("resnetblur50" in w for w in read(tmp_path / "blur.pth").warnings)
+    assert rel_error(logits("torch", read(tmp_path / "plain.safetensors")), timm_logits(blur)) > 1e-2
+    flags = ["--model", "resnetblur50", "--num-classes", "5"]
+    assert main([str(tmp_path / "blur.pth"), str(tmp_path / "blur.safetensors"), *flags]) == 0
+    assert "warning:" not in capsys.readouterr().err
+    assert rel_error(logits("torch", read(tmp_path / "blur.safetensors")), timm_logits(blur)) <= TOL
     cifar = ArchConfig(layers=(1, 1), cardinality=2, base_width=8, stem="cifar", num_classes=3)
     torch.save(
         {k: torch.tensor(v) for k, v in random_weights(cifar).items()},

@@ -50,8 +50,19 @@ PARTS = {
         attn_rd_ratio=0.25,
     ),
     "basic_se": dataclasses.replace(TINY_BASIC, attn_layer="se"),
+    "blur_d": dataclasses.replace(
+        IMAGENET_TINY, stem_type="deep", stem_width=16, avg_down=True, aa_layer="blur"
+    ),
+    "avg_aa_eca": dataclasses.replace(IMAGENET_TINY, aa_layer="avg", attn_layer="eca"),
+    "basic_blur": dataclasses.replace(TINY_BASIC, stem="imagenet", aa_layer="blur"),
     "cifar_deep_eca": dataclasses.replace(TINY, stem_type="deep", stem_width=16, attn_layer="eca"),
 }
+
+
+# 19 px puts odd sides before every stride (ceil mode, reflect padding); average-pooled
+# anti-aliasing floors an odd side where its shortcut ceils, in timm too, so it runs on even ones.
+def size_of(config: ArchConfig) -> int:
+    return 32 if config.aa_layer == "avg" else 19
 
 
 def build(lib: str, config: ArchConfig, form: str, weights: dict, dtype: str = "float32"):
@@ -153,7 +164,7 @@ def test_each_part_is_the_same_function_in_every_framework_and_form(part, lib, f
     if config.block == "basic" and form != "c":
         pytest.skip("basic blocks exist in form (c) only")
     weights = random_weights(config, "c", seed=3)
-    x = batch(config, size=19)[0]
+    x = batch(config, size=size_of(config))[0]
     want = logits("torch", build("torch", config, "c", weights), x)
     model = build(lib, config, form, weights)
     assert rel_error(logits(lib, model, x), want) < TOL
@@ -162,14 +173,14 @@ def test_each_part_is_the_same_function_in_every_framework_and_form(part, lib, f
     assert list(exported) == list(canonical_shapes(config, form))
 
 
-@pytest.mark.parametrize("part", ["tiered_avg_se", "rs", "cifar_deep_eca"])
+@pytest.mark.parametrize("part", ["tiered_avg_se", "rs", "cifar_deep_eca", "blur_d", "avg_aa_eca"])
 def test_the_parts_act(part):
     """Each part changes the function: without it, the same remaining weights give other logits."""
     config = PARTS[part]
     weights = random_weights(config, "c", seed=3)
-    x = batch(config, size=19)[0]
+    x = batch(config, size=size_of(config))[0]
     want = logits("torch", build("torch", config, "c", weights), x)
-    plain = dataclasses.replace(config, attn_layer="")
+    plain = dataclasses.replace(config, attn_layer="", aa_layer="")
     kept = {k: v for k, v in weights.items() if ".se." not in k}
     assert rel_error(logits("torch", build("torch", plain, "c", kept), x), want) > 1e-3
 
@@ -182,9 +193,9 @@ def test_forms_agree_in_float64_to_1e9_with_every_part(lib):
         pytest.skip("Keras computes float64 faithfully on TensorFlow")
     config = dataclasses.replace(PARTS["tiered_avg_se"], attn_layer="eca")
     rs = PARTS["rs"]
-    for cfg in (config, rs):
+    for cfg in (config, rs, PARTS["blur_d"], PARTS["avg_aa_eca"]):
         weights = {k: v.astype(np.float64) for k, v in random_weights(cfg, "c", seed=8).items()}
-        x = batch(cfg, size=19)[0].astype(np.float64)
+        x = batch(cfg, size=size_of(cfg))[0].astype(np.float64)
         if lib == "flax":
             import jax
 
@@ -205,6 +216,8 @@ TIMM_KINDS = {
     "seresnext26d_32x4d": "SE + ResNeXt",
     "ecaresnet26t": "ECA",
     "resnetrs50": "ResNet-RS stem, SE at 1/4",
+    "resnetblur50d": "BlurPool anti-aliasing",
+    "resnetaa34d": "AvgPool anti-aliasing, basic blocks",
 }
 
 
@@ -220,7 +233,7 @@ def test_timms_module_has_our_tensors_and_computes_our_function(name):
     assert state == canonical_shapes(config)
     weights = random_weights(config, "c", seed=11)
     theirs.load_state_dict({k: torch.tensor(v) for k, v in weights.items()}, strict=False)
-    x = batch(config, size=37)[0]
+    x = batch(config, size=64 if config.aa_layer == "avg" else 37)[0]
     with torch.no_grad():
         want = theirs(torch.tensor(x)).double().numpy()
     assert rel_error(logits("torch", build("torch", config, "c", weights), x), want) < TOL
