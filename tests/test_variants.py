@@ -250,3 +250,22 @@ def test_every_timm_preset_has_timms_tensors_and_count(name):
     }
     assert state == canonical_shapes(get_config(name))
     assert count_params(get_config(name)) == sum(p.numel() for p in theirs.parameters())
+
+
+def test_the_porting_table_says_what_the_presets_hold():
+    """docs/porting.md's table of timm's models: a row says "ported" exactly where a preset of that
+    name exists, with its parameter count; and it lists every model timm registers in resnet.py."""
+    import re
+    from pathlib import Path
+
+    from resnext_spec import list_presets
+
+    text = Path(__file__).parent.parent.joinpath("docs/porting.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| [^|]+ \| (ported|refused) \| ?([\d,]*) ?\|$", text, re.M)
+    assert len(rows) == 81
+    for name, status, count in rows:
+        assert (status == "ported") == (name in list_presets()), name
+        if status == "ported":
+            assert int(count.replace(",", "")) == count_params(get_config(name)), name
+    timm = import_timm()
+    assert {name for name, _, _ in rows} == set(timm.list_models(module="resnet"))
