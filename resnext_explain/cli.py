@@ -61,6 +61,8 @@ def render(lesson: Lesson, extra_path: int | None, console: Any) -> None:
         f"Form (c): 1x1 to {s['width']} channels, a 3x3 with {s['cardinality']} groups, 1x1 to "
         f"{s['out_channels']}. Forms (a) and (b): {s['cardinality']} paths of width d = {s['path_width']}."
     )
+    for part in s["parts"]:
+        console.print(f"Around the paths, in every form: {part}.")
     for note in lesson.notes:
         console.print(f"[dim]({note})")
 

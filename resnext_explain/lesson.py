@@ -82,6 +82,8 @@ class TorchBuild:
             y = self.model.get_submodule(name)(self.torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
         return y.numpy().transpose(0, 2, 3, 1)
 
+    part = __call__  # a part (shortcut, attention, pool) is one module too
+
 
 class KerasBuild:
     def __init__(self, config: ArchConfig, form: str, weights: dict[str, np.ndarray]) -> None:
@@ -111,6 +113,16 @@ class KerasBuild:
             x = self.model.get_layer(pad)(x)
         return self.keras.ops.convert_to_numpy(self.layer(name)(x, training=False))
 
+    def part(self, name: str, x: np.ndarray) -> np.ndarray:
+        """A part (shortcut, attention, pool): its layers of the functional graph, as a model."""
+        if self.rk.layer_name(name) in self.names:
+            return self(name, x)
+        prefix = self.rk.layer_name(name) + "_"
+        inside = [layer for layer in self.model.layers if layer.name.startswith(prefix)]
+        first = inside[0].input
+        part = self.keras.Model(first[0] if isinstance(first, list) else first, inside[-1].output)
+        return self.keras.ops.convert_to_numpy(part(x, training=False))
+
 
 class FlaxBuild:
     def __init__(self, config: ArchConfig, form: str, weights: dict[str, np.ndarray]) -> None:
@@ -121,9 +133,20 @@ class FlaxBuild:
         self.exported = rf.export_weights(self.model)
 
     def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
-        from resnext_flax.weights import submodule
+        from resnext_flax.model import submodule
 
         return np.asarray(submodule(self.model, name)(x))
+
+    def part(self, name: str, x: np.ndarray) -> np.ndarray:
+        """A part (shortcut, attention, pool): one module, or a list of them applied in turn."""
+        from flax import nnx
+
+        from resnext_flax.model import submodule
+
+        node = submodule(self.model, name)
+        for layer in node if isinstance(node, nnx.List) else [node]:
+            x = layer(x)
+        return np.asarray(x)
 
 
 BUILDS = {"torch": TorchBuild, "keras": KerasBuild, "flax": FlaxBuild}
@@ -216,17 +239,22 @@ def compare_forms(builds: dict, name: str, b: BlockSpec, x: np.ndarray) -> list[
     tensor at the same point: the rows of the lesson, with the largest difference at each."""
     c, a, bb = builds["c"], builds["a"], builds["b"]
     # Form (c): the grouped block, layer by layer.
+    # The parts around the paths (an anti-aliasing pool, attention, the shortcut) are the framework's
+    # own modules, called whole: they act on all channels alike in every form.
     h1 = relu(c(f"{name}.bn1", c(f"{name}.conv1", x)))
     h2 = relu(c(f"{name}.bn2", c(f"{name}.conv2", h1)))
+    h2 = c.part(f"{name}.aa", h2) if b.aa else h2
     z = c(f"{name}.conv3", h2)
     y = c(f"{name}.bn3", z)
-    shortcut = c(f"{name}.downsample.1", c(f"{name}.downsample.0", x)) if b.projection else x
-    out = relu(y + shortcut)
+    attended = c.part(b.attention.name, y) if b.attention.kind else y
+    shortcut = c.part(b.shortcut.name, x) if b.projection else x
+    out = relu(attended + shortcut)
 
     def path(build, p: int) -> tuple[np.ndarray, np.ndarray]:
         q = f"{name}.paths.{p}"
         g1 = relu(build(f"{q}.bn1", build(f"{q}.conv1", x)))
-        return g1, relu(build(f"{q}.bn2", build(f"{q}.conv2", g1)))
+        g2 = relu(build(f"{q}.bn2", build(f"{q}.conv2", g1)))
+        return g1, build.part(f"{q}.aa", g2) if b.aa else g2
 
     stages: list[dict[str, Any]] = []
 
@@ -272,12 +300,34 @@ def block_spec(config: ArchConfig, name: str, b: BlockSpec) -> dict[str, Any]:
         "width": b.width,
         "stride": b.stride,
         "projection": b.projection,
+        "parts": parts_around(b),
         "spec_params": sum(
             int(np.prod(s))
             for n, s in canonical_shapes(config, "c").items()
             if n.startswith(name + ".") and not is_running_stat(n)
         ),
     }
+
+
+AA_WORDS = {"avg": "a 2x2 average pool", "blur": "a 3x3 blur pool"}
+
+
+def parts_around(b: BlockSpec) -> list[str]:
+    """The parts around the paths, in words with their parameter counts: the same in every form."""
+    out = []
+    if b.shortcut.kind == "avg_conv":
+        out.append("the shortcut average-pools 2x2 before its 1x1 conv + BN (timm's avg_down)")
+    if b.aa:
+        out.append(f"the 3x3 runs at stride 1 and {AA_WORDS[b.aa]} of stride {b.stride} follows its ReLU")
+    a = b.attention
+    if a.kind:
+        n = sum(int(np.prod(layer.tensor_shape(t))) for layer in a.layers for t in layer.tensors)
+        if a.kind == "se":
+            what = f"squeeze-and-excitation {a.channels} -> {a.layers[0].shape[0]} -> {a.channels}"
+        else:
+            what = f"{a.kind.upper()} ({a.layers[0].shape[-1]}-tap conv along the channels)"
+        out.append(f"{what} at {a.name} after bn3: {n:,} parameters")
+    return out
 
 
 def explain(

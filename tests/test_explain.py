@@ -53,6 +53,7 @@ def test_a_later_block_is_built_as_its_twin_with_the_same_shapes():
         "stride": 1,
         "projection": False,
         "spec_params": 0,
+        "parts": [],
     }
     assert got.input_shape == (1, 4, 4, 1024)
     assert got.worst < 1e-5
@@ -106,7 +107,19 @@ def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
 
 
 def test_table2_presets_and_published_presets_are_all_explained():
-    assert set(BOTTLENECKS) == {n for n in PARAM_COUNTS if get_config(n).block == "bottleneck"} | set(
-        TABLE2_PRESETS
-    )
+    published = {n for n in PARAM_COUNTS if get_config(n).block == "bottleneck"}
+    assert set(BOTTLENECKS) == published | set(TABLE2_PRESETS) | {"seresnext26d_32x4d"}
     assert np.isfinite(explain("resnext50_8x14d", "layer4.0", image_size=64).worst)
+
+
+def test_the_parts_around_the_paths_are_shown_with_their_counts():
+    # SE on layer2.0 of seresnext26d_32x4d: 512 channels, reduced to 512 / 16 = 32, two biased
+    # 1x1 convs: 2 * 512 * 32 + 32 + 512 parameters.
+    parts = explain("seresnext26d_32x4d", "layer2.0", image_size=32).spec["parts"]
+    assert any(
+        "squeeze-and-excitation 512 -> 32 -> 512" in p and f"{2 * 512 * 32 + 32 + 512:,}" in p for p in parts
+    )
+    assert any("average-pools 2x2" in p for p in parts)
+    blur = explain("resnetblur50", "layer3.0", image_size=32).spec["parts"]
+    assert blur == ["the 3x3 runs at stride 1 and a 3x3 blur pool of stride 2 follows its ReLU"]
+    assert explain("resnext50_32x4d", "layer2.0", image_size=32).spec["parts"] == []
