@@ -94,7 +94,9 @@ class Recipe:
             stages = int(self.freeze.split("-")[1])
             if stages > num_stages:
                 raise ConfigError(f"freeze {self.freeze}: the network has {num_stages} stages")
-        return ("conv1.", "bn1.", *(f"layer{s + 1}." for s in range(stages)))
+        # The stem: torchvision's conv1/bn1, timm's deep stem (conv1.0 ... conv1.6, bn1) and
+        # ResNet-RS's strided conv in the max-pool's place (maxpool.0, .1).
+        return ("conv1.", "bn1.", "maxpool.", *(f"layer{s + 1}." for s in range(stages)))
 
     def is_frozen(self, name: str, num_stages: int) -> bool:
         """Whether the canonical tensor or layer ``name`` stays as loaded."""

@@ -333,3 +333,29 @@ def test_keras_with_no_backend_chosen_takes_the_one_its_format_needs(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(sidecar_path(out).read_text())["keras_backend"] == "jax"
     assert "keras on jax" in done.stdout
+
+
+# timm's variants, tiny: SE on a deep stem with average-pooled shortcuts, and ECA with BlurPool
+# anti-aliasing on the ImageNet stem (its reflect padding and fixed filter, in every runtime).
+SE_D = ArchConfig(
+    layers=(1, 1), cardinality=4, base_width=4, stem_type="deep", stem_width=16, avg_down=True,
+    attn_layer="se", num_classes=5,
+)  # fmt: skip
+ECA_BLUR = ArchConfig(
+    layers=(1, 1), cardinality=4, base_width=4, attn_layer="eca", aa_layer="blur", num_classes=5
+)
+
+
+@pytest.mark.parametrize("config", [SE_D, ECA_BLUR], ids=["se_d", "eca_blur"])
+@pytest.mark.parametrize(
+    "framework, fmt",
+    [
+        ("torch", "onnx"),
+        ("flax", "stablehlo"),
+        pytest.param("keras", "tflite", marks=pytest.mark.keras),
+    ],
+)
+def test_the_variant_parts_export_and_compute_torch_form_c_in_the_runtime(tmp_path, config, framework, fmt):
+    if framework == "keras" and BACKEND != "tensorflow":
+        pytest.skip("LiteRT export is Keras on TensorFlow's")
+    assert_same_function(exported(tmp_path, framework, fmt, "c", config, image_size=32))

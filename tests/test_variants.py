@@ -269,3 +269,14 @@ def test_the_porting_table_says_what_the_presets_hold():
             assert int(count.replace(",", "")) == count_params(get_config(name)), name
     timm = import_timm()
     assert {name for name, _, _ in rows} == set(timm.list_models(module="resnet"))
+
+
+@pytest.mark.parametrize("name", ["resnet50d", "resnetrs50", "resnet18"])
+def test_freezing_the_stem_holds_every_stem_layer_the_spec_names_and_nothing_after(name):
+    from resnext_spec.training import Recipe
+
+    config = get_config(name)
+    recipe = Recipe(freeze="stem")
+    stem = {f"{layer.name}.{t}" for layer in plan(config).stem.layers for t in layer.tensors}
+    frozen = {n for n in canonical_shapes(config) if recipe.is_frozen(n, len(config.layers))}
+    assert frozen == stem
