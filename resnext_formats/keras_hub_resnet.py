@@ -8,8 +8,12 @@ the input is a ReLU's, so zeros equal torch's -inf). A Keras 3 weights file keys
 by class and order (``layers/conv2d_7/vars/0``), so the convolutions and BatchNorms are
 taken in the order keras-hub builds them: the stem, then per block 1, 2, the shortcut
 (0), 3 for bottlenecks and 1, the shortcut, 2 for basic blocks (tests/test_port_ecosystem
-checks this against keras-hub's own model). Pre-activation (v2) and the ``vd`` blocks
-are refused by name.
+checks this against keras-hub's own model). Its ``vd`` blocks (``resnet_vd_*``) are timm's
+ResNet-D: a deep stem of 3x3 convs (32, 32, 64) and average-pooled shortcuts, which "same"
+pooling computes as torch's ceil mode without the padding; their layers come in the same
+order, and ``basic_block_vd`` projects in the first block of the first stage too
+(``first_shortcut``).
+Pre-activation (v2) is refused by name.
 """
 
 from __future__ import annotations
@@ -21,11 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-from resnext_spec import ArchConfig
+from resnext_spec import ArchConfig, plan
 
 from .errors import PortError
 
-BLOCKS = {"bottleneck_block": "bottleneck", "basic_block": "basic"}
+BLOCKS = {
+    "bottleneck_block": "bottleneck",
+    "basic_block": "basic",
+    "bottleneck_block_vd": "bottleneck",
+    "basic_block_vd": "basic",
+}
+# The vd blocks' stem and shortcuts, in ArchConfig's fields (timm's ResNet-D).
+VD = dict(stem_type="deep", stem_width=32, avg_down=True)
 NOTE = (
     "a keras-hub ResNetImageClassifier preset (ResNet v1.5: stride on the 3x3); exact in inference. "
     "In training, its BN (momentum 0.9, torch's 0.1) moves the running variance by the biased "
@@ -62,13 +73,13 @@ def config_from_keras_hub(backbone: dict, task: dict, where) -> ArchConfig:
     depths = backbone.get("stackwise_num_blocks")
     if not isinstance(depths, list) or not depths or not all(isinstance(d, int) and d > 0 for d in depths):
         raise KerasHubError(f"{where}: stackwise_num_blocks {depths!r} is not a list of block counts")
+    block_type = backbone.get("block_type") if backbone.get("block_type") in BLOCKS else "bottleneck_block"
+    vd = block_type.endswith("_vd")
     want = {
-        "block_type": backbone.get("block_type")
-        if backbone.get("block_type") in BLOCKS
-        else "bottleneck_block",
+        "block_type": block_type,
         "use_pre_activation": False,
-        "input_conv_filters": [64],
-        "input_conv_kernel_sizes": [7],
+        "input_conv_filters": [32, 32, 64] if vd else [64],
+        "input_conv_kernel_sizes": [3, 3, 3] if vd else [7],
         "stackwise_num_filters": [64 * 2**s for s in range(len(depths))],
         "stackwise_num_strides": [1] + [2] * (len(depths) - 1),
     }
@@ -82,7 +93,8 @@ def config_from_keras_hub(backbone: dict, task: dict, where) -> ArchConfig:
     classes = task.get("num_classes")
     if not isinstance(classes, int) or isinstance(classes, bool) or classes < 0:  # 0: a backbone alone
         raise KerasHubError(f"{where}: num_classes {classes!r} is not a class count")
-    return ArchConfig(block=BLOCKS[backbone["block_type"]], layers=tuple(depths), num_classes=classes)
+    variant = dict(VD, first_shortcut=block_type == "basic_block_vd") if vd else {}
+    return ArchConfig(block=BLOCKS[block_type], layers=tuple(depths), num_classes=classes, **variant)
 
 
 def _by_class(layers, cls: str) -> list:
@@ -107,17 +119,15 @@ def read_keras_hub_dir(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], 
         raise KerasHubError(f"{path}: a keras-hub preset with one of task.json and task.weights.h5, not both")
     task = {"num_classes": 0} if headless else _json(path / "task.json")["config"]
     config = config_from_keras_hub(backbone["config"], task, path)
-    order = {"bottleneck": ("1", "2", "0", "3"), "basic": ("1", "0", "2")}[config.block]
-    names = [("conv1", "bn1")]  # (our conv, our BN) in the order keras-hub builds them
-    for s, blocks in enumerate(config.layers):
-        for j in range(blocks):
-            ours = f"layer{s + 1}.{j}"
-            shortcut = j == 0 and (s > 0 or config.block == "bottleneck")
-            for k in order:
-                if k == "0" and shortcut:
-                    names.append((f"{ours}.downsample.0", f"{ours}.downsample.1"))
-                elif k != "0":
-                    names.append((f"{ours}.conv{k}", f"{ours}.bn{k}"))
+    # (our conv, our BN) in the order keras-hub builds them: the stem's, then each block's.
+    names = [(step.conv.name, step.norm.name) for step in plan(config).stem.steps]
+    for b in plan(config).blocks:
+        order = ("1", "2", "0", "3") if b.block == "bottleneck" else ("1", "0", "2")
+        for k in order:
+            if k == "0" and b.projection:
+                names.append((b.shortcut.conv.name, b.shortcut.norm.name))
+            elif k != "0":
+                names.append((f"{b.name}.conv{k}", f"{b.name}.bn{k}"))
     weights: dict[str, np.ndarray] = {}
     with h5py.File(path / "model.weights.h5", "r") as f:
         convs, norms = _by_class(f["layers"], "conv2d"), _by_class(f["layers"], "batch_normalization")

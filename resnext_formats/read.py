@@ -132,9 +132,10 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
     per path, the classes (0, headless, when there is no ``fc``), and timm's variants by their
     tensor names: a deep stem (``conv1.0``, tiered when its first conv is narrower than its
     second), ResNet-RS's strided conv for the max-pool (``maxpool.0``), average-pooled
-    shortcuts (``downsample.2``), SE (``se.fc1``, its reduction from the widths) and ECA
-    (``se.conv``). Where the stride sits (1x1 or 3x3) leaves no trace in the weights; it is
-    taken from a preset that matches, else torchvision's 3x3.
+    shortcuts (``downsample.2``), a first block that projects without changing the shape
+    (keras-hub's vd), SE (``se.fc1``, its reduction from the widths) and ECA (``se.conv``).
+    Where the stride sits (1x1 or 3x3) leaves no trace in the weights; it is taken from a
+    preset that matches, else torchvision's 3x3.
     """
     names = [n for n in weights if not n.endswith("num_batches_tracked")]
     form = form or infer_form(names)
@@ -204,6 +205,9 @@ def _variant_fields(names: list[str], shape: dict[str, tuple[int, ...]]) -> dict
         fields["replace_stem_pool"] = True
     if any(n.endswith(".downsample.2.running_var") for n in names):
         fields["avg_down"] = True
+    first = [shape[n] for n in ("layer1.0.downsample.0.weight", "layer1.0.downsample.1.weight") if n in shape]
+    if first and len(first[0]) == 4 and first[0][0] == first[0][1]:  # a projection that keeps the shape
+        fields["first_shortcut"] = True
     if any(n.endswith(".se.conv.weight") for n in names):
         fields["attn_layer"] = "eca"
     fc1 = next((shape[n] for n in names if n.endswith(".se.fc1.weight")), None)
@@ -218,7 +222,10 @@ def _variant_fields(names: list[str], shape: dict[str, tuple[int, ...]]) -> dict
 
 # The fields a timm model's name fixes whatever its create_model arguments, and its tensors show: its
 # kind of block, stem and parts (aa_layer, which no tensor shows, is taken from the name).
-NAMED_FIELDS = ("block", "stem", "stem_type", "replace_stem_pool", "avg_down", "attn_layer", "attn_rd_ratio")
+NAMED_FIELDS = (
+    "block", "stem", "stem_type", "replace_stem_pool", "avg_down", "attn_layer", "attn_rd_ratio",
+    "first_shortcut",
+)  # fmt: skip
 
 # SE's reductions in timm's ResNets: 1/16 (SE-ResNet, SE-ResNeXt), 1/4 (ResNet-RS).
 SE_RATIOS = (1 / 16, 1 / 4)

@@ -46,6 +46,9 @@ class ArchConfig:
     downsampling (timm's resnetaa* "avg": 2x2 average pooling; resnetblur* "blur": a fixed 3x3
     binomial blur): the strided conv runs at stride 1 with the pool after its ReLU, and the
     stem's max-pool becomes the pool ("avg") or a stride-1 max-pool and the blur ("blur").
+    ``first_shortcut`` gives the first block of the first stage a conv shortcut even where it
+    keeps the shape (keras-hub's ``basic_block_vd``, its name for the flag; timm's ``resnet18d``
+    has an identity there).
     """
 
     block: str = "bottleneck"
@@ -63,6 +66,7 @@ class ArchConfig:
     attn_layer: str = ""
     attn_rd_ratio: float = 1 / 16
     aa_layer: str = ""
+    first_shortcut: bool = False
 
     @property
     def headless(self) -> bool:
@@ -85,7 +89,7 @@ class ArchConfig:
                 "aa_layer anti-aliases the strided 3x3 and the stem's max-pool, as timm does: "
                 "it takes stride_on='3x3' and no replace_stem_pool"
             )
-        for name in ("avg_down", "replace_stem_pool"):
+        for name in ("avg_down", "replace_stem_pool", "first_shortcut"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.replace_stem_pool and self.stem != "imagenet":
@@ -308,7 +312,16 @@ TIMM_PRESETS: dict[str, ArchConfig] = {
     "resnetrs350": _timm((4, 36, 72, 4), **_RS),
     "resnetrs420": _timm((4, 44, 87, 4), **_RS),
 }
+# keras-hub's vd presets (resnet_vd_*_imagenet) where they are not timm's: basic_block_vd is timm's
+# resnet18d/34d with a projection in the first block; its 50, 101 and 152 are timm's resnet50d,
+# 101d and 152d exactly, and its 200 is deeper in stage 3 than resnet200d.
+KERAS_HUB_PRESETS: dict[str, ArchConfig] = {
+    "resnet_vd_18": _timm(_L18, "basic", **_D, first_shortcut=True),
+    "resnet_vd_34": _timm(_L34, "basic", **_D, first_shortcut=True),
+    "resnet_vd_200": _timm((3, 12, 48, 3), **_D),
+}
 PRESETS.update(TIMM_PRESETS)
+PRESETS.update(KERAS_HUB_PRESETS)
 
 
 def list_presets() -> list[str]:

@@ -171,7 +171,14 @@ def plan(config: ArchConfig) -> Plan:
                     stride_on=config.stride_on,
                     cardinality=config.cardinality,
                     path_width=path_width,
-                    shortcut=shortcut_spec(name, in_ch, out_ch, stride, config.avg_down),
+                    shortcut=shortcut_spec(
+                        name,
+                        in_ch,
+                        out_ch,
+                        stride,
+                        config.avg_down,
+                        config.first_shortcut and s == 0 and i == 0,
+                    ),
                     attention=ATTENTION[config.attn_layer](name, out_ch, config.attn_rd_ratio),
                     aa=config.aa_layer if stride > 1 else "",
                 )

@@ -156,10 +156,13 @@ class ShortcutSpec:
         return () if self.kind == "identity" else (self.conv, self.norm)
 
 
-def shortcut_spec(block: str, c_in: int, c_out: int, stride: int, avg_down: bool) -> ShortcutSpec:
-    """Identity where the shape is kept; else a projection, average-pooled first with ``avg_down``."""
+def shortcut_spec(
+    block: str, c_in: int, c_out: int, stride: int, avg_down: bool, project: bool = False
+) -> ShortcutSpec:
+    """Identity where the shape is kept (unless ``project``); else a projection, average-pooled
+    first with ``avg_down``."""
     name = f"{block}.downsample"
-    if stride == 1 and c_in == c_out:
+    if stride == 1 and c_in == c_out and not project:
         return ShortcutSpec("identity", name, stride)
     if avg_down:
         # timm keeps the pool's slot 0 (an identity at stride 1), so conv and norm are 1 and 2.

@@ -6,12 +6,14 @@ import pytest
 from helpers import PARAM_COUNTS, TABLE2_PRESETS
 
 from resnext_spec import ArchConfig, get_config, list_presets, preset_of, resolve_config
-from resnext_spec.config import TIMM_PRESETS
+from resnext_spec.config import KERAS_HUB_PRESETS, TIMM_PRESETS
 from resnext_spec.errors import ResNeXtError
 
 
 def test_every_design_preset_is_registered():
-    assert set(list_presets()) == set(PARAM_COUNTS) | set(TABLE2_PRESETS) | set(TIMM_PRESETS)
+    assert set(list_presets()) == set(PARAM_COUNTS) | set(TABLE2_PRESETS) | set(TIMM_PRESETS) | set(
+        KERAS_HUB_PRESETS
+    )
 
 
 @pytest.mark.parametrize(

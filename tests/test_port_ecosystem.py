@@ -14,7 +14,7 @@ import torch
 from helpers import randomise_keras_bn
 
 from resnext_port.port import PortError, Weights, logits, port, read
-from resnext_spec import ArchConfig, random_weights, save_checkpoint
+from resnext_spec import ArchConfig, get_config, random_weights, save_checkpoint
 from resnext_spec.tolerances import TOL, rel_error
 from resnext_torch import randomise_batchnorm
 
@@ -150,9 +150,10 @@ def test_a_legacy_keras_applications_h5_ports_with_no_flags_and_gives_its_logits
 def keras_hub_preset(folder, block_type: str, depths: list[int]):
     keras = pytest.importorskip("keras")
     keras_hub = pytest.importorskip("keras_hub")
+    vd = block_type.endswith("_vd")  # ResNet-D: its 32-32-64 stem of 3x3 convs
     backbone = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64],
-        input_conv_kernel_sizes=[7],
+        input_conv_filters=[32, 32, 64] if vd else [64],
+        input_conv_kernel_sizes=[3, 3, 3] if vd else [7],
         stackwise_num_filters=[64 * 2**s for s in range(len(depths))],
         stackwise_num_blocks=depths,
         stackwise_num_strides=[1] + [2] * (len(depths) - 1),
@@ -179,6 +180,31 @@ def test_a_keras_hub_resnet_preset_ports_with_no_flags_and_gives_its_logits(
     assert result.config.layers == tuple(depths) and any("keras-hub" in n for n in result.notes)
     got = logits(framework, read(tmp_path / f"out{suffix}", stride_on="3x3"))
     assert rel_error(got, expected) <= TOL
+
+
+@pytest.mark.parametrize(
+    ("block_type", "depths", "preset", "builds"),
+    [
+        ("basic_block_vd", [2, 2, 2, 2], "resnet_vd_18", [("torch", "c"), ("flax", "c")]),
+        ("bottleneck_block_vd", [3, 4, 6, 3], "resnet50d", [("keras", "a"), ("flax", "b")]),
+    ],
+)
+def test_a_keras_hub_vd_preset_ports_into_every_framework_and_back_at_its_logits(
+    tmp_path, block_type, depths, preset, builds
+):
+    """keras-hub's resnet_vd_18 (its first block projects, timm's resnet18d does not) and
+    resnet_vd_50 (timm's resnet50d), built by keras-hub with 5 classes."""
+    expected = keras_hub_preset(tmp_path / "preset", block_type, depths)
+    w = read(tmp_path / "preset")
+    assert w.config == get_config(preset, num_classes=5)
+    for framework, form in builds:
+        suffix = {"torch": ".pth", "keras": ".weights.h5", "flax": ".msgpack"}[framework]
+        port(tmp_path / "preset", tmp_path / f"{framework}{suffix}", to_form=form)
+        back = read(tmp_path / f"{framework}{suffix}", stride_on="3x3")
+        assert rel_error(logits(framework, back), expected) <= TOL
+        port(tmp_path / f"{framework}{suffix}", tmp_path / f"{framework}_back.safetensors", to_form="c")
+        again = read(tmp_path / f"{framework}_back.safetensors")
+        assert all(np.array_equal(again.weights[k], w.weights[k]) for k in w.weights)
 
 
 def test_what_a_keras_hub_preset_holds_that_we_cannot_is_refused_by_name(tmp_path):

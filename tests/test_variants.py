@@ -280,3 +280,20 @@ def test_freezing_the_stem_holds_every_stem_layer_the_spec_names_and_nothing_aft
     stem = {f"{layer.name}.{t}" for layer in plan(config).stem.layers for t in layer.tensors}
     frozen = {n for n in canonical_shapes(config) if recipe.is_frozen(n, len(config.layers))}
     assert frozen == stem
+
+
+def test_keras_hubs_vd_presets_have_its_published_sizes():
+    # keras-hub's resnet_presets.py "params" count every variable, BN statistics included.
+    published = {
+        "resnet_vd_18": 11_722_824,
+        "resnet_vd_34": 21_838_408,
+        "resnet50d": 25_629_512,  # resnet_vd_50: timm's resnet50d exactly
+        "resnet101d": 44_673_864,
+        "resnet152d": 60_363_592,
+        "resnet_vd_200": 74_933_064,
+    }
+    every = {n: sum(int(np.prod(s)) for s in canonical_shapes(get_config(n)).values()) for n in published}
+    assert every == published
+    # the one difference from timm: keras-hub's basic_block_vd projects in the first block
+    assert "layer1.0.downsample.1.weight" in canonical_shapes(get_config("resnet_vd_18"))
+    assert "layer1.0.downsample.1.weight" not in canonical_shapes(get_config("resnet18d"))
