@@ -227,6 +227,11 @@ NAMED_FIELDS = (
     "first_shortcut",
 )  # fmt: skip
 
+HELD = (
+    "It holds timm's deep and tiered stems, ResNet-RS's stem, average-pooled shortcuts, SE, ECA and "
+    "anti-aliasing, and keras-hub's vd blocks (docs/porting.md lists the models)"
+)
+
 # SE's reductions in timm's ResNets: 1/16 (SE-ResNet, SE-ResNeXt), 1/4 (ResNet-RS).
 SE_RATIOS = (1 / 16, 1 / 4)
 
@@ -410,7 +415,7 @@ def _from_state_dict(
             "says the architecture and where the stride sits"
         )
     if variant := timm_resnet.variant_in_names(list(raw)):
-        raise PortError(f"{path}: not a network this project holds: {variant}")
+        raise PortError(f"{path}: not a network this project holds: {variant}. {HELD}")
     if arch is not None:
         timm_resnet.check_arch(arch, str(path))  # a TimmError is a PortError
         notes.append(f"timm {arch}: stride on the 3x3 (timm's ResNets, as torchvision)")

@@ -163,7 +163,9 @@ def test_the_cli_exits_2_on_a_damaged_file_and_writes_nothing(originals, tmp_pat
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    """Small transformers, timm and keras-hub ResNet folders, as {name: {file: bytes}}."""
+    """Small transformers, timm and keras-hub ResNet folders, as {name: {file: bytes}}: timm's and
+    keras-hub's of the variant layouts, whose names the readers parse most of (a deep stem, average-
+    pooled shortcuts, SE; keras-hub's vd blocks)."""
     transformers = pytest.importorskip("transformers")
     from helpers import import_timm
 
@@ -173,16 +175,19 @@ def folders(tmp_path_factory):
     timm = import_timm()
     small = dict(layers=(1, 1, 1, 1), cardinality=2, base_width=4, num_classes=3)
     timm.models.save_for_hf(
-        timm.create_model("resnext50_32x4d", **small), tmp / "timm", model_args=small, safe_serialization=True
+        timm.create_model("seresnext26d_32x4d", **small),
+        tmp / "timm",
+        model_args=small,
+        safe_serialization=True,
     )
     keras_hub = pytest.importorskip("keras_hub")
     backbone = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64],
-        input_conv_kernel_sizes=[7],
+        input_conv_filters=[32, 32, 64],
+        input_conv_kernel_sizes=[3, 3, 3],
         stackwise_num_filters=[64],
         stackwise_num_blocks=[1],
         stackwise_num_strides=[1],
-        block_type="bottleneck_block",
+        block_type="bottleneck_block_vd",
         use_pre_activation=False,
         image_shape=(None, None, 3),
     )
@@ -205,6 +210,12 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
     max_leaves=8,
 )
+
+
+@pytest.mark.parametrize("kind", ["hf", "timm", "keras_hub"])
+def test_the_undamaged_folders_read(folders, tmp_path, kind):
+    """What the damage tests start from is read, so "refused" below is the damage's doing."""
+    assert outcome(folder_with(tmp_path, folders[kind], "", b"")) == "read"
 
 
 @pytest.mark.parametrize("kind", ["hf", "timm", "keras_hub"])

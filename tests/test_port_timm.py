@@ -178,7 +178,7 @@ def test_a_file_naming_a_model_its_tensors_are_not_is_refused(tmp_path):
 )
 def test_a_timm_variant_the_tensors_show_is_refused_by_name(tmp_path, arch, what):
     torch.save(timm_model(arch, layers=(1, 1, 1, 1), num_classes=5).state_dict(), tmp_path / "v.pth")
-    with pytest.raises(PortError, match=what):
+    with pytest.raises(PortError, match=f"{what}.*It holds timm's deep and tiered stems"):
         port(tmp_path / "v.pth", tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
 
@@ -231,3 +231,12 @@ def test_a_bare_state_dict_whose_layout_an_anti_aliased_network_shares_is_never_
         tmp_path / "cifar.pth",
     )
     assert read(tmp_path / "cifar.pth").warnings == []
+
+
+def test_a_headless_timm_variant_ports_and_verifies(tmp_path):
+    """num_classes=0 (timm's backbone): no fc in the file, pooled features out, --verify at every stage."""
+    model = timm_model("resnetrs50", layers=(1, 1, 1, 1), num_classes=0)
+    torch.save(model.state_dict(), tmp_path / "backbone.pth")
+    result = port(tmp_path / "backbone.pth", tmp_path / "backbone.weights.h5", to_form="b", verify=True)
+    assert result.config.headless and result.config.attn_rd_ratio == 0.25
+    assert result.verify_error <= TOL and set(result.verify_stages) >= {"stem", "layer4", "pool"}
