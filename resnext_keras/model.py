@@ -161,6 +161,7 @@ class Layers:
         return self.relu(f"{bn}.relu")(x) if relu else x
 
 
+@keras.saving.register_keras_serializable(package="resnext_keras")
 class BlurPool(layers.Layer):
     """timm's BlurPool2d: the fixed 3x3 binomial filter ([1, 2, 1] x [1, 2, 1] / 16) on each channel,
     reflect-padded by 1, at ``stride``. It has no weights."""
@@ -168,6 +169,9 @@ class BlurPool(layers.Layer):
     def __init__(self, stride: int = 2, **kwargs) -> None:
         super().__init__(**kwargs)
         self.stride = stride
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "stride": self.stride}
 
     def call(self, x):
         row = np.array([1.0, 2.0, 1.0])
