@@ -142,8 +142,8 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
     shape = {n: tuple(np.shape(weights[n])) for n in names}
     try:
         variant = _variant_fields(names, shape)
-        if variant.get("stem_type"):  # a deep stem: ImageNet's, as timm has it
-            in_channels, k = shape["conv1.0.weight"][1], 7
+        if variant.get("stem_type"):  # a deep stem of 3x3 convs
+            _, in_channels, k, _ = shape["conv1.0.weight"]
             stem_width = shape["conv1.3.weight"][0]
         else:
             stem_width, in_channels, k, _ = shape["conv1.weight"]
@@ -167,8 +167,10 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
             base_width = shape["layer1.0.paths.0.conv1.weight"][0]
     except (KeyError, ValueError, IndexError) as e:
         raise PortError(f"cannot infer the architecture from these tensors ({type(e).__name__}: {e})") from e
-    # The stem whose first conv has this kernel (the spec says what each stem is).
+    # The stem whose first conv has this kernel (the spec says what each stem is); a deep stem is
+    # timm's and keras-hub's, on the ImageNet stem (its stride and max-pool leave no tensor).
     stem = next((s for s in STEMS if stem_spec(ArchConfig(stem=s)).steps[0].conv.shape[-1] == k), None)
+    stem = "imagenet" if variant.get("stem_type") else stem
     if stages != list(range(1, len(stages) + 1)) or stem is None:
         raise PortError(f"cannot infer the architecture: stages {stages}, stem kernel {k}")
     try:
