@@ -12,7 +12,7 @@ import importlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,8 @@ from resnext_spec import (
     ConfigError,
     check_form,
     check_form_for,
+    get_config,
+    list_presets,
     preset_of,
     save_checkpoint,
 )
@@ -93,6 +95,31 @@ def read(
 ) -> Weights:
     """``resnext_formats.read``, with the model packages at hand for the project's own files."""
     return formats.read(path, model, form, num_classes, stride_on, native=package)
+
+
+def anti_aliasing_warning(config: ArchConfig, dst: Path) -> str:
+    """What a .pth of an anti-aliased network needs said: it cannot record the pools (no tensor holds
+    them), so it reads back as the plain network unless the preset is named."""
+    named = next(
+        (
+            n
+            for n in list_presets()
+            if get_config(n, num_classes=config.num_classes, in_channels=config.in_channels) == config
+        ),
+        None,
+    )
+    how = ""
+    if named is not None:
+        classes = (
+            f" --num-classes {config.num_classes}"
+            if get_config(named).num_classes != config.num_classes
+            else ""
+        )
+        how = f"read {dst.name} with --model {named}{classes}, or "
+    return (
+        f"a .pth does not record anti-aliasing, which holds no tensor: {how}write .safetensors, "
+        "which records it"
+    )
 
 
 def write(path: str | os.PathLike, w: Weights) -> None:
@@ -195,9 +222,12 @@ def port(
         source.notes,
     )
     result.warnings = list(source.warnings)
+    if format_of(dst) == "torch" and source.config.aa_layer:  # as the stride's place, but never silent
+        result.warnings.append(anti_aliasing_warning(source.config, dst))
     if verify:
         say("verifying: every stage's output of the source and of the file written, each in its framework")
         back = read(dst, stride_on=source.config.stride_on)  # what a file without metadata cannot say
+        back.config = replace(back.config, aa_layer=source.config.aa_layer)  # the warning above
         result.verify_stages = stage_errors(
             outputs(FRAMEWORK_OF[format_of(dst)], back), outputs(FRAMEWORK_OF[format_of(src)], source)
         )

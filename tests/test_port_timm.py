@@ -240,3 +240,16 @@ def test_a_headless_timm_variant_ports_and_verifies(tmp_path):
     result = port(tmp_path / "backbone.pth", tmp_path / "backbone.weights.h5", to_form="b", verify=True)
     assert result.config.headless and result.config.attn_rd_ratio == 0.25
     assert result.verify_error <= TOL and set(result.verify_stages) >= {"stem", "layer4", "pool"}
+
+
+def test_an_anti_aliased_network_written_as_pth_says_how_to_read_it_back(tmp_path):
+    """A .pth holds tensors only, and anti-aliasing has none: the port warns, --verify still checks the
+    written tensors under the network they belong to, and read with the flag the warning names, the
+    file gives timm's logits."""
+    model = timm_model("resnetaa50", num_classes=5)
+    timm.models.save_for_hf(model, tmp_path / "hub", safe_serialization=True)
+    result = port(tmp_path / "hub", tmp_path / "aa.pth", verify=True)
+    assert result.verify_error <= TOL
+    assert any("--model resnetaa50" in w for w in result.warnings)
+    back = read(tmp_path / "aa.pth", model="resnetaa50", num_classes=5)
+    assert rel_error(logits("torch", back), timm_logits(model)) <= TOL
