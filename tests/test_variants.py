@@ -297,3 +297,21 @@ def test_keras_hubs_vd_presets_have_its_published_sizes():
     # the one difference from timm: keras-hub's basic_block_vd projects in the first block
     assert "layer1.0.downsample.1.weight" in canonical_shapes(get_config("resnet_vd_18"))
     assert "layer1.0.downsample.1.weight" not in canonical_shapes(get_config("resnet18d"))
+
+
+@pytest.mark.parametrize("name", ["resnetrs50", "resnetblur50d", "resnet26t"])
+def test_a_variant_backbone_gives_timms_feature_maps(name):
+    """features_only: every stage's output, with timm's channels and reductions for the same model."""
+    from resnext_spec import feature_info
+
+    timm = import_timm()
+    layers = (1, 1, 1, 1)
+    theirs = timm.create_model(name, layers=layers, features_only=True, out_indices=(1, 2, 3, 4))
+    config = dataclasses.replace(get_config(name), layers=layers, num_classes=0)
+    info = feature_info(config)
+    assert [i.num_chs for i in info] == theirs.feature_info.channels()
+    assert [i.reduction for i in info] == theirs.feature_info.reduction()
+    outs = rt.create_model(config=config, features_only=True).eval()(torch.zeros(1, 3, 64, 64))
+    assert [tuple(o.shape[1:]) for o in outs] == [
+        (i.num_chs, 64 // i.reduction, 64 // i.reduction) for i in info
+    ]
