@@ -30,13 +30,31 @@ def usage() -> str:
         "ResNet and ResNeXt in PyTorch, Keras 3 and Flax NNX, in the paper's three block forms.\n\n"
         "commands:\n" + "\n".join(lines) + "\n\n"
         "`resnext COMMAND --help` shows a command's flags; each is also installed as resnext-COMMAND.\n"
+        "`resnext --version` prints this package's version and its frameworks'.\n"
     )
+
+
+FRAMEWORK_DISTS = ("torch", "keras", "tensorflow", "tensorflow-cpu", "jax", "flax")
+
+
+def version() -> str:
+    """This package's version and the frameworks' installed here, as the reports record them."""
+    from importlib import metadata
+
+    from resnext_spec.versions import versions
+
+    found = versions()
+    here = ", ".join(f"{d} {found[d]}" for d in FRAMEWORK_DISTS if d in found)
+    return f"resnext-three-ways {metadata.version('resnext-three-ways')} ({here}; python {found['python']})"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(usage(), end="")
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(version())
         return 0
     verb, rest = argv[0], argv[1:]
     if verb not in COMMANDS:

@@ -156,3 +156,19 @@ def test_resnext_lists_its_verbs_and_runs_each_as_its_own_command(capsys):
         assert capsys.readouterr().out == own_help and own.value.code == 0
     assert resnext_cli.main(["nope"]) == 2
     assert "unknown command 'nope'" in capsys.readouterr().err
+
+
+def test_resnext_version_names_the_package_and_its_frameworks():
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    run = subprocess.run(
+        [sys.executable, "-c", "import resnext_cli, sys; sys.exit(resnext_cli.main(['--version']))"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0 and run.stdout.count("\n") == 1
+    assert f"resnext-three-ways {metadata.version('resnext-three-ways')}" in run.stdout
+    for dist in ("torch", "keras", "jax", "flax"):
+        assert f"{dist} {metadata.version(dist)}" in run.stdout, dist
