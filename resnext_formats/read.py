@@ -138,6 +138,13 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
     preset that matches, else torchvision's 3x3.
     """
     names = [n for n in weights if not n.endswith("num_batches_tracked")]
+    if "conv1.weight" not in weights and "conv1.0.weight" not in weights:
+        first = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise PortError(
+            f"not a ResNet layout: no stem conv (conv1.weight, or conv1.0.weight for a deep stem) among "
+            f"its {len(names)} tensors ({first}). Layouts read: torchvision's and timm's ResNets, "
+            "Hugging Face transformers, keras.applications, keras-hub and this project's"
+        )
     form = form or infer_form(names)
     shape = {n: tuple(np.shape(weights[n])) for n in names}
     try:

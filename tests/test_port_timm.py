@@ -255,3 +255,11 @@ def test_an_anti_aliased_network_written_as_pth_says_how_to_read_it_back(tmp_pat
     assert any("--model resnetaa50" in w for w in result.warnings)
     back = read(tmp_path / "aa.pth", model="resnetaa50", num_classes=5)
     assert rel_error(logits("torch", back), timm_logits(model)) <= TOL
+
+
+def test_another_timm_family_is_called_not_a_resnet_layout(tmp_path):
+    """timm's resnext26ts (byobnet: stem.conv1.conv, stages.0...) shares a name, not a layout."""
+    torch.save(timm.create_model("resnext26ts", num_classes=5).state_dict(), tmp_path / "ts.pth")
+    with pytest.raises(PortError, match=r"not a ResNet layout: no stem conv .*\(stem\.conv1\.conv\.weight"):
+        port(tmp_path / "ts.pth", tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()
