@@ -14,6 +14,7 @@ import sys
 import time
 
 from resnext_spec import FORMS, ArchConfig, ConfigError, list_presets
+from resnext_spec.config import unknown_preset
 from resnext_spec.errors import run_command
 from resnext_spec.frameworks import FRAMEWORKS
 from resnext_spec.grouped import CONV_IMPLS
@@ -26,6 +27,8 @@ def _list(allowed, what: str):
     def parse(value: str) -> list[str]:
         items = [v.strip() for v in value.split(",") if v.strip()]
         bad = [v for v in items if v not in allowed]
+        if bad and what == "preset":
+            raise argparse.ArgumentTypeError(unknown_preset(bad[0]))
         if bad or not items:
             raise argparse.ArgumentTypeError(
                 f"unknown {what} {bad or value!r}; choose from {', '.join(allowed)}"

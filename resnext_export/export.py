@@ -35,6 +35,7 @@ from resnext_spec import (
     random_weights,
 )
 from resnext_spec import to_form as convert_form
+from resnext_spec.config import unknown_preset
 from resnext_spec.errors import ConfigError
 from resnext_spec.frameworks import PACKAGES, check_framework
 from resnext_spec.layout import stem_spec
@@ -132,8 +133,7 @@ def load_source(source: str, seed: int = 0) -> Source:
         note = f"random weights (seed {seed}), every BN tensor drawn away from the identity"
         return Source(random_weights(config, "c", seed), config, "c", [note])
     if not Path(source).exists():
-        presets = ", ".join(list_presets())
-        raise ExportError(f"{source}: not a preset, a config .json or an existing file; presets: {presets}")
+        raise ExportError(f"{source}: not a config .json or an existing file, and {unknown_preset(source)}")
     return read_source(source, native=lambda fw: importlib.import_module(PACKAGES[fw]))
 
 

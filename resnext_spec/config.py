@@ -334,6 +334,16 @@ def preset_of(config: ArchConfig) -> str | None:
     return next((name for name, preset in PRESETS.items() if preset == config), None)
 
 
+def unknown_preset(name: str) -> str:
+    """The one line every tool says for a name that is no preset: the closest names, and where the
+    whole list is (it is too long for a line: torchvision's, the paper's, timm's and keras-hub's)."""
+    close = difflib.get_close_matches(name, PRESETS, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ";"
+    return (
+        f"unknown preset {name!r}{hint} {len(PRESETS)} presets: README's table and docs/porting.md list them"
+    )
+
+
 def get_config(name: str, **overrides: Any) -> ArchConfig:
     """The preset ``name``, optionally with free fields changed.
 
@@ -342,9 +352,7 @@ def get_config(name: str, **overrides: Any) -> ArchConfig:
     raises if given a different value.
     """
     if name not in PRESETS:
-        close = difflib.get_close_matches(name, PRESETS, n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(f"unknown preset {name!r}{hint} Known presets: {', '.join(PRESETS)}")
+        raise ConfigError(unknown_preset(name))
     config = PRESETS[name]
     changes: dict[str, Any] = {}
     for field, value in overrides.items():

@@ -25,6 +25,7 @@ import os
 import sys
 
 from resnext_spec import FORMS, ArchConfig, ConfigError, list_presets
+from resnext_spec.config import unknown_preset
 from resnext_spec.errors import run_command
 from resnext_spec.frameworks import FRAMEWORKS
 from resnext_spec.grouped import CONV_IMPLS
@@ -37,13 +38,19 @@ def _milestones(value: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"not a comma-separated list of fractions: {value!r}") from None
 
 
+def _preset(value: str) -> str:
+    if value not in list_presets():
+        raise argparse.ArgumentTypeError(unknown_preset(value))
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="resnext-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--framework", required=True, choices=FRAMEWORKS)
     arch = p.add_mutually_exclusive_group()
-    arch.add_argument("--model", choices=list_presets(), metavar="PRESET", help="a preset name")
+    arch.add_argument("--model", type=_preset, metavar="PRESET", help="a preset name")
     arch.add_argument("--config", metavar="FILE.json", help="an ArchConfig as JSON (its to_dict keys)")
     p.add_argument(
         "--init-from",

@@ -172,3 +172,26 @@ def test_resnext_version_names_the_package_and_its_frameworks():
     assert f"resnext-three-ways {metadata.version('resnext-three-ways')}" in run.stdout
     for dist in ("torch", "keras", "jax", "flax"):
         assert f"{dist} {metadata.version(dist)}" in run.stdout, dist
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--framework", "torch", "--model", "resnxt50_32x4d"],
+        ["export", "resnxt50_32x4d", "--framework", "torch", "--out", "x.onnx"],
+        ["bench", "--models", "resnxt50_32x4d"],
+        ["parity", "--models", "resnxt50_32x4d"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_a_misspelt_preset_gets_the_closest_names_in_one_short_line(argv, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    code = f"import resnext_cli, sys; sys.exit(resnext_cli.main({argv!r}))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 2
+    last = run.stderr.strip().splitlines()[-1]
+    assert "did you mean 'resnext50_32x4d'" in last and len(last) < 300, last  # not all 89 names
+    assert not list(tmp_path.iterdir())
