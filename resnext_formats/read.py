@@ -75,6 +75,8 @@ FRAMEWORK_OF = {
     "hf": "torch",
 }
 HF = "hf"  # a Hugging Face transformers model directory: a folder, or a new path with no suffix
+# What resnext export writes: a model with its computation, which no weights reader takes.
+ARTIFACTS = (".onnx", ".tflite", ".pt2", ".stablehlo")
 
 
 @dataclass
@@ -95,8 +97,15 @@ def format_of(path: str | os.PathLike) -> str:
     for suffix, fmt in FORMATS.items():
         if name.endswith(suffix):
             return fmt
+    if any(name.endswith(s) for s in ARTIFACTS):
+        raise PortError(
+            f"{path}: an exported model, not a weights file: resnext port moves weights between "
+            "frameworks; resnext export writes (and verifies) .onnx, .tflite, .stablehlo, .pt2 and SavedModel"
+        )
+    written = ", ".join(s for s, fmt in FORMATS.items() if fmt != LEGACY_H5)
     raise PortError(
-        f"{path}: unknown format; use one of " + ", ".join(FORMATS) + " (the suffix picks the format)"
+        f"{path}: unknown format; use one of {written} (the suffix picks the format), or read "
+        "keras.applications' legacy .h5"
     )
 
 

@@ -229,3 +229,14 @@ def test_existing_destination_needs_force(tiny_pth, tmp_path, capsys):
     assert dst.read_bytes() == b"precious"
     assert main([str(tiny_pth), str(dst), "--force"]) == 0
     assert read(dst).config == TINY
+
+
+def test_an_exported_model_is_pointed_to_export_and_h5_is_not_offered_as_a_target(tiny_pth, tmp_path, capsys):
+    (tmp_path / "model.onnx").write_bytes(b"an onnx graph")
+    refuse(
+        [tmp_path / "model.onnx", tmp_path / "out.pth"], "resnext export writes", capsys, tmp_path / "out.pth"
+    )
+    assert main([str(tiny_pth), str(tmp_path / "out.bin")]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "unknown format" in line and ".weights.h5" in line and ", .h5 " not in line
+    assert "read keras.applications' legacy .h5" in line and not (tmp_path / "out.bin").exists()
