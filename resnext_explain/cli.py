@@ -49,6 +49,12 @@ def cut(pair: list[int]) -> str:
     return f"{pair[0]}:{pair[1]}"
 
 
+def input_shape(lesson: Lesson) -> str:
+    """The input's shape as the framework takes it: NCHW in torch, NHWC in Keras and Flax."""
+    n, h, w, c = lesson.input_shape
+    return f"({n}, {c}, {h}, {w}) NCHW" if lesson.framework == "torch" else f"({n}, {h}, {w}, {c}) NHWC"
+
+
 def render(lesson: Lesson, extra_path: int | None, console: Any) -> None:
     from rich.table import Table
 
@@ -98,7 +104,7 @@ def render(lesson: Lesson, extra_path: int | None, console: Any) -> None:
     )
 
     table = Table(
-        title=f"2. One input {tuple(lesson.input_shape)} (NHWC, seeded) through the three forms, eval mode",
+        title=f"2. One input {input_shape(lesson)} (seeded) through the three forms, eval mode",
         title_justify="left",
     )
     for col, just in (("stage", "left"), ("compared", "left"), ("shape", "left"), ("max error", "right")):

@@ -123,3 +123,11 @@ def test_the_parts_around_the_paths_are_shown_with_their_counts():
     blur = explain("resnetblur50", "layer3.0", image_size=32).spec["parts"]
     assert blur == ["the 3x3 runs at stride 1 and a 3x3 blur pool of stride 2 follows its ReLU"]
     assert explain("resnext50_32x4d", "layer2.0", image_size=32).spec["parts"] == []
+
+
+@pytest.mark.parametrize(
+    "framework, shown", [("torch", "(1, 64, 8, 8) NCHW"), ("flax", "(1, 8, 8, 64) NHWC")]
+)
+def test_the_input_is_shown_in_the_layout_its_framework_takes(framework, shown, capsys):
+    assert main(["resnet50", "--block", "layer1.0", "--framework", framework, "--image-size", "32"]) == 0
+    assert f"One input {shown}" in capsys.readouterr().out
