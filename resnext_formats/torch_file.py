@@ -22,6 +22,13 @@ from .errors import PortError
 TORCH_LOAD_ERRORS = (RuntimeError, ValueError, KeyError, EOFError, AttributeError, TypeError, IndexError)
 
 
+def _first_clause(e: Exception) -> str:
+    """What the loader said, to its first sentence: torch's zip reader goes on for 300 characters
+    about miniz and how checkpoints get corrupted ("failed finding central directory. This is ...")."""
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text.split('. ')[0][:120]}"
+
+
 def read_torch_state_dict(path: Path) -> tuple[dict[str, np.ndarray], list[str], str | None]:
     """(tensors, notes, the architecture a training checkpoint names) of a torch file."""
     import argparse
@@ -40,7 +47,7 @@ def read_torch_state_dict(path: Path) -> tuple[dict[str, np.ndarray], list[str],
             f" [{str(e).splitlines()[0]}]"
         ) from e
     except TORCH_LOAD_ERRORS as e:
-        raise PortError(f"{path}: not a torch file, or truncated or corrupt ({type(e).__name__}: {e})") from e
+        raise PortError(f"{path}: not a torch file, or truncated or corrupt ({_first_clause(e)})") from e
     arch = None
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):

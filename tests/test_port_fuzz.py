@@ -275,3 +275,13 @@ def test_a_damaged_keras_applications_file_gives_weights_or_a_clear_error(
     path = tmp_path / "resnet50.h5"
     path.write_bytes(bytes(data))
     outcome(path)
+
+
+def test_a_truncated_pth_is_one_short_line_naming_the_file_and_what_is_wrong(originals, tmp_path, capsys):
+    from resnext_port.cli import main
+
+    src = damaged("torch", originals["torch"][: len(originals["torch"]) // 2], tmp_path)
+    assert main([str(src), str(tmp_path / "out.safetensors")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err[-1]) < 250 and "truncated or corrupt" in err[-1] and str(src) in err[-1], err[-1]
+    assert "miniz" not in err[-1]
