@@ -22,6 +22,7 @@ from resnext_spec import (
     check_weights,
     load_checkpoint_as,
     save_checkpoint,
+    to_form,
 )
 from resnext_spec.checkpoint import DIGEST_KEY, atomic_write_bytes, check_digest, stored_config, tensor_digest
 from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST, tensor_table
@@ -85,8 +86,15 @@ def save(model: ResNet, path: str | os.PathLike) -> None:
 
 
 def load(path: str | os.PathLike, form: str | None = None) -> ResNet:
-    """Build and fill a model from a canonical checkpoint, converting to ``form`` if given."""
-    weights, config, form = load_checkpoint_as(path, form)
+    """Build and fill a model from a canonical checkpoint (``.safetensors``) or this package's own
+    ``.msgpack`` (which records its network), converting to ``form`` if given."""
+    if str(path).endswith(".msgpack"):
+        model = load_msgpack(path)
+        if form is None or form == model.form:
+            return model
+        weights, config = to_form(export_weights(model), model.config, model.form, form), model.config
+    else:
+        weights, config, form = load_checkpoint_as(path, form)
     model = ResNet(config, form)
     import_weights(model, weights)
     return model

@@ -22,6 +22,7 @@ from resnext_spec import (
     check_weights,
     load_checkpoint_as,
     save_checkpoint,
+    to_form,
 )
 from resnext_spec.checkpoint import (
     H5_CONFIG,
@@ -98,8 +99,15 @@ def save(model: ResNet, path: str | os.PathLike) -> None:
 
 
 def load(path: str | os.PathLike, form: str | None = None) -> ResNet:
-    """Build and fill a model from a canonical checkpoint, converting to ``form`` if given."""
-    weights, config, form = load_checkpoint_as(path, form)
+    """Build and fill a model from a canonical checkpoint (``.safetensors``) or this package's own
+    ``.weights.h5`` (which records its network), converting to ``form`` if given."""
+    if str(path).endswith(".weights.h5"):
+        model = load_weights_file(path)
+        if form is None or form == model.form:
+            return model
+        weights, config = to_form(export_weights(model), model.config, model.form, form), model.config
+    else:
+        weights, config, form = load_checkpoint_as(path, form)
     model = create_model(config=config, form=form)
     import_weights(model, weights)
     return model

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from resnext_spec import atomic_write, check_weights, load_checkpoint_as, save_checkpoint
+from resnext_spec import CheckpointError, atomic_write, check_weights, load_checkpoint_as, save_checkpoint
 from resnext_spec.layout import canonical_shapes
 
 from .model import ResNet, create_model
@@ -56,6 +56,11 @@ def save(model: ResNet, path: str | os.PathLike) -> None:
 
 def load(path: str | os.PathLike, form: str | None = None) -> ResNet:
     """Build and fill a model from a canonical checkpoint, converting to ``form`` if given."""
+    if str(path).endswith((".pth", ".pt")):
+        raise CheckpointError(
+            f"{path}: a torch state_dict does not record its network: build the model and load it "
+            "(resnext_torch.load_native(path, config)), or port it to .safetensors (resnext port)"
+        )
     weights, config, form = load_checkpoint_as(path, form)
     model = create_model(config=config, form=form)
     import_weights(model, weights)

@@ -7,6 +7,7 @@ every build's count equals the spec's, which tests/test_counts.py holds to the p
 
 import numpy as np
 import pytest
+import torch
 from helpers import (
     TINY,
     TINY_1X1,
@@ -18,7 +19,14 @@ from helpers import (
 import resnext_flax as rf
 import resnext_keras as rk
 import resnext_torch as rt
-from resnext_spec import FRAMEWORKS, canonical_shapes, count_params
+from resnext_spec import (
+    FRAMEWORKS,
+    CheckpointError,
+    canonical_shapes,
+    count_params,
+    random_weights,
+    save_checkpoint,
+)
 
 LIBS = {"torch": rt, "keras": rk, "flax": rf}
 TINY_CONFIGS = {"tiny": TINY, "tiny_1x1": TINY_1X1, "tiny_basic": TINY_BASIC}
@@ -76,3 +84,28 @@ def test_the_framework_file_save_native_writes_load_native_reads_back_bitwise(fw
     assert (back.config, back.form) == (TINY, "b")
     got = lib.export_weights(back)
     assert list(got) == list(weights) and all(np.array_equal(got[k], weights[k]) for k in weights)
+
+
+@pytest.mark.parametrize(
+    "framework, suffix",
+    [pytest.param("keras", ".weights.h5", marks=pytest.mark.keras), ("flax", ".msgpack")],
+)
+def test_load_takes_the_file_resnext_port_writes_for_its_framework(framework, suffix, tmp_path):
+    """`resnext port x.pth x.weights.h5`, then `rk.load("x.weights.h5")`: the file records its network."""
+    from resnext_port.port import port
+
+    lib = LIBS[framework]
+    weights = random_weights(TINY, "c", seed=4)
+    save_checkpoint(tmp_path / "src.safetensors", weights, TINY)
+    port(tmp_path / "src.safetensors", tmp_path / f"x{suffix}")
+    model = lib.load(tmp_path / f"x{suffix}")
+    assert model.config == TINY and model.form == "c"
+    assert all(np.array_equal(v, weights[k]) for k, v in lib.export_weights(model).items())
+    as_a = lib.load(tmp_path / f"x{suffix}", form="a")
+    assert as_a.form == "a" and set(lib.export_weights(as_a)) == set(canonical_shapes(TINY, "a"))
+
+
+def test_torch_load_of_a_state_dict_says_how_to_load_one(tmp_path):
+    torch.save(rt.create_model(config=TINY).state_dict(), tmp_path / "x.pth")
+    with pytest.raises(CheckpointError, match="does not record its network.*load_native"):
+        rt.load(tmp_path / "x.pth")
