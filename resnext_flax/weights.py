@@ -18,11 +18,11 @@ import numpy as np
 from flax import nnx, serialization
 
 from resnext_spec import (
+    ArchConfig,
     CheckpointError,
     check_weights,
     load_checkpoint_as,
     save_checkpoint,
-    to_form,
 )
 from resnext_spec.checkpoint import DIGEST_KEY, atomic_write_bytes, check_digest, stored_config, tensor_digest
 from resnext_spec.layout import FROM_CHANNELS_LAST, TO_CHANNELS_LAST, tensor_table
@@ -88,13 +88,7 @@ def save(model: ResNet, path: str | os.PathLike) -> None:
 def load(path: str | os.PathLike, form: str | None = None) -> ResNet:
     """Build and fill a model from a canonical checkpoint (``.safetensors``) or this package's own
     ``.msgpack`` (which records its network), converting to ``form`` if given."""
-    if str(path).endswith(".msgpack"):
-        model = load_msgpack(path)
-        if form is None or form == model.form:
-            return model
-        weights, config = to_form(export_weights(model), model.config, model.form, form), model.config
-    else:
-        weights, config, form = load_checkpoint_as(path, form)
+    weights, config, form = load_checkpoint_as(path, form, native=(".msgpack", _native))
     model = ResNet(config, form)
     import_weights(model, weights)
     return model
@@ -122,6 +116,11 @@ def save_msgpack(model: ResNet, path: str | os.PathLike) -> None:
         DIGEST_KEY: tensor_digest(export_weights(model)),
     }
     atomic_write_bytes(path, serialization.msgpack_serialize({"resnext": header, "state": state}))
+
+
+def _native(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], ArchConfig, str]:
+    model = load_msgpack(path)
+    return export_weights(model), model.config, model.form
 
 
 def load_msgpack(path: str | os.PathLike) -> ResNet:

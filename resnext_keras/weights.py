@@ -22,7 +22,6 @@ from resnext_spec import (
     check_weights,
     load_checkpoint_as,
     save_checkpoint,
-    to_form,
 )
 from resnext_spec.checkpoint import (
     H5_CONFIG,
@@ -101,16 +100,15 @@ def save(model: ResNet, path: str | os.PathLike) -> None:
 def load(path: str | os.PathLike, form: str | None = None) -> ResNet:
     """Build and fill a model from a canonical checkpoint (``.safetensors``) or this package's own
     ``.weights.h5`` (which records its network), converting to ``form`` if given."""
-    if str(path).endswith(".weights.h5"):
-        model = load_weights_file(path)
-        if form is None or form == model.form:
-            return model
-        weights, config = to_form(export_weights(model), model.config, model.form, form), model.config
-    else:
-        weights, config, form = load_checkpoint_as(path, form)
+    weights, config, form = load_checkpoint_as(path, form, native=(".weights.h5", _native))
     model = create_model(config=config, form=form)
     import_weights(model, weights)
     return model
+
+
+def _native(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], ArchConfig, str]:
+    model = load_weights_file(path)
+    return export_weights(model), model.config, model.form
 
 
 def save_weights_atomic(model: ResNet, path: str | os.PathLike) -> None:

@@ -168,11 +168,19 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Arc
     return weights, config, form
 
 
+# A framework's own file that records its network: (its suffix, path -> (weights, config, form)).
+NativeReader = tuple[str, Callable[[str | os.PathLike], tuple[dict[str, np.ndarray], ArchConfig, str]]]
+
+
 def load_checkpoint_as(
-    path: str | os.PathLike, form: str | None = None
+    path: str | os.PathLike, form: str | None = None, native: NativeReader | None = None
 ) -> tuple[dict[str, np.ndarray], ArchConfig, str]:
-    """:func:`load_checkpoint`, converted to ``form`` (default: the file's own): what every ``load`` needs."""
-    weights, config, src = load_checkpoint(path)
+    """:func:`load_checkpoint`, or ``native``'s reader for a file with its suffix, converted to ``form``
+    (default: the file's own): what every ``load`` needs."""
+    if native is not None and str(path).endswith(native[0]):
+        weights, config, src = native[1](path)
+    else:
+        weights, config, src = load_checkpoint(path)
     form = form or src
     return to_form(weights, config, src, form), config, form
 
