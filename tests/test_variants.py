@@ -1,10 +1,12 @@
-"""timm's ResNet variants, held by the spec's parts: deep and tiered stems, ResNet-RS's stem, SE and ECA.
+"""timm's ResNet variants, held by the spec's parts: deep and tiered stems, ResNet-RS's stem, SE, ECA,
+anti-aliasing (average and blur pooling), and keras-hub's vd blocks.
 
-Each part is proved against independent truth: timm's published parameter counts, timm's own
-modules (names, shapes, and the function they compute), the paper's and timm's rules for SE's
-reduced width and ECA's kernel, and the other frameworks. Each part runs on a tiny config in all
-nine builds (three frameworks x three forms) and in float64; the real presets run in the zoo
-(tests/test_parity_harness.py) and against timm's models, all of them, in the full tier.
+Each part is proved against independent truth: timm's and keras-hub's published parameter counts,
+timm's own modules (names, shapes, the function they compute, feature maps), the paper's and
+timm's rules for SE's reduced width and ECA's kernel, and the other frameworks. Each part runs on
+a tiny config in all nine builds (three frameworks x three forms) and in float64; the real presets
+run in the zoo (tests/test_parity_harness.py) and against timm's models, all of them, in the full
+tier.
 """
 
 import dataclasses
