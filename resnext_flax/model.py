@@ -24,6 +24,7 @@ from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_confi
 from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import AttentionSpec, BlockSpec, LayerSpec, ShortcutSpec, plan
+from resnext_spec.parts import BLUR_FILTER
 
 from .grouped_conv import GroupedConv
 
@@ -181,8 +182,7 @@ class BlurPool(nnx.Module):
         self.stride = stride
 
     def __call__(self, x):
-        row = np.array([1.0, 2.0, 1.0])
-        kernel = np.repeat((np.outer(row, row) / 16)[:, :, None, None], x.shape[-1], axis=3)  # HWIO, I=1
+        kernel = np.repeat(BLUR_FILTER[:, :, None, None], x.shape[-1], axis=3)  # HWIO, I=1
         x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
         return jax.lax.conv_general_dilated(
             x,

@@ -23,6 +23,7 @@ from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_confi
 from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import AttentionSpec, BlockSpec, LayerSpec, ShortcutSpec, StemSpec, plan
+from resnext_spec.parts import BLUR_FILTER
 
 from .grouped_conv import GroupedConv2D
 
@@ -164,7 +165,7 @@ class Layers:
 @keras.saving.register_keras_serializable(package="resnext_keras")
 class BlurPool(layers.Layer):
     """timm's BlurPool2d: the fixed 3x3 binomial filter ([1, 2, 1] x [1, 2, 1] / 16) on each channel,
-    reflect-padded by 1, at ``stride``. It has no weights."""
+    reflect-padded by 1, at ``stride`` (``resnext_spec.parts.BLUR_FILTER``). It has no weights."""
 
     def __init__(self, stride: int = 2, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -174,8 +175,7 @@ class BlurPool(layers.Layer):
         return {**super().get_config(), "stride": self.stride}
 
     def call(self, x):
-        row = np.array([1.0, 2.0, 1.0])
-        kernel = np.repeat((np.outer(row, row) / 16)[:, :, None, None], x.shape[-1], axis=2)
+        kernel = np.repeat(BLUR_FILTER[:, :, None, None], x.shape[-1], axis=2)  # HWC1, depthwise
         x = ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
         return ops.depthwise_conv(x, ops.cast(kernel, x.dtype), strides=self.stride, padding="valid")
 

@@ -15,6 +15,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 # The tensors each layer kind owns, as torch names them. A conv with ``bias=True`` adds "bias".
 BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 BN_STATS = ("running_mean", "running_var")
@@ -222,6 +224,11 @@ def eca_spec(block: str, channels: int, rd_ratio: float) -> AttentionSpec:
     return AttentionSpec(
         "eca", name, channels, (LayerSpec(f"{name}.conv", "conv1d", (1, 1, k), padding=k // 2),)
     )
+
+
+# timm's BlurPool2d filter (aa_layer "blur"): the binomial [1, 2, 1] x [1, 2, 1] / 16, applied to each
+# channel after reflect padding by 1. It is fixed, so no state_dict holds it.
+BLUR_FILTER = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]) / 16
 
 
 # ArchConfig.attn_layer (timm's name) -> the spec of that part for one block: (block name,

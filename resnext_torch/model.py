@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_config
 from resnext_spec.errors import ConfigError
 from resnext_spec.layout import AttentionSpec, BlockSpec, LayerSpec, ShortcutSpec, StemSpec, plan
+from resnext_spec.parts import BLUR_FILTER
 
 # BN settings appear once: eps 1e-5 and momentum 0.1 are torch's (and torchvision's) defaults.
 # Any ``norm_layer`` (torchvision's name: a callable taking the channel count) can replace it,
@@ -101,8 +102,7 @@ class BlurPool(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
-        row = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype, device=x.device)
-        kernel = (row[:, None] * row[None, :] / 16).expand(x.shape[1], 1, 3, 3)
+        kernel = torch.tensor(BLUR_FILTER, dtype=x.dtype, device=x.device).expand(x.shape[1], 1, 3, 3)
         x = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
         return nn.functional.conv2d(x, kernel, stride=self.stride, groups=x.shape[1])
 
