@@ -204,6 +204,35 @@ class MaxPool(nnx.Module):
         return nnx.max_pool(x, (3, 3), strides=(self.stride, self.stride), padding=((1, 1), (1, 1)))
 
 
+class FixedMaxPool(nnx.Module):
+    """BiT's and keras.applications' V2 stem pool: zero padding of 1, then a 3x3/2 max-pool."""
+
+    def __call__(self, x):
+        x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        return nnx.max_pool(x, (3, 3), strides=(2, 2), padding="VALID")
+
+
+class EveryOther(nnx.Module):
+    """keras.applications' V2 shortcut of a block that strides and keeps its channels (a 1x1 max-pool)."""
+
+    def __init__(self, stride: int) -> None:
+        self.stride = stride
+
+    def __call__(self, x):
+        return x[:, :: self.stride, :: self.stride, :]
+
+
+class Bias(nnx.Module):
+    """A per-channel bias alone: form (a)'s conv3 bias in a pre-activation block with conv biases
+    (conv3 is split over the paths; its bias is added once, to their sum)."""
+
+    def __init__(self, channels: int, param_dtype=jnp.float32, **_) -> None:
+        self.bias = nnx.Param(jnp.zeros((channels,), param_dtype))
+
+    def __call__(self, x):
+        return x + self.bias[...].astype(x.dtype)
+
+
 class Skip(nnx.Module):
     """The empty slot a stride-1 ``avg_down`` shortcut keeps at ``downsample.0``, as timm does."""
 
@@ -213,19 +242,26 @@ class Skip(nnx.Module):
 
 # The parts around a block's body, one factory per kind (``resnext_spec.parts``). A new part kind is a
 # new entry here, in torch's and Keras's tables, and in the spec's: docs/development.md.
+def _conv_norm(s: ShortcutSpec, rngs: nnx.Rngs, norm, **dtypes) -> list[nnx.Module]:
+    """A projection's conv and its norm (none in a pre-activation block)."""
+    conv = conv_from(s.conv, rngs, **dtypes)
+    return [conv] if s.norm is None else [conv, norm(s.norm.shape[0], rngs=rngs, **dtypes)]
+
+
 def _projection(s: ShortcutSpec, rngs: nnx.Rngs, norm, **dtypes) -> nnx.List:
     """torchvision's ``downsample``: 1x1 conv carrying the stride, then the norm."""
-    return nnx.List([conv_from(s.conv, rngs, **dtypes), norm(s.norm.shape[0], rngs=rngs, **dtypes)])
+    return nnx.List(_conv_norm(s, rngs, norm, **dtypes))
 
 
 def _avg_projection(s: ShortcutSpec, rngs: nnx.Rngs, norm, **dtypes) -> nnx.List:
     """timm's ``avg_down``: 2x2 average pool (ceil mode, padding not counted), 1x1 conv, norm."""
     pool = AvgDown(s.stride) if s.pools else Skip()
-    return nnx.List([pool, conv_from(s.conv, rngs, **dtypes), norm(s.norm.shape[0], rngs=rngs, **dtypes)])
+    return nnx.List([pool, *_conv_norm(s, rngs, norm, **dtypes)])
 
 
 SHORTCUTS = {
     "identity": lambda s, rngs, norm, **dtypes: None,
+    "pool": lambda s, rngs, norm, **dtypes: nnx.List([EveryOther(s.stride)]),
     "conv": _projection,
     "avg_conv": _avg_projection,
 }
@@ -266,6 +302,7 @@ ATTENTION = {"": lambda a, rngs, **dtypes: None, "se": SqueezeExcite, "eca": Eff
 AA = {"": lambda stride: Skip(), "avg": AvgPool, "blur": BlurPool}
 STEM_POOLS = {
     "max": lambda: MaxPool(2),
+    "max_fixed": FixedMaxPool,
     "avg": lambda: AvgPool(2),
     "max_blur": lambda: nnx.List([MaxPool(1), BlurPool(2)]),
 }
@@ -301,11 +338,19 @@ def submodule(root: nnx.Module, name: str) -> nnx.Module:
     return node
 
 
+def last_norm(b: BlockSpec, channels: int, rngs: nnx.Rngs, norm, **dtypes) -> nnx.Module:
+    """The norm that ends a post-activation body; a pre-activation body ends on its conv."""
+    return Skip() if b.preact else norm(channels, rngs=rngs, **dtypes)
+
+
 class ResidualBlock(nnx.Module):
-    """``relu(attention(body(x)) + shortcut(x))``, written once for every block.
+    """``relu(attention(body(x)) + shortcut(x))``, written once for every block; pre-activation
+    (ResNet v2) is ``body(relu(bn0(x))) + shortcut(...)``, the projection taking the pre-activated
+    input, with no ReLU after the sum.
 
     A form's block makes its body's layers in ``__init__``, then calls ``add_parts`` for the
-    attention and shortcut the spec gives it, and defines ``body``: that is all a form writes.
+    attention, pre-norm and shortcut the spec gives it, and defines ``body``: that is all a form
+    writes.
     """
 
     def add_parts(self, b: BlockSpec, rngs: nnx.Rngs, norm, **dtypes) -> None:
@@ -313,20 +358,23 @@ class ResidualBlock(nnx.Module):
         self.attention_name = None if attention is None else b.attention.name.rsplit(".", 1)[-1]
         if attention is not None:
             setattr(self, self.attention_name, attention)
+        self.bn0 = nnx.data(norm(b.in_channels, rngs=rngs, **dtypes) if b.preact else None)
         self.downsample = SHORTCUTS[b.shortcut.kind](b.shortcut, rngs, norm, **dtypes)
+        self.projects = b.projection
 
     def body(self, x):
         raise NotImplementedError
 
     def __call__(self, x):
-        identity = x
+        pre = x if self.bn0 is None else relu(self.bn0(x))
+        identity = pre if self.projects else x
         if self.downsample is not None:
             for layer in self.downsample:
                 identity = layer(identity)
-        out = self.body(x)
+        out = self.body(pre)
         if self.attention_name is not None:
             out = getattr(self, self.attention_name)(out)
-        return relu(out + identity)
+        return out + identity if self.bn0 is not None else relu(out + identity)
 
 
 class BasicBlock(ResidualBlock):
@@ -336,8 +384,8 @@ class BasicBlock(ResidualBlock):
         self.conv1 = Conv(b.in_channels, b.width, 3, b.conv1_stride, rngs, **dtypes)
         self.bn1 = norm(b.width, rngs=rngs, **dtypes)
         self.aa = AA[b.aa](b.stride)
-        self.conv2 = Conv(b.width, b.width, 3, b.conv2_stride, rngs, **dtypes)
-        self.bn2 = norm(b.width, rngs=rngs, **dtypes)
+        self.conv2 = Conv(b.width, b.width, 3, b.conv2_stride, rngs, bias=b.conv_bias, **dtypes)
+        self.bn2 = last_norm(b, b.width, rngs, norm, **dtypes)
         self.add_parts(b, rngs, norm, **dtypes)
 
     def body(self, x):
@@ -356,8 +404,8 @@ class Bottleneck(ResidualBlock):
         )
         self.bn2 = norm(b.width, rngs=rngs, **dtypes)
         self.aa = AA[b.aa](b.stride)
-        self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs, **dtypes)
-        self.bn3 = norm(b.out_channels, rngs=rngs, **dtypes)
+        self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs, bias=b.conv_bias, **dtypes)
+        self.bn3 = last_norm(b, b.out_channels, rngs, norm, **dtypes)
         self.add_parts(b, rngs, norm, **dtypes)
 
     def body(self, x):
@@ -376,7 +424,9 @@ class Path(nnx.Module):
         self.conv2 = Conv(w, w, 3, b.conv2_stride, rngs, **dtypes)
         self.bn2 = norm(w, rngs=rngs, **dtypes)
         self.aa = AA[b.aa](b.stride)  # a per-channel pool: on each path as on the grouped conv's output
-        self.conv3 = Conv(w, b.out_channels, 1, 1, rngs, **dtypes) if with_conv3 else None
+        self.conv3 = (
+            Conv(w, b.out_channels, 1, 1, rngs, **dtypes) if with_conv3 else None
+        )  # bias: the block's
 
     def __call__(self, x):
         out = relu(self.bn1(self.conv1(x)))
@@ -389,8 +439,8 @@ class EarlyConcatBottleneck(ResidualBlock):
 
     def __init__(self, b: BlockSpec, rngs: nnx.Rngs, norm=Norm, **dtypes) -> None:
         self.paths = nnx.List([Path(b, False, rngs, norm, **dtypes) for _ in range(b.cardinality)])
-        self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs, **dtypes)
-        self.bn3 = norm(b.out_channels, rngs=rngs, **dtypes)
+        self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs, bias=b.conv_bias, **dtypes)
+        self.bn3 = last_norm(b, b.out_channels, rngs, norm, **dtypes)
         self.add_parts(b, rngs, norm, **dtypes)
 
     def body(self, x):
@@ -403,11 +453,13 @@ class AggregatedBottleneck(ResidualBlock):
 
     def __init__(self, b: BlockSpec, rngs: nnx.Rngs, norm=Norm, **dtypes) -> None:
         self.paths = nnx.List([Path(b, True, rngs, norm, **dtypes) for _ in range(b.cardinality)])
-        self.bn3 = norm(b.out_channels, rngs=rngs, **dtypes)
+        # conv3 is split over the paths; with conv biases its bias is added once, to their sum.
+        self.conv3 = Bias(b.out_channels, **dtypes) if b.conv_bias else Skip()
+        self.bn3 = last_norm(b, b.out_channels, rngs, norm, **dtypes)
         self.add_parts(b, rngs, norm, **dtypes)
 
     def body(self, x):
-        return self.bn3(sum(path(x) for path in self.paths))
+        return self.bn3(self.conv3(sum(path(x) for path in self.paths)))
 
 
 BLOCKS = {"a": AggregatedBottleneck, "b": EarlyConcatBottleneck, "c": Bottleneck}
@@ -455,10 +507,11 @@ class ResNet(nnx.Module):
         s = p.stem
         # Each step's conv and norm under their canonical names: torchvision's conv1, bn1; timm's
         # conv1.0, conv1.1, ... for a deep stem, maxpool.0, .1 for ResNet-RS's strided conv.
-        self.stem_steps = tuple((step.conv.name, step.norm.name) for step in s.steps)
+        self.stem_steps = tuple((step.conv.name, step.norm and step.norm.name) for step in s.steps)
         for step in s.steps:
             set_at(self, step.conv.name, conv_from(step.conv, rngs, **dtypes))
-            set_at(self, step.norm.name, norm(step.norm.shape[0], rngs=rngs, **dtypes))
+            if step.norm is not None:  # a pre-activation stem ends on its conv
+                set_at(self, step.norm.name, norm(step.norm.shape[0], rngs=rngs, **dtypes))
         self.stem_pool = s.pool is not None
         if self.stem_pool:  # timm's name for it, whichever pool it is (ResNet-RS has a conv there)
             self.maxpool = STEM_POOLS[s.pool]()
@@ -472,6 +525,7 @@ class ResNet(nnx.Module):
             setattr(self, f"layer{i + 1}", nnx.List([block(b, rngs) for b in stage]))
         self.feature_info = tuple(feature_info(config))  # a tuple: graph metadata must hash
         self.num_features = p.head.in_features
+        self.norm = nnx.data(None if p.head.norm is None else norm(self.num_features, rngs=rngs, **dtypes))
         # nnx.data: a headless model's None stays a data slot, so reset_classifier can put a head there.
         self.fc = nnx.data(self._classifier(config.num_classes, rngs))
 
@@ -499,7 +553,9 @@ class ResNet(nnx.Module):
 
     def stem(self, x):
         for conv_name, norm_name in self.stem_steps:
-            x = relu(submodule(self, norm_name)(submodule(self, conv_name)(x)))
+            x = submodule(self, conv_name)(x)
+            if norm_name is not None:
+                x = relu(submodule(self, norm_name)(x))
         if self.stem_pool:
             for pool in self.maxpool if isinstance(self.maxpool, nnx.List) else [self.maxpool]:
                 x = pool(x)
@@ -514,9 +570,13 @@ class ResNet(nnx.Module):
             outs.append(x)
         return outs
 
+    def final_norm(self, x):
+        """A pre-activation network's last norm and ReLU (timm's ``norm``) on the last stage's output."""
+        return x if self.norm is None else relu(self.norm(x))
+
     def forward_features(self, x):
-        """NHWC images -> the last stage's feature map."""
-        return self.stages(self.stem(x))[-1]
+        """NHWC images -> the last stage's feature map (after a pre-activation network's norm)."""
+        return self.final_norm(self.stages(self.stem(x))[-1])
 
     def forward_head(self, x, pre_logits: bool = False):
         """Feature map -> logits (or the pooled features with ``pre_logits=True``)."""
@@ -527,7 +587,7 @@ class ResNet(nnx.Module):
         """Every comparison point of ``resnext_spec.stage_names``: stem, stages, pooled, logits."""
         out = {"stem": self.stem(x)}
         out.update(zip((f.module for f in self.feature_info), self.stages(out["stem"]), strict=True))
-        out["pool"] = self.forward_head(out[self.feature_info[-1].module], pre_logits=True)
+        out["pool"] = self.forward_head(self.final_norm(out[self.feature_info[-1].module]), pre_logits=True)
         if self.fc is not None:
             out["logits"] = self.fc(out["pool"])
         return out

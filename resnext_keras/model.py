@@ -182,9 +182,32 @@ class BlurPool(layers.Layer):
 
 def _max_pool(f: Layers, x, stride: int, name: str):
     # torch pads its max-pool with -inf; zero padding is the same here only because
-    # the ReLU before it makes every value >= 0.
+    # the ReLU before it makes every value >= 0 (and is what BiT and keras.applications' V2 do
+    # after a pre-activation stem's conv: "max_fixed").
     x = f.pad(x, 1, f"{name}.pad")
     return layers.MaxPooling2D(3, strides=stride, dtype=f.dtype, name=layer_name(name))(x)
+
+
+@keras.saving.register_keras_serializable(package="resnext_keras")
+class MaxPool(layers.Layer):
+    """torch's ``MaxPool2d(3, 2, 1)``: padded with -inf, which matters where no ReLU comes before
+    it (a pre-activation stem ends on its conv)."""
+
+    def call(self, x):
+        x = ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=float("-inf"))
+        return ops.max_pool(x, 3, strides=2, padding="valid")
+
+
+@keras.saving.register_keras_serializable(package="resnext_keras")
+class Bias(layers.Layer):
+    """A per-channel bias alone: form (a)'s conv3 bias in a pre-activation block with conv biases
+    (conv3 is split over the paths; its bias is added once, to their sum)."""
+
+    def build(self, input_shape) -> None:
+        self.bias = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="bias")
+
+    def call(self, x):
+        return x + ops.cast(self.bias, x.dtype)
 
 
 def _avg_pool(f: Layers, x, stride: int, name: str):
@@ -201,6 +224,7 @@ AA = {"": lambda f, x, stride, name: x, "avg": _avg_pool, "blur": _blur_pool}
 STEM_POOLS = {
     None: lambda f, x: x,
     "max": lambda f, x: _max_pool(f, x, 2, "maxpool"),
+    "max_fixed": lambda f, x: _max_pool(f, x, 2, "maxpool"),
     "avg": lambda f, x: _avg_pool(f, x, 2, "maxpool"),
     "max_blur": lambda f, x: _blur_pool(f, _max_pool(f, x, 1, "maxpool.0"), 2, "maxpool.1"),
 }
@@ -208,17 +232,26 @@ STEM_POOLS = {
 
 def stem(f: Layers, x, s: StemSpec):
     for step in s.steps:
-        y = f.conv_from(x, step.conv)
-        x = f.relu(f"{step.norm.name}.relu")(f.norm(step.norm.name, step.norm.shape[0])(y))
+        x = f.conv_from(x, step.conv)
+        if step.norm is not None:  # a pre-activation stem ends on its conv
+            x = f.relu(f"{step.norm.name}.relu")(f.norm(step.norm.name, step.norm.shape[0])(x))
+    if s.pool == "max" and s.steps[-1].norm is None:
+        return MaxPool(dtype=f.dtype, name="maxpool")(x)
     return STEM_POOLS[s.pool](f, x)
 
 
 # The parts around a block's body, one factory per kind (``resnext_spec.parts``), each taking the
 # tensor it acts on. A new part kind is a new entry here, in torch's and Flax's tables, and in the
 # spec's: docs/development.md.
+def _conv_norm(f: Layers, x, s: ShortcutSpec):
+    """A projection's conv and its norm (none in a pre-activation block)."""
+    x = f.conv_from(x, s.conv)
+    return x if s.norm is None else f.norm(s.norm.name, s.norm.shape[0])(x)
+
+
 def _projection(f: Layers, x, s: ShortcutSpec):
     """torchvision's ``downsample``: 1x1 conv carrying the stride, then the norm."""
-    return f.norm(s.norm.name, s.norm.shape[0])(f.conv_from(x, s.conv))
+    return _conv_norm(f, x, s)
 
 
 def _avg_projection(f: Layers, x, s: ShortcutSpec):
@@ -229,10 +262,20 @@ def _avg_projection(f: Layers, x, s: ShortcutSpec):
     """
     if s.pools:
         x = layers.AveragePooling2D(2, s.stride, "same", dtype=f.dtype, name=layer_name(f"{s.name}.pool"))(x)
-    return f.norm(s.norm.name, s.norm.shape[0])(f.conv_from(x, s.conv))
+    return _conv_norm(f, x, s)
 
 
-SHORTCUTS = {"identity": lambda f, x, s: x, "conv": _projection, "avg_conv": _avg_projection}
+def _every_other(f: Layers, x, s: ShortcutSpec):
+    """keras.applications' V2 shortcut of a block that strides and keeps its channels: a 1x1 max-pool."""
+    return layers.MaxPooling2D(1, s.stride, dtype=f.dtype, name=layer_name(s.name))(x)
+
+
+SHORTCUTS = {
+    "identity": lambda f, x, s: x,
+    "pool": _every_other,
+    "conv": _projection,
+    "avg_conv": _avg_projection,
+}
 
 
 def _squeeze_excite(f: Layers, x, a: AttentionSpec):
@@ -270,10 +313,18 @@ def path(f: Layers, x, b: BlockSpec, p: int, with_conv3: bool):
     return f.conv(y, b.out_channels, 1, 1, f"{q}.conv3") if with_conv3 else y
 
 
+def last_conv(f: Layers, x, b: BlockSpec, filters: int, kernel: int, stride: int, conv: str, bn: str):
+    """A body's last conv and its norm; a pre-activation body ends on the conv (its bias where the
+    config has conv biases)."""
+    if b.preact:
+        return f.conv(x, filters, kernel, stride, conv, bias=b.conv_bias)
+    return f.conv_bn(x, filters, kernel, stride, conv, bn, relu=False)
+
+
 def basic_block(f: Layers, x, b: BlockSpec):
     y = f.conv_bn(x, b.width, 3, b.conv1_stride, f"{b.name}.conv1", f"{b.name}.bn1", relu=True)
     y = AA[b.aa](f, y, b.stride, f"{b.name}.aa")
-    return f.conv_bn(y, b.width, 3, b.conv2_stride, f"{b.name}.conv2", f"{b.name}.bn2", relu=False)
+    return last_conv(f, y, b, b.width, 3, b.conv2_stride, f"{b.name}.conv2", f"{b.name}.bn2")
 
 
 def grouped_block(f: Layers, x, b: BlockSpec):
@@ -282,20 +333,22 @@ def grouped_block(f: Layers, x, b: BlockSpec):
     y = f.conv_bn(x, b.width, 1, b.conv1_stride, f"{n}.conv1", f"{n}.bn1", relu=True)
     y = f.conv_bn(y, b.width, 3, b.conv2_stride, f"{n}.conv2", f"{n}.bn2", relu=True, groups=b.cardinality)
     y = AA[b.aa](f, y, b.stride, f"{n}.aa")
-    return f.conv_bn(y, b.out_channels, 1, 1, f"{n}.conv3", f"{n}.bn3", relu=False)
+    return last_conv(f, y, b, b.out_channels, 1, 1, f"{n}.conv3", f"{n}.bn3")
 
 
 def early_concat_block(f: Layers, x, b: BlockSpec):
     """Form (b): C paths of 1x1, 3x3; concatenate; one shared 1x1."""
     paths = [path(f, x, b, p, with_conv3=False) for p in range(b.cardinality)]
     y = layers.Concatenate(axis=-1, dtype=f.dtype, name=layer_name(f"{b.name}.concat"))(paths)
-    return f.conv_bn(y, b.out_channels, 1, 1, f"{b.name}.conv3", f"{b.name}.bn3", relu=False)
+    return last_conv(f, y, b, b.out_channels, 1, 1, f"{b.name}.conv3", f"{b.name}.bn3")
 
 
 def aggregated_block(f: Layers, x, b: BlockSpec):
     """Form (a): C paths of 1x1, 3x3, 1x1; sum; one BN."""
     paths = [path(f, x, b, p, with_conv3=True) for p in range(b.cardinality)]
     y = f.add(f"{b.name}.sum")(paths) if len(paths) > 1 else paths[0]
+    if b.preact:  # no norm after the sum; conv3's bias, if any, is added once, to it
+        return Bias(dtype=f.dtype, name=layer_name(f"{b.name}.conv3"))(y) if b.conv_bias else y
     return f.norm(f"{b.name}.bn3", b.out_channels)(y)
 
 
@@ -304,11 +357,15 @@ BLOCKS = {"a": aggregated_block, "b": early_concat_block, "c": grouped_block}
 
 def residual(f: Layers, x, b: BlockSpec, form: str):
     """``relu(attention(body(x)) + shortcut(x))``, written once for every block: forms write only
-    their body."""
-    y = basic_block(f, x, b) if b.block == "basic" else BLOCKS[form](f, x, b)
+    their body. Pre-activation (ResNet v2) is ``body(relu(bn0(x))) + shortcut(...)``, the
+    projection taking the pre-activated input, with no ReLU after the sum."""
+    pre = x
+    if b.preact:
+        pre = f.relu(f"{b.name}.bn0.relu")(f.norm(f"{b.name}.bn0", b.in_channels)(x))
+    y = basic_block(f, pre, b) if b.block == "basic" else BLOCKS[form](f, pre, b)
     y = ATTENTION[b.attention.kind](f, y, b.attention)
-    y = f.add(f"{b.name}.add")([y, SHORTCUTS[b.shortcut.kind](f, x, b.shortcut)])
-    return f.relu(f"{b.name}.relu")(y)
+    y = f.add(f"{b.name}.add")([y, SHORTCUTS[b.shortcut.kind](f, pre if b.projection else x, b.shortcut)])
+    return y if b.preact else f.relu(f"{b.name}.relu")(y)
 
 
 POOLINGS = (None, "avg", "max")
@@ -367,6 +424,9 @@ class ResNet(keras.Model):
             for b in stage:
                 x = residual(f, x, b, form)
             stages[info.module] = x
+        if p.head.norm is not None:  # a pre-activation network's last norm and ReLU (timm's ``norm``)
+            x = f.relu("norm.relu")(f.norm("norm", p.head.norm.shape[0])(x))
+        features = x
         if config.headless:
             outputs = list(stages.values())[1:] if features_only else features_output(f, x, pooling)
         else:
@@ -393,6 +453,7 @@ class ResNet(keras.Model):
         self.num_features = p.head.in_features
         self.pyramid_outputs = {i.module: stages[i.module] for i in self.feature_info}
         self.stage_outputs = stages
+        self.features = features  # the last feature map, after a pre-activation network's norm
 
     def get_config(self) -> dict[str, Any]:
         # Keras's own keys (name, trainable, dtype) from the base Layer, then the constructor's.
@@ -431,9 +492,8 @@ def stages_model(model: ResNet) -> keras.Model:
     ``model``'s variables, so it computes with whatever weights ``model`` holds."""
     outputs = dict(model.stage_outputs)
     if "pool" not in outputs:
-        last = outputs[model.feature_info[-1].module]
         pool = layers.GlobalAveragePooling2D(dtype=model.layer_dtype_policy, name="stages_avgpool")
-        outputs["pool"] = pool(last)
+        outputs["pool"] = pool(model.features)
     return keras.Model(model.input, outputs, name=f"{model.name}_stages")
 
 

@@ -49,6 +49,7 @@ VARIABLES = {
     ("bn", "running_var"): "moving_variance",
     ("linear", "weight"): "kernel",
     ("linear", "bias"): "bias",
+    ("bias", "bias"): "bias",
 }
 
 

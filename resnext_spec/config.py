@@ -20,9 +20,10 @@ from .parts import ATTENTION
 
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("imagenet", "cifar")
-STEM_TYPES = ("", "deep", "deep_tiered")
+STEM_TYPES = ("", "deep", "deep_tiered", "fixed")
 AA_LAYERS = ("", "avg", "blur")
 STRIDE_ON = ("3x3", "1x1")
+STRIDE_AT = ("first", "last")
 FORMS = ("a", "b", "c")
 
 # Fields a caller may change on a preset without changing what the preset is.
@@ -38,8 +39,10 @@ class ArchConfig:
     headless backbone (``headless``). The variant fields carry timm's names: ``stem_type``
     "deep" puts three 3x3 convs of ``stem_width``, ``stem_width``, ``2 * stem_width`` in place of
     the stem's one conv ("deep_tiered": ``3 * (stem_width // 4)``, ``stem_width``, ``2 *
-    stem_width``); ``replace_stem_pool`` makes the ImageNet stem's max-pool a strided 3x3 conv,
-    BN and ReLU (ResNet-RS); ``avg_down`` average-pools before each strided projection
+    stem_width``; "fixed": the 7x7 conv, and the max-pool pads with zeros, not -inf, as BiT and
+    keras.applications' V2 do, which differs after a pre-activation stem's conv);
+    ``replace_stem_pool`` makes the ImageNet stem's max-pool a strided 3x3 conv, BN and ReLU
+    (ResNet-RS); ``avg_down`` average-pools before each strided projection
     shortcut's 1x1 conv (ResNet-D); ``attn_layer`` names the attention part after each block's
     last norm ("" for none, "se", "eca": ``resnext_spec.parts.ATTENTION``), and
     ``attn_rd_ratio`` is SE's reduction (1/16; ResNet-RS 1/4); ``aa_layer`` anti-aliases each
@@ -49,6 +52,16 @@ class ArchConfig:
     ``first_shortcut`` gives the first block of the first stage a conv shortcut even where it
     keeps the shape (keras-hub's ``basic_block_vd``, its name for the flag; timm's ``resnet18d``
     has an identity there).
+
+    ``preact`` orders each block as ResNet v2 does (He et al., *Identity Mappings*, 2016): a norm
+    and ReLU on the block's input (``bn0``), shared by the body and a projection shortcut, then
+    conv, norm, ReLU, ..., ending on a conv; the sum has no ReLU after it, the stem's last conv no
+    norm, and the network a final norm and ReLU (``norm``) before pooling. ``stride_at`` "last"
+    puts each stage's stride on its last block (keras.applications' V2: its 3x3 strides and its
+    shortcut takes every second pixel, a 1x1 max-pool), the last stage keeping stride 1.
+    ``conv_bias`` gives a bias to each conv no norm follows (keras.applications' V2: the stem's,
+    the shortcuts', each block's last); it takes ``preact``, since elsewhere a norm follows every
+    conv and would absorb it.
     """
 
     block: str = "bottleneck"
@@ -67,6 +80,9 @@ class ArchConfig:
     attn_rd_ratio: float = 1 / 16
     aa_layer: str = ""
     first_shortcut: bool = False
+    preact: bool = False
+    stride_at: str = "first"
+    conv_bias: bool = False
 
     @property
     def headless(self) -> bool:
@@ -84,14 +100,31 @@ class ArchConfig:
         _check_choice("stem_type", self.stem_type, STEM_TYPES)
         _check_choice("attn_layer", self.attn_layer, tuple(ATTENTION))
         _check_choice("aa_layer", self.aa_layer, AA_LAYERS)
+        _check_choice("stride_at", self.stride_at, STRIDE_AT)
         if self.aa_layer and (self.replace_stem_pool or self.stride_on != "3x3"):
             raise ConfigError(
                 "aa_layer anti-aliases the strided 3x3 and the stem's max-pool, as timm does: "
                 "it takes stride_on='3x3' and no replace_stem_pool"
             )
-        for name in ("avg_down", "replace_stem_pool", "first_shortcut"):
+        for name in ("avg_down", "replace_stem_pool", "first_shortcut", "preact", "conv_bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.conv_bias and not self.preact:
+            raise ConfigError(
+                "conv_bias gives a bias to the convs no norm follows, which only a pre-activation "
+                "network has: it takes preact=True"
+            )
+        post_only = self.attn_layer or self.aa_layer or self.replace_stem_pool or self.first_shortcut
+        if self.preact and post_only:
+            raise ConfigError(
+                "preact takes no attn_layer, aa_layer, replace_stem_pool or first_shortcut: no "
+                "library defines where they sit in a pre-activation block"
+            )
+        if self.stem_type == "fixed" and (self.stem != "imagenet" or self.aa_layer or self.replace_stem_pool):
+            raise ConfigError(
+                "stem_type='fixed' zero-pads the ImageNet stem's max-pool: it takes stem='imagenet', "
+                "no aa_layer and no replace_stem_pool"
+            )
         if self.replace_stem_pool and self.stem != "imagenet":
             raise ConfigError(
                 "replace_stem_pool replaces the ImageNet stem's max-pool; the CIFAR stem has none"
@@ -320,8 +353,35 @@ KERAS_HUB_PRESETS: dict[str, ArchConfig] = {
     "resnet_vd_34": _timm(_L34, "basic", **_D, first_shortcut=True),
     "resnet_vd_200": _timm((3, 12, 48, 3), **_D),
 }
+# Pre-activation (ResNet v2). timm's models/resnetv2.py, its names; the GroupNorm, EvoNorm and FRN
+# models are not here.
+# keras.applications' ResNet50V2 / 101V2 / 152V2 stride on each stage's last block and carry conv
+# biases where no norm follows.
+_V2 = dict(preact=True)
+_KERAS_V2 = dict(preact=True, stride_at="last", conv_bias=True, stem_type="fixed")
+PREACT_PRESETS: dict[str, ArchConfig] = {
+    "resnetv2_18": _timm(_L18, "basic", **_V2),
+    "resnetv2_18d": _timm(_L18, "basic", **_D, **_V2),
+    "resnetv2_34": _timm(_L34, "basic", **_V2),
+    "resnetv2_34d": _timm(_L34, "basic", **_D, **_V2),
+    "resnetv2_50": _timm(_L50, **_V2),
+    "resnetv2_50d": _timm(_L50, **_D, **_V2),
+    "resnetv2_50t": _timm(_L50, **_T, **_V2),
+    "resnetv2_101": _timm(_L101, **_V2),
+    "resnetv2_101d": _timm(_L101, **_D, **_V2),
+    "resnetv2_152": _timm(_L152, **_V2),
+    "resnetv2_152d": _timm(_L152, **_D, **_V2),
+    "resnet50v2": _timm(_L50, **_KERAS_V2),
+    "resnet101v2": _timm(_L101, **_KERAS_V2),
+    "resnet152v2": _timm(_L152, **_KERAS_V2),
+}
 PRESETS.update(TIMM_PRESETS)
 PRESETS.update(KERAS_HUB_PRESETS)
+PRESETS.update(PREACT_PRESETS)
+# Another library's name for a preset's network: keras-hub's resnet_v2_* are timm's resnetv2_* without
+# a head. An alias is a preset name like any other; ``preset_of`` gives the name it stands for.
+PRESET_ALIASES = {"resnet_v2_50": "resnetv2_50", "resnet_v2_101": "resnetv2_101"}
+PRESETS.update({alias: PRESETS[name] for alias, name in PRESET_ALIASES.items()})
 
 
 def list_presets() -> list[str]:
@@ -330,7 +390,8 @@ def list_presets() -> list[str]:
 
 
 def preset_of(config: ArchConfig) -> str | None:
-    """The preset ``config`` is exactly (``num_classes`` and ``in_channels`` included), or None."""
+    """The preset ``config`` is exactly (``num_classes`` and ``in_channels`` included), or None; the
+    name an alias stands for, never the alias."""
     return next((name for name, preset in PRESETS.items() if preset == config), None)
 
 

@@ -41,7 +41,7 @@ def _pooled_macs(layer: LayerSpec, channels: int) -> int:
 
 def pooled_size(pool: str | None, size: int) -> int:
     """The side after a stem's pool or an anti-aliasing pool (stride 2) of this kind."""
-    if pool in ("max", "max_blur", "blur"):  # 3x3/2, padding 1 (reflect for the blur)
+    if pool in ("max", "max_fixed", "max_blur", "blur"):  # 3x3/2, padding 1 (reflect for the blur)
         return conv_output_size(size, 3, 2, 1)
     return size // 2 if pool == "avg" else size
 

@@ -11,7 +11,7 @@ through ``layers``; parameter and FLOP counts (``counting``) are read off the sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .config import ArchConfig, check_form_for
 from .parts import (
@@ -41,12 +41,14 @@ def stem_spec(config: ArchConfig) -> StemSpec:
     3x3 convs, the first carrying the stride, named as in timm's ``nn.Sequential``: ``conv1.0``,
     ``conv1.1``, ``conv1.3``, ``conv1.4``, ``conv1.6`` and ``bn1``. ``replace_stem_pool`` makes
     the max-pool a 3x3/2 conv, BN and ReLU at ``maxpool.0``, ``maxpool.1``; ``aa_layer`` makes it
-    a 2x2 average pool ("avg") or a 3x3/1 max-pool and the blur ("blur").
+    a 2x2 average pool ("avg") or a 3x3/1 max-pool and the blur ("blur"); "fixed" pads the max-pool
+    with zeros ("max_fixed"). ``preact`` leaves the
+    last conv without its norm and ReLU (the first block's ``bn0`` is the norm of its output).
     """
     c_in, w = config.in_channels, config.stem_width
     imagenet = config.stem == "imagenet"
     stride = 2 if imagenet else 1
-    if config.stem_type:
+    if config.stem_type in ("deep", "deep_tiered"):
         widths = (3 * (w // 4) if config.stem_type == "deep_tiered" else w, w, 2 * w)
         steps = (
             ConvNorm(conv_layer("conv1.0", c_in, widths[0], 3, stride), norm_layer("conv1.1", widths[0])),
@@ -55,12 +57,17 @@ def stem_spec(config: ArchConfig) -> StemSpec:
         )
     else:
         steps = (ConvNorm(conv_layer("conv1", c_in, w, 7 if imagenet else 3, stride), norm_layer("bn1", w)),)
+    if config.preact:  # the first block's bn0 normalises the stem's output
+        last = steps[-1].conv
+        conv = replace(last, bias=config.conv_bias)
+        steps = (*steps[:-1], ConvNorm(conv, None, act=False))
     out = steps[-1].conv.shape[0]
     if config.replace_stem_pool:
         steps += (ConvNorm(conv_layer("maxpool.0", out, out, 3, 2), norm_layer("maxpool.1", out)),)
     pool = None
     if imagenet and not config.replace_stem_pool:
         pool = {"": "max", "avg": "avg", "blur": "max_blur"}[config.aa_layer]
+        pool = "max_fixed" if config.stem_type == "fixed" else pool
     return StemSpec(config.stem, steps, pool, 224 if imagenet else 32)
 
 
@@ -92,11 +99,20 @@ class BlockSpec:
     # timm's aa_layer where this block downsamples ("" elsewhere): the strided conv (the 3x3, a basic
     # block's first) runs at stride 1 and this pool, of stride ``stride``, follows its ReLU.
     aa: str = ""
+    # ArchConfig.preact: the block is ``body(relu(bn0(x))) + shortcut(...)``, no ReLU after the sum;
+    # the body ends on its last conv, with a bias where ``conv_bias``.
+    preact: bool = False
+    conv_bias: bool = False
 
     @property
     def projection(self) -> bool:
         """A conv shortcut (torchvision's "downsample"), plain or average-pooled."""
-        return self.shortcut.kind != "identity"
+        return self.shortcut.conv is not None
+
+    @property
+    def pre_norm(self) -> LayerSpec | None:
+        """A pre-activation block's norm on its input (``bn0``); None in a post-activation block."""
+        return norm_layer(f"{self.name}.bn0", self.in_channels) if self.preact else None
 
     @property
     def conv1_stride(self) -> int:
@@ -121,8 +137,12 @@ class BlockSpec:
 
 @dataclass(frozen=True)
 class HeadSpec:
+    """The pooled features and the classifier; a pre-activation network's final norm and ReLU
+    (``norm``, timm's name) come before the pool."""
+
     in_features: int
     num_classes: int
+    norm: LayerSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +178,10 @@ def plan(config: ArchConfig) -> Plan:
         out_ch = planes * expansion
         blocks = []
         for i in range(n_blocks):
-            stride = 2 if (s > 0 and i == 0) else 1
+            if config.stride_at == "first":
+                stride = 2 if (s > 0 and i == 0) else 1
+            else:  # keras.applications' V2: the same total stride, one stage earlier
+                stride = 2 if (s < len(config.layers) - 1 and i == n_blocks - 1) else 1
             name = f"layer{s + 1}.{i}"
             blocks.append(
                 BlockSpec(
@@ -178,14 +201,19 @@ def plan(config: ArchConfig) -> Plan:
                         stride,
                         config.avg_down,
                         config.first_shortcut and s == 0 and i == 0,
+                        config.preact,
+                        config.conv_bias,
                     ),
                     attention=ATTENTION[config.attn_layer](name, out_ch, config.attn_rd_ratio),
                     aa=config.aa_layer if stride > 1 else "",
+                    preact=config.preact,
+                    conv_bias=config.conv_bias,
                 )
             )
             in_ch = out_ch
         stages.append(tuple(blocks))
-    return Plan(stem, tuple(stages), HeadSpec(in_ch, config.num_classes))
+    norm = norm_layer("norm", in_ch) if config.preact else None
+    return Plan(stem, tuple(stages), HeadSpec(in_ch, config.num_classes, norm))
 
 
 def body_layers(b: BlockSpec, form: str) -> list[LayerSpec]:
@@ -195,15 +223,17 @@ def body_layers(b: BlockSpec, form: str) -> list[LayerSpec]:
     (c): conv1 1x1, bn1, conv2 3x3 with C groups, bn2, conv3 1x1, bn3. (b): per path conv1, bn1,
     conv2, bn2 (rows of (c)'s), then the shared conv3, bn3. (a): per path conv1, bn1, conv2, bn2,
     conv3 (the path's input columns of (c)'s conv3), then the shared bn3. A basic block: conv1,
-    bn1, conv2, bn2, all 3x3.
+    bn1, conv2, bn2, all 3x3. A pre-activation body has no last norm (bn3; a basic block's bn2):
+    its norms bn1, bn2 follow conv1, conv2 as in a post-activation body, and the norm before conv1
+    is the block's own (``BlockSpec.pre_norm``), shared with its shortcut.
     """
-    n = b.name
+    n, post, bias = b.name, not b.preact, b.conv_bias
     if b.block == "basic":
         return [
             conv_layer(f"{n}.conv1", b.in_channels, b.width, 3, b.conv1_stride),
             norm_layer(f"{n}.bn1", b.width),
-            conv_layer(f"{n}.conv2", b.width, b.width, 3, b.conv2_stride),
-            norm_layer(f"{n}.bn2", b.width),
+            conv_layer(f"{n}.conv2", b.width, b.width, 3, b.conv2_stride, bias=bias),
+            *([norm_layer(f"{n}.bn2", b.width)] if post else []),
         ]
     if form == "c":
         return [
@@ -211,8 +241,8 @@ def body_layers(b: BlockSpec, form: str) -> list[LayerSpec]:
             norm_layer(f"{n}.bn1", b.width),
             conv_layer(f"{n}.conv2", b.width, b.width, 3, b.conv2_stride, b.cardinality),
             norm_layer(f"{n}.bn2", b.width),
-            conv_layer(f"{n}.conv3", b.width, b.out_channels, 1),
-            norm_layer(f"{n}.bn3", b.out_channels),
+            conv_layer(f"{n}.conv3", b.width, b.out_channels, 1, bias=bias),
+            *([norm_layer(f"{n}.bn3", b.out_channels)] if post else []),
         ]
     w = b.path_width
     out = []
@@ -227,13 +257,17 @@ def body_layers(b: BlockSpec, form: str) -> list[LayerSpec]:
         if form == "a":
             out.append(conv_layer(f"{q}.conv3", w, b.out_channels, 1, path=p, cut_axis=1))
     if form == "b":
-        out.append(conv_layer(f"{n}.conv3", b.width, b.out_channels, 1))
-    return [*out, norm_layer(f"{n}.bn3", b.out_channels)]
+        out.append(conv_layer(f"{n}.conv3", b.width, b.out_channels, 1, bias=bias))
+    if post:
+        return [*out, norm_layer(f"{n}.bn3", b.out_channels)]
+    # Pre-activation: no norm after the sum; form (a)'s conv3 bias is added once, to the sum.
+    return [*out, LayerSpec(f"{n}.conv3", "bias", (b.out_channels,))] if form == "a" and bias else out
 
 
 def block_layers(b: BlockSpec, form: str) -> list[LayerSpec]:
-    """The layers of one block in canonical order for ``form``: body, attention, shortcut."""
-    return [*body_layers(b, form), *b.attention.layers, *b.shortcut.layers]
+    """The layers of one block in canonical order for ``form``: pre-norm, body, attention, shortcut."""
+    pre = [b.pre_norm] if b.preact else []
+    return [*pre, *body_layers(b, form), *b.attention.layers, *b.shortcut.layers]
 
 
 def form_c_name(layer: LayerSpec) -> str:
@@ -242,10 +276,11 @@ def form_c_name(layer: LayerSpec) -> str:
 
 
 def head_layers(head: HeadSpec) -> list[LayerSpec]:
-    """The classifier; a headless model (``num_classes=0``) has none."""
+    """A pre-activation network's final norm, and the classifier (a headless model has none)."""
+    norm = [head.norm] if head.norm is not None else []
     if head.num_classes == 0:
-        return []
-    return [LayerSpec("fc", "linear", (head.num_classes, head.in_features))]
+        return norm
+    return [*norm, LayerSpec("fc", "linear", (head.num_classes, head.in_features))]
 
 
 HEAD_TENSORS = ("fc.weight", "fc.bias")
@@ -267,7 +302,8 @@ def feature_info(config: ArchConfig) -> list[FeatureInfo]:
     reduction = p.stem.reduction
     info = []
     for s, stage in enumerate(p.stages):
-        reduction *= stage[0].stride
+        for b in stage:
+            reduction *= b.stride
         info.append(FeatureInfo(f"layer{s + 1}", stage[-1].out_channels, reduction))
     return info
 

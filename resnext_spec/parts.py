@@ -25,6 +25,7 @@ KIND_TENSORS: dict[str, tuple[str, ...]] = {
     "conv1d": ("weight",),  # (out, in, k): ECA's conv along the channels
     "bn": BN_TENSORS,
     "linear": ("weight", "bias"),
+    "bias": ("bias",),  # a bias alone: form (a)'s pre-activation conv3 bias, added once to the paths' sum
 }
 # Kinds whose weight is laid out differently in channels-last frameworks (``layout.TO_CHANNELS_LAST``);
 # every other tensor (BN's, biases, a part's per-channel vectors) is the same in every framework.
@@ -85,10 +86,11 @@ def norm_layer(name: str, channels: int, **kw: object) -> LayerSpec:
 
 @dataclass(frozen=True)
 class ConvNorm:
-    """One conv, its norm, and a ReLU after them (``act``): a stem step, or a block's conv unit."""
+    """One conv, its norm, and a ReLU after them (``act``): a stem step, or a block's conv unit.
+    A pre-activation stem's last conv has neither (``norm`` None, ``act`` False)."""
 
     conv: LayerSpec
-    norm: LayerSpec
+    norm: LayerSpec | None
     act: bool = True
 
 
@@ -96,8 +98,9 @@ class ConvNorm:
 class StemSpec:
     """The stem: a sequence of conv + norm + ReLU steps, then an optional pool.
 
-    ``pool`` is "max" (3x3/2, padding 1), "avg" (2x2/2), "max_blur" (3x3/1 max, then the 3x3/2
-    blur: timm's anti-aliased stems) or None. A step's layers may sit in a container, as
+    ``pool`` is "max" (3x3/2, padding 1 of -inf, torch's), "max_fixed" (the same with zero padding:
+    BiT's and keras.applications' V2, where no ReLU precedes it), "avg" (2x2/2), "max_blur" (3x3/1
+    max, then the 3x3/2 blur: timm's anti-aliased stems) or None. A step's layers may sit in a container, as
     timm's deep stem has them (``conv1.0``, ``conv1.1``, ..., the ReLUs in the slots between).
     ``reduction`` is how much smaller the stem's output is than its input, and ``image_size``
     the input size a model of this stem is made for (224 for ImageNet stems, 32 for CIFAR's):
@@ -126,21 +129,23 @@ class StemSpec:
 
     @property
     def layers(self) -> tuple[LayerSpec, ...]:
-        return tuple(layer for step in self.steps for layer in (step.conv, step.norm))
+        return tuple(layer for step in self.steps for layer in (step.conv, step.norm) if layer is not None)
 
 
-SHORTCUTS = ("identity", "conv", "avg_conv")
+SHORTCUTS = ("identity", "pool", "conv", "avg_conv")
 
 
 @dataclass(frozen=True)
 class ShortcutSpec:
     """A block's shortcut (torchvision's ``downsample``, under ``name``).
 
-    "identity": the input itself. "conv": a 1x1 conv carrying the block's stride, then a norm.
+    "identity": the input itself. "pool": every ``stride``-th pixel of it (keras.applications' V2:
+    a 1x1 max-pool). "conv": a 1x1 conv carrying the block's stride, then a norm.
     "avg_conv" (timm's ``avg_down``, the "D" of ResNet-D): a 2x2 average pool of stride
     ``stride`` (ceil mode, padding not counted; skipped at stride 1), then a 1x1 conv at stride 1
     and a norm. ``conv`` and ``norm`` are ``downsample.0`` and ``.1``, or ``.1`` and ``.2`` after
-    the pool's slot, as in torchvision and timm.
+    the pool's slot, as in torchvision and timm. In a pre-activation block a projection takes the
+    pre-activated input and has no norm (``norm`` None); its conv may carry a bias.
     """
 
     kind: str
@@ -154,26 +159,39 @@ class ShortcutSpec:
         return self.kind == "avg_conv" and self.stride > 1
 
     @property
+    def projects(self) -> bool:
+        """A conv shortcut (torchvision's "downsample"), plain or average-pooled."""
+        return self.conv is not None
+
+    @property
     def layers(self) -> tuple[LayerSpec, ...]:
-        return () if self.kind == "identity" else (self.conv, self.norm)
+        return tuple(layer for layer in (self.conv, self.norm) if layer is not None)
 
 
 def shortcut_spec(
-    block: str, c_in: int, c_out: int, stride: int, avg_down: bool, project: bool = False
+    block: str,
+    c_in: int,
+    c_out: int,
+    stride: int,
+    avg_down: bool,
+    project: bool = False,
+    preact: bool = False,
+    bias: bool = False,
 ) -> ShortcutSpec:
-    """Identity where the shape is kept (unless ``project``); else a projection, average-pooled
-    first with ``avg_down``."""
+    """Identity where the shape is kept (unless ``project``), every ``stride``-th pixel where only
+    the size changes in a pre-activation block (keras.applications' V2); else a projection,
+    average-pooled first with ``avg_down``, without a norm after it in a pre-activation block."""
     name = f"{block}.downsample"
-    if stride == 1 and c_in == c_out and not project:
-        return ShortcutSpec("identity", name, stride)
-    if avg_down:
-        # timm keeps the pool's slot 0 (an identity at stride 1), so conv and norm are 1 and 2.
-        return ShortcutSpec(
-            "avg_conv", name, stride, conv_layer(f"{name}.1", c_in, c_out, 1), norm_layer(f"{name}.2", c_out)
-        )
-    return ShortcutSpec(
-        "conv", name, stride, conv_layer(f"{name}.0", c_in, c_out, 1, stride), norm_layer(f"{name}.1", c_out)
-    )
+    if c_in == c_out and not project:
+        if stride == 1:
+            return ShortcutSpec("identity", name, stride)
+        if preact:
+            return ShortcutSpec("pool", name, stride)
+    # timm keeps avg_down's pool in slot 0 (an identity at stride 1), so conv and norm are 1 and 2.
+    kind, first, conv_stride = ("avg_conv", 1, 1) if avg_down else ("conv", 0, stride)
+    conv = conv_layer(f"{name}.{first}", c_in, c_out, 1, conv_stride, bias=bias)
+    norm = None if preact else norm_layer(f"{name}.{first + 1}", c_out)
+    return ShortcutSpec(kind, name, stride, conv, norm)
 
 
 @dataclass(frozen=True)

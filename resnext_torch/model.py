@@ -41,19 +41,25 @@ def conv_from(layer: LayerSpec) -> nn.Conv2d:
 
 # The parts around a block's body, one factory per kind (``resnext_spec.parts``). A new part kind is a
 # new entry here, in Keras's and in Flax's tables, and in the spec's: docs/development.md.
+def _conv_norm(s: ShortcutSpec, norm_layer: NormLayer) -> list[nn.Module]:
+    """A projection's conv and its norm (none in a pre-activation block)."""
+    return [conv_from(s.conv)] + ([norm_layer(s.norm.shape[0])] if s.norm is not None else [])
+
+
 def _projection(s: ShortcutSpec, norm_layer: NormLayer) -> nn.Sequential:
     """torchvision's ``downsample``: 1x1 conv carrying the stride, then the norm."""
-    return nn.Sequential(conv_from(s.conv), norm_layer(s.norm.shape[0]))
+    return nn.Sequential(*_conv_norm(s, norm_layer))
 
 
 def _avg_projection(s: ShortcutSpec, norm_layer: NormLayer) -> nn.Sequential:
     """timm's ``avg_down``: 2x2 average pool (ceil mode, padding not counted), 1x1 conv, norm."""
     pool = nn.AvgPool2d(2, s.stride, ceil_mode=True, count_include_pad=False) if s.pools else nn.Identity()
-    return nn.Sequential(pool, conv_from(s.conv), norm_layer(s.norm.shape[0]))
+    return nn.Sequential(pool, *_conv_norm(s, norm_layer))
 
 
 SHORTCUTS: dict[str, Callable[[ShortcutSpec, NormLayer], nn.Module | None]] = {
     "identity": lambda s, norm_layer: None,
+    "pool": lambda s, norm_layer: nn.MaxPool2d(1, s.stride),  # keras.applications' V2: every 2nd pixel
     "conv": _projection,
     "avg_conv": _avg_projection,
 }
@@ -116,6 +122,7 @@ AA: dict[str, Callable[[int], nn.Module]] = {
 # The stem's pool, by StemSpec.pool: torchvision's max-pool, or timm's anti-aliased ones.
 STEM_POOLS: dict[str, Callable[[], nn.Module]] = {
     "max": lambda: nn.MaxPool2d(3, 2, 1),
+    "max_fixed": lambda: nn.Sequential(nn.ConstantPad2d(1, 0.0), nn.MaxPool2d(3, 2)),
     "avg": lambda: nn.AvgPool2d(2),
     "max_blur": lambda: nn.Sequential(nn.MaxPool2d(3, 1, 1), BlurPool(2)),
 }
@@ -132,11 +139,30 @@ def add_at(root: nn.Module, name: str, module: nn.Module) -> None:
     root.add_module(leaf, module)
 
 
+class Bias(nn.Module):
+    """A per-channel bias alone: form (a)'s conv3 bias in a pre-activation block with conv biases."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.bias.view(1, -1, 1, 1)
+
+
+def last_norm(b: BlockSpec, norm_layer: NormLayer, channels: int) -> nn.Module:
+    """The norm that ends a post-activation body; a pre-activation body ends on its conv."""
+    return nn.Identity() if b.preact else norm_layer(channels)
+
+
 class ResidualBlock(nn.Module):
-    """``relu(attention(body(x)) + shortcut(x))``, written once for every block.
+    """``relu(attention(body(x)) + shortcut(x))``, written once for every block; pre-activation
+    (ResNet v2) is ``body(relu(bn0(x))) + shortcut(...)``, the projection taking the pre-activated
+    input, with no ReLU after the sum.
 
     A form's block makes its body's layers in ``__init__``, then calls ``add_parts`` for the
-    attention, ReLU and shortcut the spec gives it, and defines ``body``: that is all a form writes.
+    attention, ReLU, pre-norm and shortcut the spec gives it, and defines ``body``: that is all a
+    form writes.
     """
 
     attention_name: str | None = None
@@ -147,17 +173,20 @@ class ResidualBlock(nn.Module):
             self.attention_name = b.attention.name.rsplit(".", 1)[-1]  # timm's ``se``
             self.add_module(self.attention_name, attention)
         self.relu = nn.ReLU(inplace=True)
+        self.bn0 = norm_layer(b.in_channels) if b.preact else None
         self.downsample = SHORTCUTS[b.shortcut.kind](b.shortcut, norm_layer)
+        self.projects = b.projection
 
     def body(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.body(x)
+        pre = x if self.bn0 is None else self.relu(self.bn0(x))
+        identity = x if self.downsample is None else self.downsample(pre if self.projects else x)
+        out = self.body(pre)
         if self.attention_name is not None:
             out = getattr(self, self.attention_name)(out)
-        return self.relu(out + identity)
+        return out + identity if self.bn0 is not None else self.relu(out + identity)
 
 
 class BasicBlock(ResidualBlock):
@@ -168,8 +197,8 @@ class BasicBlock(ResidualBlock):
         self.conv1 = conv(b.in_channels, b.width, 3, b.conv1_stride)
         self.bn1 = norm_layer(b.width)
         self.aa = AA[b.aa](b.stride)
-        self.conv2 = conv(b.width, b.width, 3, b.conv2_stride)
-        self.bn2 = norm_layer(b.width)
+        self.conv2 = conv(b.width, b.width, 3, b.conv2_stride, bias=b.conv_bias)
+        self.bn2 = last_norm(b, norm_layer, b.width)
         self.add_parts(b, norm_layer)
 
     def body(self, x: Tensor) -> Tensor:
@@ -187,8 +216,8 @@ class Bottleneck(ResidualBlock):
         self.conv2 = conv(b.width, b.width, 3, b.conv2_stride, groups=b.cardinality)
         self.bn2 = norm_layer(b.width)
         self.aa = AA[b.aa](b.stride)
-        self.conv3 = conv(b.width, b.out_channels, 1)
-        self.bn3 = norm_layer(b.out_channels)
+        self.conv3 = conv(b.width, b.out_channels, 1, bias=b.conv_bias)
+        self.bn3 = last_norm(b, norm_layer, b.out_channels)
         self.add_parts(b, norm_layer)
 
     def body(self, x: Tensor) -> Tensor:
@@ -208,7 +237,7 @@ class Path(nn.Module):
         self.conv2 = conv(w, w, 3, b.conv2_stride)
         self.bn2 = norm_layer(w)
         self.aa = AA[b.aa](b.stride)  # a per-channel pool: on each path as on the grouped conv's output
-        self.conv3 = conv(w, b.out_channels, 1) if with_conv3 else None
+        self.conv3 = conv(w, b.out_channels, 1) if with_conv3 else None  # its bias is the block's
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -223,8 +252,8 @@ class EarlyConcatBottleneck(ResidualBlock):
     def __init__(self, b: BlockSpec, norm_layer: NormLayer = batch_norm) -> None:
         super().__init__()
         self.paths = nn.ModuleList(Path(b, False, norm_layer) for _ in range(b.cardinality))
-        self.conv3 = conv(b.width, b.out_channels, 1)
-        self.bn3 = norm_layer(b.out_channels)
+        self.conv3 = conv(b.width, b.out_channels, 1, bias=b.conv_bias)
+        self.bn3 = last_norm(b, norm_layer, b.out_channels)
         self.add_parts(b, norm_layer)
 
     def body(self, x: Tensor) -> Tensor:
@@ -238,18 +267,21 @@ class AggregatedBottleneck(ResidualBlock):
     def __init__(self, b: BlockSpec, norm_layer: NormLayer = batch_norm) -> None:
         super().__init__()
         self.paths = nn.ModuleList(Path(b, True, norm_layer) for _ in range(b.cardinality))
-        self.bn3 = norm_layer(b.out_channels)
+        # conv3 is split over the paths; with conv biases its bias is added once, to their sum.
+        self.conv3 = Bias(b.out_channels) if b.conv_bias else nn.Identity()
+        self.bn3 = last_norm(b, norm_layer, b.out_channels)
         self.add_parts(b, norm_layer)
 
     def body(self, x: Tensor) -> Tensor:
-        return self.bn3(sum(path(x) for path in self.paths))
+        return self.bn3(self.conv3(sum(path(x) for path in self.paths)))
 
 
 BLOCKS = {"a": AggregatedBottleneck, "b": EarlyConcatBottleneck, "c": Bottleneck}
 
 
 class ResNet(nn.Module):
-    """Stem, stages ``layer1..layerN``, global average pool, linear head (logits).
+    """Stem, stages ``layer1..layerN`` (then a pre-activation network's ``norm``), global average
+    pool, linear head (logits).
 
     As a backbone it speaks timm's language: ``num_classes=0`` ends at the pooled features
     (``fc`` is an identity and the canonical weights have no ``fc.*``); ``forward_features``
@@ -281,6 +313,7 @@ class ResNet(nn.Module):
         self.num_stages = len(p.stages)
         self.feature_info = feature_info(config)
         self.num_features = p.head.in_features
+        self.norm = norm_layer(p.head.norm.shape[0]) if p.head.norm is not None else None
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = self._classifier(config.num_classes)
         self._init_weights()
@@ -288,10 +321,11 @@ class ResNet(nn.Module):
     def _make_stem(self, stem: StemSpec, norm_layer: NormLayer) -> None:
         # Each step's conv and norm under their canonical names: torchvision's conv1, bn1; timm's
         # conv1.0, conv1.1, ... for a deep stem, maxpool.0, .1 for ResNet-RS's strided conv.
-        self.stem_steps = tuple((step.conv.name, step.norm.name) for step in stem.steps)
+        self.stem_steps = tuple((step.conv.name, step.norm and step.norm.name) for step in stem.steps)
         for step in stem.steps:
             add_at(self, step.conv.name, conv_from(step.conv))
-            add_at(self, step.norm.name, norm_layer(step.norm.shape[0]))
+            if step.norm is not None:  # a pre-activation stem ends on its conv
+                add_at(self, step.norm.name, norm_layer(step.norm.shape[0]))
         self.relu = nn.ReLU(inplace=True)
         if stem.pool is not None:  # timm's name for it, whichever pool it is
             self.maxpool = STEM_POOLS[stem.pool]()
@@ -321,8 +355,14 @@ class ResNet(nn.Module):
 
     def stem(self, x: Tensor) -> Tensor:
         for conv_name, norm_name in self.stem_steps:
-            x = self.relu(self.get_submodule(norm_name)(self.get_submodule(conv_name)(x)))
+            x = self.get_submodule(conv_name)(x)
+            if norm_name is not None:
+                x = self.relu(self.get_submodule(norm_name)(x))
         return self.maxpool(x) if self.stem_pool else x
+
+    def final_norm(self, x: Tensor) -> Tensor:
+        """A pre-activation network's last norm and ReLU (timm's ``norm``) on the last stage's output."""
+        return x if self.norm is None else self.relu(self.norm(x))
 
     def stages(self, x: Tensor) -> list[Tensor]:
         """The output of every stage, from the stem's output."""
@@ -334,7 +374,7 @@ class ResNet(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """NCHW images -> the last stage's feature map (N, num_features, H/32, W/32 for ImageNet)."""
-        return self.stages(self.stem(x))[-1]
+        return self.final_norm(self.stages(self.stem(x))[-1])
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """Feature map -> logits (or the pooled features with ``pre_logits=True``)."""
@@ -345,7 +385,7 @@ class ResNet(nn.Module):
         """Every comparison point of ``resnext_spec.stage_names``: stem, stages, pooled, logits."""
         out = {"stem": self.stem(x)}
         out.update(zip((f.module for f in self.feature_info), self.stages(out["stem"]), strict=True))
-        out["pool"] = self.forward_head(out[self.feature_info[-1].module], pre_logits=True)
+        out["pool"] = self.forward_head(self.final_norm(out[self.feature_info[-1].module]), pre_logits=True)
         if not self.config.headless:
             out["logits"] = self.fc(out["pool"])
         return out

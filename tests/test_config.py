@@ -6,14 +6,14 @@ import pytest
 from helpers import PARAM_COUNTS, TABLE2_PRESETS
 
 from resnext_spec import ArchConfig, get_config, list_presets, preset_of, resolve_config
-from resnext_spec.config import KERAS_HUB_PRESETS, TIMM_PRESETS
+from resnext_spec.config import KERAS_HUB_PRESETS, PREACT_PRESETS, PRESET_ALIASES, TIMM_PRESETS
 from resnext_spec.errors import ResNeXtError
 
 
 def test_every_design_preset_is_registered():
     assert set(list_presets()) == set(PARAM_COUNTS) | set(TABLE2_PRESETS) | set(TIMM_PRESETS) | set(
         KERAS_HUB_PRESETS
-    )
+    ) | set(PREACT_PRESETS) | set(PRESET_ALIASES)
 
 
 @pytest.mark.parametrize(
@@ -77,6 +77,6 @@ def test_resolve_needs_exactly_one_source():
 
 def test_preset_of_names_a_preset_only_when_every_field_matches():
     for name in list_presets():
-        assert preset_of(ArchConfig.from_dict(get_config(name).to_dict())) == name
+        assert preset_of(ArchConfig.from_dict(get_config(name).to_dict())) == PRESET_ALIASES.get(name, name)
     assert preset_of(get_config("resnext50_32x4d", num_classes=10)) is None
     assert preset_of(dataclasses.replace(get_config("resnet18"), in_channels=1)) is None
