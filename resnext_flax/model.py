@@ -424,9 +424,8 @@ class Path(nnx.Module):
         self.conv2 = Conv(w, w, 3, b.conv2_stride, rngs, **dtypes)
         self.bn2 = norm(w, rngs=rngs, **dtypes)
         self.aa = AA[b.aa](b.stride)  # a per-channel pool: on each path as on the grouped conv's output
-        self.conv3 = (
-            Conv(w, b.out_channels, 1, 1, rngs, **dtypes) if with_conv3 else None
-        )  # bias: the block's
+        # form (a)'s conv3 has no bias: in a pre-activation block with biases the block adds it once
+        self.conv3 = Conv(w, b.out_channels, 1, 1, rngs, **dtypes) if with_conv3 else None
 
     def __call__(self, x):
         out = relu(self.bn1(self.conv1(x)))
