@@ -55,12 +55,21 @@ def input_shape(lesson: Lesson) -> str:
     return f"({n}, {c}, {h}, {w}) NCHW" if lesson.framework == "torch" else f"({n}, {h}, {w}, {c}) NHWC"
 
 
+SHORTCUT_WORDS = {
+    "identity": "an identity shortcut",
+    "pool": "a strided shortcut (every second pixel)",
+    "conv": "a projection shortcut (1x1 conv + BN)",
+    "conv_alone": "a projection shortcut (1x1 conv, on the pre-activated input)",
+    "avg_conv": "a projection shortcut (2x2 average pool, 1x1 conv, norm)",
+}
+
+
 def render(lesson: Lesson, extra_path: int | None, console: Any) -> None:
     from rich.table import Table
 
     s = lesson.spec
     stride = f"stride {s['stride']}" if s["stride"] > 1 else "stride 1"
-    shortcut = "a projection shortcut (1x1 conv + BN)" if s["projection"] else "an identity shortcut"
+    shortcut = SHORTCUT_WORDS[s["shortcut"]]
     console.rule(f"[bold]{lesson.preset} · {lesson.block} · {lesson.framework}")
     console.print(
         f"{s['in_channels']} -> {s['out_channels']} channels, {stride}, {shortcut}.\n"
@@ -100,7 +109,9 @@ def render(lesson: Lesson, extra_path: int | None, console: Any) -> None:
         console.print(f"[red]{problem}")
     console.print(
         f"(b) keeps conv3 whole ({s['out_channels']} x {s['width']}) and applies it to the concatenated "
-        "paths; (a) gives each path its columns and sums. Both keep bn3 whole, after the merge."
+        "paths; (a) gives each path its columns and sums. "
+        + ("Both add conv3's bias once, after the merge." if s["conv3_bias"] else "")
+        + ("" if s["preact"] else "Both keep bn3 whole, after the merge.")
     )
 
     table = Table(

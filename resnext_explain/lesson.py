@@ -51,17 +51,31 @@ def find_block(config: ArchConfig, name: str) -> BlockSpec:
     return b
 
 
+ALIKE = {
+    "first": "every later block of a stage is alike",
+    "last": "every block between a stage's first and last is alike, and every last",
+}
+
+
 def stand_in(config: ArchConfig, b: BlockSpec) -> tuple[ArchConfig, str]:
     """A small config holding a block with ``b``'s exact shapes, and that block's name there.
 
     Stages before the block's keep one block each (the channels entering its stage are
     the same), and every block after a stage's first is alike (same channels, stride 1,
     no projection), so ``layer3.5`` is built as ``layer3.1``: seconds instead of a
-    whole ResNeXt-101 in three forms.
+    whole ResNeXt-101 in three forms. Where each stage strides in its last block
+    (keras.applications' V2), a block that is not its stage's last keeps one after it, and the
+    stages after the block's stay, one block each, so the block's stage strides where it does.
     """
     stage, index = (int(part) for part in b.name[len("layer") :].split("."))
-    mini = dataclasses.replace(config, layers=(1,) * (stage - 1) + (min(index, 1) + 1,))
-    return mini, f"layer{stage}.{min(index, 1)}"
+    j = min(index, 1)
+    if config.stride_at == "last":
+        last = index == config.layers[stage - 1] - 1
+        after = (1,) * (len(config.layers) - stage)
+        mini = dataclasses.replace(config, layers=(1,) * (stage - 1) + (j + (1 if last else 2),) + after)
+    else:
+        mini = dataclasses.replace(config, layers=(1,) * (stage - 1) + (j + 1,))
+    return mini, f"layer{stage}.{j}"
 
 
 # --- the frameworks: build a form, call one layer or the whole block --------------------------------
@@ -226,12 +240,13 @@ def block_params(exported: dict[str, np.ndarray], prefix: str) -> int:
 
 def block_input_size(config: ArchConfig, b: BlockSpec, image_size: int | None) -> int:
     """The block's input height for an ``image_size`` image (default 224 ImageNet, 32 CIFAR)."""
-    stem = plan(config).stem
-    base = (image_size or stem.image_size) // stem.reduction  # what the stem hands to stage 1
-    stage, index = (int(part) for part in b.name[len("layer") :].split("."))
-    # A stage's first block still sees the previous stage's resolution; it strides.
-    halvings = stage - 1 if (stage == 1 or index > 0) else stage - 2
-    return max(1, base // 2**halvings)
+    p = plan(config)
+    size = (image_size or p.stem.image_size) // p.stem.reduction  # what the stem hands to stage 1
+    for block in p.blocks:  # each block before it divides the size by its stride
+        if block.name == b.name:
+            break
+        size //= block.stride
+    return max(1, size)
 
 
 def compare_forms(builds: dict, name: str, b: BlockSpec, x: np.ndarray) -> list[dict[str, Any]]:
@@ -240,19 +255,22 @@ def compare_forms(builds: dict, name: str, b: BlockSpec, x: np.ndarray) -> list[
     c, a, bb = builds["c"], builds["a"], builds["b"]
     # Form (c): the grouped block, layer by layer.
     # The parts around the paths (an anti-aliasing pool, attention, the shortcut) are the framework's
-    # own modules, called whole: they act on all channels alike in every form.
-    h1 = relu(c(f"{name}.bn1", c(f"{name}.conv1", x)))
+    # own modules, called whole: they act on all channels alike in every form. A pre-activation
+    # block first normalises its input (bn0), which its body and a projection take; its body ends
+    # on conv3, and no ReLU follows the sum.
+    pre = relu(c(f"{name}.bn0", x)) if b.preact else x
+    h1 = relu(c(f"{name}.bn1", c(f"{name}.conv1", pre)))
     h2 = relu(c(f"{name}.bn2", c(f"{name}.conv2", h1)))
     h2 = c.part(f"{name}.aa", h2) if b.aa else h2
     z = c(f"{name}.conv3", h2)
-    y = c(f"{name}.bn3", z)
+    y = z if b.preact else c(f"{name}.bn3", z)
     attended = c.part(b.attention.name, y) if b.attention.kind else y
-    shortcut = c.part(b.shortcut.name, x) if b.projection else x
-    out = relu(attended + shortcut)
+    shortcut = c.part(b.shortcut.name, pre if b.projection else x) if b.shortcut.kind != "identity" else x
+    out = attended + shortcut if b.preact else relu(attended + shortcut)
 
     def path(build, p: int) -> tuple[np.ndarray, np.ndarray]:
         q = f"{name}.paths.{p}"
-        g1 = relu(build(f"{q}.bn1", build(f"{q}.conv1", x)))
+        g1 = relu(build(f"{q}.bn1", build(f"{q}.conv1", pre)))
         g2 = relu(build(f"{q}.bn2", build(f"{q}.conv2", g1)))
         return g1, build.part(f"{q}.aa", g2) if b.aa else g2
 
@@ -281,8 +299,11 @@ def compare_forms(builds: dict, name: str, b: BlockSpec, x: np.ndarray) -> list[
     stage("(b) concatenate", "the C path outputs side by side vs (c)'s grouped-conv output", concat, h2)
     stage("(b) shared 1x1", "(b)'s conv3 on the concatenation vs (c)'s conv3", bb(f"{name}.conv3", concat), z)
     summed = sum(a(f"{name}.paths.{p}.conv3", g2) for p, (_, g2) in enumerate(paths_a))
+    if b.preact and b.conv_bias:  # conv3's bias, added once to the sum
+        summed = a(f"{name}.conv3", summed)
     stage("(a) sum of 1x1s", "the sum of the C paths' own conv3 vs (c)'s conv3", summed, z)
-    stage("(a) BN after the sum", "(a)'s bn3 on the sum vs (c)'s bn3 output", a(f"{name}.bn3", summed), y)
+    if not b.preact:
+        stage("(a) BN after the sum", "(a)'s bn3 on the sum vs (c)'s bn3 output", a(f"{name}.bn3", summed), y)
     for form, build in (("a", a), ("b", bb)):
         what = f"the framework's own ({form}) block vs (c)'s, shortcut and ReLU included"
         stage(f"({form}) whole block", what, build(name, x), out)
@@ -300,6 +321,9 @@ def block_spec(config: ArchConfig, name: str, b: BlockSpec) -> dict[str, Any]:
         "width": b.width,
         "stride": b.stride,
         "projection": b.projection,
+        "preact": b.preact,
+        "conv3_bias": b.preact and b.conv_bias,
+        "shortcut": b.shortcut.kind if b.shortcut.kind != "conv" or b.shortcut.norm else "conv_alone",
         "parts": parts_around(b),
         "spec_params": sum(
             int(np.prod(s))
@@ -315,6 +339,15 @@ AA_WORDS = {"avg": "a 2x2 average pool", "blur": "a 3x3 blur pool"}
 def parts_around(b: BlockSpec) -> list[str]:
     """The parts around the paths, in words with their parameter counts: the same in every form."""
     out = []
+    if b.preact:
+        out.append(
+            "pre-activation: bn0 + ReLU on the block's input first, taken by the body and a "
+            "projection; the body ends on conv3 (no bn3), and no ReLU follows the sum"
+        )
+    if b.shortcut.kind == "pool":
+        out.append(
+            "the shortcut takes every second row and column of the input (keras.applications' 1x1 max-pool)"
+        )
     if b.shortcut.kind == "avg_conv":
         out.append("the shortcut average-pools 2x2 before its 1x1 conv + BN (timm's avg_down)")
     if b.aa:
@@ -352,7 +385,7 @@ def explain(
     builds = {f: BUILDS[framework](mini, f, to_form(weights, mini, "c", f)) for f in "abc"}
     notes = []
     if name != block:
-        notes.append(f"{block} is built as {name} of a smaller copy: every later block of a stage is alike")
+        notes.append(f"{block} is built as {name} of a smaller copy: {ALIKE[cfg.stride_at]}")
 
     size = block_input_size(cfg, b, image_size)
     x = np.random.default_rng(seed + 1).standard_normal((batch, size, size, b.in_channels)).astype(np.float32)
@@ -364,7 +397,7 @@ def explain(
         spec=block_spec(mini, name, b),
         split=split_table(b),
         split_problems=check_split(weights, mini, name, b),
-        stages=compare_forms(builds, name, b, x),
+        stages=compare_forms(builds, name, find_block(mini, name), x),  # its names in the copy
         params={f: block_params(build.exported, name) for f, build in builds.items()},
         input_shape=x.shape,
         seconds=time.perf_counter() - start,

@@ -39,5 +39,7 @@ class GroupedConv(nnx.Conv):
             return super().__call__(x)
         (pad, _), _ = self.padding
         stride = self.strides if isinstance(self.strides, int) else self.strides[0]
-        x, kernel, _ = self.promote_dtype((x, self.kernel[...], None), dtype=self.dtype)
-        return LOWERINGS[self.conv_impl](x, kernel, self.feature_group_count, stride, pad)
+        bias = None if self.bias is None else self.bias[...]
+        x, kernel, bias = self.promote_dtype((x, self.kernel[...], bias), dtype=self.dtype)
+        y = LOWERINGS[self.conv_impl](x, kernel, self.feature_group_count, stride, pad)
+        return y if bias is None else y + bias  # a lowering computes the conv alone

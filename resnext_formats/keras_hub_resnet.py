@@ -13,7 +13,11 @@ ResNet-D: a deep stem of 3x3 convs (32, 32, 64) and average-pooled shortcuts, wh
 pooling computes as torch's ceil mode without the padding; their layers come in the same
 order, and ``basic_block_vd`` projects in the first block of the first stage too
 (``first_shortcut``).
-Pre-activation (v2) is refused by name.
+Its pre-activation (v2) ResNet (``use_pre_activation``, presets ``resnet_v2_*``) is timm's
+``resnetv2_*``: a norm on each block's input, none after the stem's conv or the shortcuts', the
+stem's max-pool padded with -inf as torch pads it, and a final norm (``post_bn``). Its layers come
+in the order v1's do, with the input's norm first in each block.
+keras-hub's vd blocks with pre-activation fail to build in keras-hub itself, so none exists to read.
 """
 
 from __future__ import annotations
@@ -42,6 +46,12 @@ NOTE = (
     "In training, its BN (momentum 0.9, torch's 0.1) moves the running variance by the biased "
     "batch variance, torch by the unbiased one. "
     "It expects keras-hub's ResNetImageClassifierPreprocessor input (the preprocessor.json in the preset)"
+)
+
+NOTE_V2 = (
+    "a keras-hub ResNet v2 preset (pre-activation; timm's resnetv2: stride on the 3x3); exact in "
+    "inference. In training its BN moves the running variance by the biased batch variance. It "
+    "expects keras-hub's ResNetImageClassifierPreprocessor input (the preprocessor.json in the preset)"
 )
 
 
@@ -75,9 +85,10 @@ def config_from_keras_hub(backbone: dict, task: dict, where) -> ArchConfig:
         raise KerasHubError(f"{where}: stackwise_num_blocks {depths!r} is not a list of block counts")
     block_type = backbone.get("block_type") if backbone.get("block_type") in BLOCKS else "bottleneck_block"
     vd = block_type.endswith("_vd")
+    preact = backbone.get("use_pre_activation") is True and not vd
     want = {
         "block_type": block_type,
-        "use_pre_activation": False,
+        "use_pre_activation": preact,
         "input_conv_filters": [32, 32, 64] if vd else [64],
         "input_conv_kernel_sizes": [3, 3, 3] if vd else [7],
         "stackwise_num_filters": [64 * 2**s for s in range(len(depths))],
@@ -93,7 +104,7 @@ def config_from_keras_hub(backbone: dict, task: dict, where) -> ArchConfig:
     classes = task.get("num_classes")
     if not isinstance(classes, int) or isinstance(classes, bool) or classes < 0:  # 0: a backbone alone
         raise KerasHubError(f"{where}: num_classes {classes!r} is not a class count")
-    variant = dict(VD, first_shortcut=block_type == "basic_block_vd") if vd else {}
+    variant = dict(VD, first_shortcut=block_type == "basic_block_vd") if vd else dict(preact=preact)
     return ArchConfig(block=BLOCKS[block_type], layers=tuple(depths), num_classes=classes, **variant)
 
 
@@ -103,6 +114,27 @@ def _by_class(layers, cls: str) -> list:
         (int(m.group(1) or 0), layers[n]) for n in layers if (m := re.fullmatch(rf"{cls}(?:_(\d+))?", n))
     ]
     return [group for _, group in sorted(found, key=lambda t: t[0])]
+
+
+def _build_order(config: ArchConfig) -> tuple[list[str], list[str]]:
+    """Our convs and our norms, each in the order keras-hub's model lists its layers of that class:
+    per block the convs 1, 2, the shortcut's (0), 3 (a basic block: 1, 0, 2), each with its norm,
+    and in a pre-activation block the input's norm first and none after its last conv or the
+    shortcut's (tests/test_port_ecosystem.py and test_preact.py check this against keras-hub)."""
+    p = plan(config)
+    convs = [step.conv.name for step in p.stem.steps]
+    norms = [step.norm.name for step in p.stem.steps if step.norm is not None]
+    for b in p.blocks:
+        norms += [b.pre_norm.name] if b.preact else []
+        for k in ("1", "2", "0", "3") if b.block == "bottleneck" else ("1", "0", "2"):
+            if k == "0" and b.projection:
+                convs.append(b.shortcut.conv.name)
+                norms += [b.shortcut.norm.name] if b.shortcut.norm is not None else []
+            elif k != "0":
+                convs.append(f"{b.name}.conv{k}")
+                last = k == ("3" if b.block == "bottleneck" else "2")
+                norms += [] if b.preact and last else [f"{b.name}.bn{k}"]
+    return convs, norms + ([p.head.norm.name] if p.head.norm is not None else [])
 
 
 def read_keras_hub_dir(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], ArchConfig, list[str]]:
@@ -119,28 +151,21 @@ def read_keras_hub_dir(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], 
         raise KerasHubError(f"{path}: a keras-hub preset with one of task.json and task.weights.h5, not both")
     task = {"num_classes": 0} if headless else _json(path / "task.json")["config"]
     config = config_from_keras_hub(backbone["config"], task, path)
-    # (our conv, our BN) in the order keras-hub builds them: the stem's, then each block's.
-    names = [(step.conv.name, step.norm.name) for step in plan(config).stem.steps]
-    for b in plan(config).blocks:
-        order = ("1", "2", "0", "3") if b.block == "bottleneck" else ("1", "0", "2")
-        for k in order:
-            if k == "0" and b.projection:
-                names.append((b.shortcut.conv.name, b.shortcut.norm.name))
-            elif k != "0":
-                names.append((f"{b.name}.conv{k}", f"{b.name}.bn{k}"))
+    conv_names, norm_names = _build_order(config)
     weights: dict[str, np.ndarray] = {}
     with h5py.File(path / "model.weights.h5", "r") as f:
         convs, norms = _by_class(f["layers"], "conv2d"), _by_class(f["layers"], "batch_normalization")
-        if len(convs) != len(names) or len(norms) != len(names):
+        if len(convs) != len(conv_names) or len(norms) != len(norm_names):
             raise KerasHubError(
                 f"{path}/model.weights.h5: {len(convs)} convolutions and {len(norms)} BatchNorms, "
-                f"where config.json's network has {len(names)}"
+                f"where config.json's network has {len(conv_names)} and {len(norm_names)}"
             )
-        for (conv, bn), kernel, norm in zip(names, convs, norms, strict=True):
+        for conv, kernel in zip(conv_names, convs, strict=True):
             weights[f"{conv}.weight"] = np.asarray(kernel["vars/0"]).transpose(3, 2, 0, 1)
+        for bn, norm in zip(norm_names, norms, strict=True):
             for i, leaf in enumerate(("weight", "bias", "running_mean", "running_var")):
                 weights[f"{bn}.{leaf}"] = np.asarray(norm[f"vars/{i}"])
-    notes = [NOTE]
+    notes = [NOTE_V2 if config.preact else NOTE]
     if headless:
         notes.append("a keras-hub ResNetBackbone preset (no task): ported as a headless model, num_classes=0")
     else:

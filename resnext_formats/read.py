@@ -44,7 +44,7 @@ from resnext_spec.layout import plan, stem_spec
 from resnext_spec.parts import make_divisible
 from resnext_spec.sources import Source
 
-from . import keras_hub_resnet, timm_resnet
+from . import keras_hub_resnet, timm_resnet, timm_resnetv2
 from .errors import PortError
 from .hf import read_hf_dir
 from .keras_apps import KerasAppsError, read_keras_applications
@@ -203,12 +203,13 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
         )
     except ConfigError as e:
         raise PortError(f"cannot infer the architecture from these tensors ({e}); pass --model") from e
-    for n in list_presets():  # the stride placement of a matching preset
+    for n in list_presets():  # what the tensors cannot show, from a preset that matches the rest
         base = get_config(n)
-        if replace(config, stride_on=base.stride_on, num_classes=base.num_classes) == replace(
-            base, in_channels=in_channels
-        ):
-            config = replace(config, stride_on=base.stride_on)
+        unseen = dict(stride_on=base.stride_on, stride_at=base.stride_at)
+        if base.stem_type == "fixed" and config.stem_type == "":  # a zero-padded max-pool: no tensor
+            unseen["stem_type"] = "fixed"
+        if replace(config, **unseen, num_classes=base.num_classes) == replace(base, in_channels=in_channels):
+            config = replace(config, **unseen)
             break
     return config, form
 
@@ -216,12 +217,18 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
 def _variant_fields(names: list[str], shape: dict[str, tuple[int, ...]]) -> dict:
     """The ArchConfig fields of timm's variants that the tensor names show (empty: the plain network)."""
     fields: dict = {}
+    if any(n.endswith(".bn0.weight") for n in names):  # a norm on each block's input: ResNet v2
+        fields["preact"] = True
+        stem_conv = "conv1.6.bias" if "conv1.0.weight" in shape else "conv1.bias"
+        fields["conv_bias"] = stem_conv in shape
     if "conv1.0.weight" in shape:
         tiered = shape["conv1.0.weight"][0] != shape["conv1.3.weight"][0]
         fields["stem_type"] = "deep_tiered" if tiered else "deep"
     if "maxpool.0.weight" in shape:
         fields["replace_stem_pool"] = True
     if any(n.endswith(".downsample.2.running_var") for n in names):
+        fields["avg_down"] = True
+    if fields.get("preact") and any(n.endswith(".downsample.1.weight") for n in names):  # no norm there
         fields["avg_down"] = True
     first = [shape[n] for n in ("layer1.0.downsample.0.weight", "layer1.0.downsample.1.weight") if n in shape]
     if first and len(first[0]) == 4 and first[0][0] == first[0][1]:  # a projection that keeps the shape
@@ -242,7 +249,7 @@ def _variant_fields(names: list[str], shape: dict[str, tuple[int, ...]]) -> dict
 # kind of block, stem and parts (aa_layer, which no tensor shows, is taken from the name).
 NAMED_FIELDS = (
     "block", "stem", "stem_type", "replace_stem_pool", "avg_down", "attn_layer", "attn_rd_ratio",
-    "first_shortcut",
+    "first_shortcut", "preact", "conv_bias",
 )  # fmt: skip
 
 HELD = (
@@ -427,6 +434,14 @@ def _from_state_dict(
     ``arch`` is the timm architecture a file names, if it names one: it is checked, and
     it records the stride's place (timm's plain ResNets: the 3x3, as torchvision).
     """
+    if timm_resnetv2.is_timm_resnetv2(list(raw)):
+        if timm_resnetv2.avg_down_of(raw):
+            notes.append(
+                "timm's ResNetV2 with a deep stem: its shortcuts average-pool (avg_down), as every "
+                "such timm model's do; the pool holds no tensor"
+            )
+        raw = timm_resnetv2.from_timm(raw)
+        notes.append("timm's ResNetV2 (pre-activation) tensor names, renamed to the canonical ones")
     if any(n.startswith("resnet.embedder.") for n in raw):
         raise PortError(
             f"{path}: a Hugging Face transformers ResNet's tensors: port its folder, whose config.json "
@@ -471,7 +486,7 @@ def _from_state_dict(
         config,
         form,
         notes,
-        stride_recorded=arch is not None,
+        stride_recorded=arch is not None or config.preact,  # every v2 strides in its 3x3
         preprocessing="imagenet",  # torchvision's and timm's ResNets; said in a note where it is assumed
         warnings=warnings,
     )
@@ -481,7 +496,7 @@ def shared_layouts(config: ArchConfig) -> list[str]:
     """Who else a bare state_dict of ``config`` could be. timm's anti-aliased networks (``resnetaa*``:
     average pooling, ``resnetblur*``: a fixed blur) replace a stem's max-pool and each strided conv's
     stride with a pool that has no tensor, so their files hold exactly the plain network's tensors."""
-    if plan(config).stem.pool != "max":
+    if plan(config).stem.pool != "max" or config.preact:  # no anti-aliased network is pre-activation
         return []
     same = [
         n

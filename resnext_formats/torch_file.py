@@ -29,6 +29,17 @@ def _first_clause(e: Exception) -> str:
     return f"{type(e).__name__}: {text.split('. ')[0][:120]}"
 
 
+def write_torch_state_dict(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """A plain ``torch.save`` of ``arrays`` as tensors, written atomically: another library's
+    state_dict layout (timm's ResNetV2) that its own ``load_state_dict`` takes."""
+    import torch
+
+    from resnext_spec import atomic_write
+
+    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
 def read_torch_state_dict(path: Path) -> tuple[dict[str, np.ndarray], list[str], str | None]:
     """(tensors, notes, the architecture a training checkpoint names) of a torch file."""
     import argparse

@@ -28,9 +28,11 @@ from resnext_formats import (
     describe,
     format_of,
     infer_config,
+    timm_resnetv2,
     write_hf_dir,
 )
 from resnext_formats.hf import HFError
+from resnext_formats.torch_file import write_torch_state_dict
 from resnext_spec import (
     ArchConfig,
     CheckpointError,
@@ -132,6 +134,9 @@ def write(path: str | os.PathLike, w: Weights) -> None:
             raise PortError(f"{path}: {e}") from e
     elif fmt == "safetensors":
         save_checkpoint(path, w.weights, w.config, w.form)
+    elif fmt == "torch" and w.config.preact and w.form == "c":
+        # No torchvision model is pre-activation: a v2 state_dict is timm's ResNetV2's, in its names.
+        write_torch_state_dict(path, timm_resnetv2.to_timm(w.weights, w.config))
     else:  # the framework's own file: .pth, .weights.h5 or .msgpack
         lib = package(FRAMEWORK_OF[fmt])
         lib.save_native(lib.build(w.config, w.form, weights=w.weights), path)

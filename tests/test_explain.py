@@ -52,6 +52,9 @@ def test_a_later_block_is_built_as_its_twin_with_the_same_shapes():
         "width": 512,
         "stride": 1,
         "projection": False,
+        "shortcut": "identity",
+        "preact": False,
+        "conv3_bias": False,
         "spec_params": 0,
         "parts": [],
     }
@@ -131,3 +134,18 @@ def test_the_parts_around_the_paths_are_shown_with_their_counts():
 def test_the_input_is_shown_in_the_layout_its_framework_takes(framework, shown, capsys):
     assert main(["resnet50", "--block", "layer1.0", "--framework", framework, "--image-size", "32"]) == 0
     assert f"One input {shown}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("framework", ["torch", "flax"])
+def test_a_pre_activation_block_is_taken_apart_in_its_order(framework):
+    """keras.applications' ResNet50V2, layer1.2: the stage's last block, which strides (56 -> 28 px
+    at 224) and whose shortcut takes every second pixel; bn0 first, no bn3, conv3's bias once in (a).
+    The layer-by-layer walk in that order matches each form's own block."""
+    got = explain("resnet50v2", "layer1.2", framework=framework)
+    assert got.worst < 1e-5, got.stages
+    assert got.spec["stride"] == 2 and got.spec["shortcut"] == "pool" and got.spec["preact"]
+    assert got.input_shape == (1, 56, 56, 256)
+    assert any("bn0 + ReLU" in p for p in got.spec["parts"])
+    assert not any("BN after the sum" in s["step"] for s in got.stages)
+    first = explain("resnetv2_50", "layer2.0", image_size=32, framework=framework)  # timm: stride first
+    assert first.worst < 1e-5 and first.spec["stride"] == 2 and first.spec["shortcut"] == "conv_alone"
