@@ -208,7 +208,10 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
         unseen = dict(stride_on=base.stride_on, stride_at=base.stride_at)
         if base.stem_type == "fixed" and config.stem_type == "":  # a zero-padded max-pool: no tensor
             unseen["stem_type"] = "fixed"
-        if replace(config, **unseen, num_classes=base.num_classes) == replace(base, in_channels=in_channels):
+        # compared as fields: a combination that is no valid config (a CIFAR stem, fixed) is no match
+        if config.to_dict() | unseen | {"num_classes": base.num_classes} == base.to_dict() | {
+            "in_channels": in_channels
+        }:
             config = replace(config, **unseen)
             break
     return config, form

@@ -95,8 +95,10 @@ class Recipe:
             if stages > num_stages:
                 raise ConfigError(f"freeze {self.freeze}: the network has {num_stages} stages")
         # The stem: torchvision's conv1/bn1, timm's deep stem (conv1.0 ... conv1.6, bn1) and
-        # ResNet-RS's strided conv in the max-pool's place (maxpool.0, .1).
-        return ("conv1.", "bn1.", "maxpool.", *(f"layer{s + 1}." for s in range(stages)))
+        # ResNet-RS's strided conv in the max-pool's place (maxpool.0, .1); a pre-activation
+        # network's final norm is the backbone's last layer (timm's forward_features ends on it).
+        final = ("norm.",) if self.freeze == "backbone" else ()
+        return ("conv1.", "bn1.", "maxpool.", *(f"layer{s + 1}." for s in range(stages)), *final)
 
     def is_frozen(self, name: str, num_stages: int) -> bool:
         """Whether the canonical tensor or layer ``name`` stays as loaded."""

@@ -346,7 +346,15 @@ ECA_BLUR = ArchConfig(
 )
 
 
-@pytest.mark.parametrize("config", [SE_D, ECA_BLUR], ids=["se_d", "eca_blur"])
+# Pre-activation with every v2 part at once: a stem ending on its conv (so the max-pool's -inf
+# padding shows), the stride in each stage's last block with its every-other-pixel shortcut, and
+# conv biases where no norm follows.
+PREACT = ArchConfig(
+    layers=(2, 1), cardinality=4, base_width=4, preact=True, stride_at="last", conv_bias=True, num_classes=5
+)
+
+
+@pytest.mark.parametrize("config", [SE_D, ECA_BLUR, PREACT], ids=["se_d", "eca_blur", "preact"])
 @pytest.mark.parametrize(
     "framework, fmt",
     [

@@ -17,6 +17,7 @@ from helpers import import_timm
 
 from resnext_data import Pipeline, load_dataset
 from resnext_data.synthetic import write_cifar
+from resnext_formats.timm_resnetv2 import from_timm
 from resnext_spec import ArchConfig, ConfigError, load_checkpoint, to_form
 from resnext_spec.frameworks import FRAMEWORKS
 from resnext_spec.sources import PREPROCESSING
@@ -259,3 +260,19 @@ def test_a_keras_applications_source_takes_rgb_through_its_flipped_conv1():
                 model.eval()(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).numpy()
             )
     assert rel_error(outputs[1], outputs[0]) <= 1e-5
+
+
+def test_a_timm_resnetv2_fine_tunes_with_its_backbone_and_final_norm_frozen(cifar, tmp_path):
+    """A pre-activation source: --freeze backbone holds every block's input norm (bn0) and the final
+    norm as loaded, statistics included, and moves only the head."""
+    timm = import_timm()
+    torch.manual_seed(3)
+    model = randomise_batchnorm(timm.create_model("resnetv2_50", layers=(1, 1, 1, 1), num_classes=10))
+    torch.save(model.state_dict(), tmp_path / "v2.pth")
+    recipe = dataclasses.replace(ONE_STEP, freeze="backbone")
+    train("torch", cifar, init_from=tmp_path / "v2.pth", recipe=recipe, out=tmp_path / "run", progress=False)
+    after, config, _ = load_checkpoint(tmp_path / "run" / "checkpoint" / "model.safetensors")
+    assert config.preact and "norm.running_var" in after and "layer1.0.bn0.weight" in after
+    loaded = from_timm({k: v.numpy() for k, v in model.state_dict().items()})
+    moved = {k for k in loaded if not np.array_equal(loaded[k], after[k])}
+    assert moved == {"fc.weight", "fc.bias"}
