@@ -80,6 +80,14 @@ def config_from_hf(hf: dict, path) -> ArchConfig:
     )
 
 
+# ArchConfig's fields for timm's, keras-hub's and keras.applications' variants, none of which
+# transformers' ResNet has.
+VARIANT_FIELDS = (
+    "stem_type", "replace_stem_pool", "avg_down", "attn_layer", "aa_layer", "first_shortcut",
+    "preact", "stride_at", "conv_bias",
+)  # fmt: skip
+
+
 def hf_config(config: ArchConfig) -> dict:
     """The transformers ``config.json`` of ``config`` (a ResNet: cardinality 1, ImageNet stem)."""
     if (
@@ -92,6 +100,13 @@ def hf_config(config: ArchConfig) -> dict:
             "transformers' ResNet has no grouped convolutions, no CIFAR stem and fixed widths: "
             "only the ResNet presets (and their class counts) can be written as a Hugging Face model, "
             f"not {config}"
+        )
+    default = ArchConfig()
+    variant = [f for f in VARIANT_FIELDS if getattr(config, f) != getattr(default, f)]
+    if variant:
+        raise HFError(
+            "transformers' ResNet is torchvision's plain network: it has no "
+            + ", ".join(f"{f}={getattr(config, f)!r}" for f in variant)
         )
     expansion = 4 if config.block == "bottleneck" else 1
     labels = (

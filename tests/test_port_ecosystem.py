@@ -88,6 +88,12 @@ def test_what_transformers_cannot_hold_is_refused_by_name(tmp_path):
     with pytest.raises(PortError, match="no grouped convolutions"):
         port(tmp_path / "x.safetensors", tmp_path / "hf-x")
     assert not (tmp_path / "hf-x").exists()
+    for fields, words in ((dict(attn_layer="se"), "attn_layer='se'"), (dict(preact=True), "preact=True")):
+        variant = ArchConfig(layers=(1, 1), num_classes=5, **fields)  # a ResNet, but not transformers'
+        save_checkpoint(tmp_path / "v.safetensors", random_weights(variant, "c", 0), variant)
+        with pytest.raises(PortError, match=words):
+            port(tmp_path / "v.safetensors", tmp_path / "hf-v", force=True)
+        assert not (tmp_path / "hf-v").exists()
     odd = transformers.ResNetConfig(**{**HF_SMALL, "hidden_sizes": [128, 256]})
     transformers.ResNetForImageClassification(odd).save_pretrained(tmp_path / "odd")
     with pytest.raises(PortError, match=r"hidden_sizes \[128, 256\]"):

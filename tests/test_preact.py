@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import TINY, TINY_BASIC, batch, import_timm, randomise_keras_bn
-from test_variants import BUILDS, LIBS, build, logits
+from test_variants import BUILDS, LIBS, build, float64_forms, logits
 
 from resnext_formats.timm_resnetv2 import to_timm
 from resnext_port.port import PortError, Weights, port, read
@@ -125,15 +125,7 @@ def test_pre_activation_forms_agree_in_float64_to_1e9(lib):
     if lib == "keras" and keras.backend.backend() != "tensorflow":
         pytest.skip("Keras computes float64 faithfully on TensorFlow")
     for cfg in (PARTS["v2_deep_avg"], PARTS["keras_v2"]):
-        weights = {k: v.astype(np.float64) for k, v in random_weights(cfg, "c", seed=8).items()}
-        x = batch(cfg, size=19)[0].astype(np.float64)
-        if lib == "flax":
-            import jax
-
-            with jax.enable_x64(True):
-                out = {f: logits(lib, build(lib, cfg, f, weights, "float64"), x) for f in "abc"}
-        else:
-            out = {f: logits(lib, build(lib, cfg, f, weights, "float64"), x) for f in "abc"}
+        out = float64_forms(lib, cfg, 19)
         assert rel_error(out["a"], out["c"]) < 1e-9 and rel_error(out["b"], out["c"]) < 1e-9
 
 

@@ -196,16 +196,21 @@ def test_forms_agree_in_float64_to_1e9_with_every_part(lib):
     config = dataclasses.replace(PARTS["tiered_avg_se"], attn_layer="eca")
     rs = PARTS["rs"]
     for cfg in (config, rs, PARTS["blur_d"], PARTS["avg_aa_eca"]):
-        weights = {k: v.astype(np.float64) for k, v in random_weights(cfg, "c", seed=8).items()}
-        x = batch(cfg, size=size_of(cfg))[0].astype(np.float64)
-        if lib == "flax":
-            import jax
-
-            with jax.enable_x64(True):
-                out = {f: logits(lib, build(lib, cfg, f, weights, "float64"), x) for f in "abc"}
-        else:
-            out = {f: logits(lib, build(lib, cfg, f, weights, "float64"), x) for f in "abc"}
+        out = float64_forms(lib, cfg, size_of(cfg))
         assert rel_error(out["a"], out["c"]) < 1e-9 and rel_error(out["b"], out["c"]) < 1e-9
+
+
+def float64_forms(lib: str, config: ArchConfig, size: int) -> dict[str, np.ndarray]:
+    """The logits of forms a, b, c of ``config`` in float64 (Flax in JAX's x64 mode), one seeded
+    batch of ``size`` px and the same seeded weights in each."""
+    weights = {k: v.astype(np.float64) for k, v in random_weights(config, "c", seed=8).items()}
+    x = batch(config, size=size)[0].astype(np.float64)
+    if lib == "flax":
+        import jax
+
+        with jax.enable_x64(True):
+            return {f: logits(lib, build(lib, config, f, weights, "float64"), x) for f in "abc"}
+    return {f: logits(lib, build(lib, config, f, weights, "float64"), x) for f in "abc"}
 
 
 # --- against timm itself -----------------------------------------------------------------------------
