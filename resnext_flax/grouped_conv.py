@@ -14,6 +14,7 @@ from flax import nnx
 
 from resnext_jax import LOWERINGS, patches_conv, split_conv, taps_conv
 from resnext_spec.grouped import resolve_conv_impl
+from resnext_spec.parts import STD_EPS
 
 __all__ = ["GroupedConv", "patches_conv", "split_conv", "taps_conv"]
 
@@ -26,8 +27,9 @@ class GroupedConv(nnx.Conv):
     depend on the lowering.
     """
 
-    def __init__(self, *args, conv_impl: str = "auto", **kwargs) -> None:
+    def __init__(self, *args, conv_impl: str = "auto", std: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.std = std  # the kernel standardised on each call (BiT; timm's StdConv2d)
         group_channels = self.in_features // self.feature_group_count
         float64 = jnp.dtype(self.dtype or self.param_dtype) == jnp.float64
         self.conv_impl = resolve_conv_impl(
@@ -35,11 +37,26 @@ class GroupedConv(nnx.Conv):
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        if self.conv_impl == "native":
+        if self.conv_impl == "native" and not self.std:
             return super().__call__(x)
         (pad, _), _ = self.padding
         stride = self.strides if isinstance(self.strides, int) else self.strides[0]
         bias = None if self.bias is None else self.bias[...]
-        x, kernel, bias = self.promote_dtype((x, self.kernel[...], bias), dtype=self.dtype)
-        y = LOWERINGS[self.conv_impl](x, kernel, self.feature_group_count, stride, pad)
+        kernel = standardised(self.kernel[...]) if self.std else self.kernel[...]
+        x, kernel, bias = self.promote_dtype((x, kernel, bias), dtype=self.dtype)
+        if self.conv_impl == "native":
+            y = jax.lax.conv_general_dilated(
+                x, kernel, (stride, stride), ((pad, pad), (pad, pad)),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.feature_group_count,
+            )  # fmt: skip
+        else:
+            y = LOWERINGS[self.conv_impl](x, kernel, self.feature_group_count, stride, pad)
         return y if bias is None else y + bias  # a lowering computes the conv alone
+
+
+def standardised(kernel: jax.Array) -> jax.Array:
+    """Weight standardisation of an HWIO kernel: each output filter (the last axis) to zero mean and
+    unit biased variance over (kh, kw, in), eps 1e-8 (BiT's; timm's ``StdConv2d``)."""
+    mean = jnp.mean(kernel, axis=(0, 1, 2), keepdims=True)
+    var = jnp.mean(jnp.square(kernel - mean), axis=(0, 1, 2), keepdims=True)
+    return (kernel - mean) * jax.lax.rsqrt(var + STD_EPS)

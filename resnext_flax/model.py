@@ -24,7 +24,7 @@ from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_confi
 from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import AttentionSpec, BlockSpec, LayerSpec, ShortcutSpec, plan
-from resnext_spec.parts import BLUR_FILTER
+from resnext_spec.parts import BLUR_FILTER, GN_EPS, GN_GROUPS
 
 from .grouped_conv import GroupedConv
 
@@ -78,6 +78,16 @@ class BatchNorm(nnx.BatchNorm):
 
 # BN settings appear once: torch's eps, momentum 0.9 in Flax terms, exact variance.
 Norm = partial(BatchNorm, epsilon=1e-5, momentum=0.9, use_fast_variance=False, use_running_average=False)
+# GroupNorm as timm's *_gn and BiT use it: 32 groups, eps 1e-5, the two-pass variance.
+GroupNorm = partial(nnx.GroupNorm, num_groups=GN_GROUPS, epsilon=GN_EPS, use_fast_variance=False)
+# ArchConfig.norm_type -> the default norm
+NORMS = {"batch": Norm, "group": GroupNorm}
+
+
+def path_norm(b: BlockSpec, norm):
+    """The norm of one path of forms (a)/(b): BN is per channel, so the block's; GroupNorm's groups
+    are shared among the paths (``BlockSpec.path_groups``)."""
+    return partial(GroupNorm, num_groups=b.path_groups()) if b.norm == "gn" else norm
 
 
 def he_normal_fan_out(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
@@ -113,6 +123,7 @@ def Conv(
     groups: int = 1,
     bias: bool = False,
     conv_impl: str = "auto",
+    std: bool = False,
     **dtypes,
 ) -> GroupedConv:
     """A conv with torch's symmetric padding (never 'SAME', which pads asymmetrically); bias-free
@@ -133,6 +144,7 @@ def Conv(
         kernel_init=he_normal_fan_out,
         bias_init=_uniform(1.0 / math.sqrt(kernel * kernel * c_in // groups)),
         conv_impl=conv_impl,
+        std=std,
         rngs=rngs,
         **dtypes,
     )
@@ -142,7 +154,15 @@ def conv_from(layer: LayerSpec, rngs: nnx.Rngs, **dtypes) -> GroupedConv:
     """The conv a spec's ``LayerSpec`` describes."""
     c_out, c_in_per_group, k, _ = layer.shape
     return Conv(
-        c_in_per_group * layer.groups, c_out, k, layer.stride, rngs, layer.groups, layer.bias, **dtypes
+        c_in_per_group * layer.groups,
+        c_out,
+        k,
+        layer.stride,
+        rngs,
+        layer.groups,
+        layer.bias,
+        std=layer.std,
+        **dtypes,
     )
 
 
@@ -381,10 +401,12 @@ class BasicBlock(ResidualBlock):
     """Two 3x3 convs (ResNet-18/34); form (c) only."""
 
     def __init__(self, b: BlockSpec, rngs: nnx.Rngs, norm=Norm, **dtypes) -> None:
-        self.conv1 = Conv(b.in_channels, b.width, 3, b.conv1_stride, rngs, **dtypes)
+        self.conv1 = Conv(b.in_channels, b.width, 3, b.conv1_stride, rngs, std=b.std_conv, **dtypes)
         self.bn1 = norm(b.width, rngs=rngs, **dtypes)
         self.aa = AA[b.aa](b.stride)
-        self.conv2 = Conv(b.width, b.width, 3, b.conv2_stride, rngs, bias=b.conv_bias, **dtypes)
+        self.conv2 = Conv(
+            b.width, b.width, 3, b.conv2_stride, rngs, bias=b.conv_bias, std=b.std_conv, **dtypes
+        )
         self.bn2 = last_norm(b, b.width, rngs, norm, **dtypes)
         self.add_parts(b, rngs, norm, **dtypes)
 
@@ -397,14 +419,22 @@ class Bottleneck(ResidualBlock):
     """Form (c), grouped convolution: 1x1 -> 3x3 with C groups -> 1x1."""
 
     def __init__(self, b: BlockSpec, rngs: nnx.Rngs, conv_impl: str = "auto", norm=Norm, **dtypes) -> None:
-        self.conv1 = Conv(b.in_channels, b.width, 1, b.conv1_stride, rngs, **dtypes)
+        self.conv1 = Conv(b.in_channels, b.width, 1, b.conv1_stride, rngs, std=b.std_conv, **dtypes)
         self.bn1 = norm(b.width, rngs=rngs, **dtypes)
         self.conv2 = Conv(
-            b.width, b.width, 3, b.conv2_stride, rngs, b.cardinality, conv_impl=conv_impl, **dtypes
+            b.width,
+            b.width,
+            3,
+            b.conv2_stride,
+            rngs,
+            b.cardinality,
+            conv_impl=conv_impl,
+            std=b.std_conv,
+            **dtypes,
         )
         self.bn2 = norm(b.width, rngs=rngs, **dtypes)
         self.aa = AA[b.aa](b.stride)
-        self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs, bias=b.conv_bias, **dtypes)
+        self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs, bias=b.conv_bias, std=b.std_conv, **dtypes)
         self.bn3 = last_norm(b, b.out_channels, rngs, norm, **dtypes)
         self.add_parts(b, rngs, norm, **dtypes)
 
@@ -419,13 +449,13 @@ class Path(nnx.Module):
 
     def __init__(self, b: BlockSpec, with_conv3: bool, rngs: nnx.Rngs, norm=Norm, **dtypes) -> None:
         w = b.path_width
-        self.conv1 = Conv(b.in_channels, w, 1, b.conv1_stride, rngs, **dtypes)
+        self.conv1 = Conv(b.in_channels, w, 1, b.conv1_stride, rngs, std=b.std_conv, **dtypes)
         self.bn1 = norm(w, rngs=rngs, **dtypes)
-        self.conv2 = Conv(w, w, 3, b.conv2_stride, rngs, **dtypes)
+        self.conv2 = Conv(w, w, 3, b.conv2_stride, rngs, std=b.std_conv, **dtypes)
         self.bn2 = norm(w, rngs=rngs, **dtypes)
         self.aa = AA[b.aa](b.stride)  # a per-channel pool: on each path as on the grouped conv's output
         # form (a)'s conv3 has no bias: in a pre-activation block with biases the block adds it once
-        self.conv3 = Conv(w, b.out_channels, 1, 1, rngs, **dtypes) if with_conv3 else None
+        self.conv3 = Conv(w, b.out_channels, 1, 1, rngs, std=b.std_conv, **dtypes) if with_conv3 else None
 
     def __call__(self, x):
         out = relu(self.bn1(self.conv1(x)))
@@ -437,8 +467,10 @@ class EarlyConcatBottleneck(ResidualBlock):
     """Form (b), figure 3(b): C paths of 1x1 -> 3x3, concatenated, then one shared 1x1."""
 
     def __init__(self, b: BlockSpec, rngs: nnx.Rngs, norm=Norm, **dtypes) -> None:
-        self.paths = nnx.List([Path(b, False, rngs, norm, **dtypes) for _ in range(b.cardinality)])
-        self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs, bias=b.conv_bias, **dtypes)
+        self.paths = nnx.List(
+            [Path(b, False, rngs, path_norm(b, norm), **dtypes) for _ in range(b.cardinality)]
+        )
+        self.conv3 = Conv(b.width, b.out_channels, 1, 1, rngs, bias=b.conv_bias, std=b.std_conv, **dtypes)
         self.bn3 = last_norm(b, b.out_channels, rngs, norm, **dtypes)
         self.add_parts(b, rngs, norm, **dtypes)
 
@@ -451,7 +483,9 @@ class AggregatedBottleneck(ResidualBlock):
     """Form (a), figure 3(a): C paths of 1x1 -> 3x3 -> 1x1, summed, then one BN."""
 
     def __init__(self, b: BlockSpec, rngs: nnx.Rngs, norm=Norm, **dtypes) -> None:
-        self.paths = nnx.List([Path(b, True, rngs, norm, **dtypes) for _ in range(b.cardinality)])
+        self.paths = nnx.List(
+            [Path(b, True, rngs, path_norm(b, norm), **dtypes) for _ in range(b.cardinality)]
+        )
         # conv3 is split over the paths; with conv biases its bias is added once, to their sum.
         self.conv3 = Bias(b.out_channels, **dtypes) if b.conv_bias else Skip()
         self.bn3 = last_norm(b, b.out_channels, rngs, norm, **dtypes)
@@ -495,7 +529,7 @@ class ResNet(nnx.Module):
         check_form_for(config, form)
         if features_only and not config.headless:
             raise ConfigError("features_only=True returns stage outputs: it takes num_classes=0 (headless)")
-        norm = norm or Norm
+        norm = norm or NORMS[config.norm_type]
         check_conv_impl(conv_impl)
         rngs = rngs if rngs is not None else nnx.Rngs(0)
         dtypes = dict(dtype=dtype, param_dtype=param_dtype)

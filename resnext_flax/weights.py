@@ -41,6 +41,8 @@ VARIABLES = {
     ("bn", "running_var"): "var",
     ("linear", "weight"): "kernel",
     ("linear", "bias"): "bias",
+    ("gn", "weight"): "scale",
+    ("gn", "bias"): "bias",
 }
 
 

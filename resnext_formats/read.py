@@ -158,7 +158,8 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
     shape = {n: tuple(np.shape(weights[n])) for n in names}
     try:
         variant = _variant_fields(names, shape)
-        if variant.get("stem_type"):  # a deep stem of 3x3 convs
+        deep = variant.get("stem_type", "").startswith("deep")
+        if deep:  # a deep stem of 3x3 convs
             _, in_channels, k, _ = shape["conv1.0.weight"]
             stem_width = shape["conv1.3.weight"][0]
         else:
@@ -172,21 +173,26 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
         block = (
             "bottleneck" if any(re.match(r"layer1\.0\.(paths\.0\.)?conv3\.", n) for n in names) else "basic"
         )
+        # BiT's widths: stage 1 puts out 256 (bottleneck) or 64 (basic) channels times its factor
+        last = "layer1.0.conv3.weight" if block == "bottleneck" else "layer1.0.conv2.weight"
+        if last not in shape:  # forms (a)/(b): the paths' conv3 (a) or the shared one (b)
+            last = "layer1.0.paths.0.conv3.weight" if "layer1.0.paths.0.conv3.weight" in shape else last
+        width_factor = max(1, shape[last][0] // (256 if block == "bottleneck" else 64))
         if block == "basic":
             cardinality, base_width = 1, 64
         elif form == "c":
             width, per_group = shape["layer1.0.conv2.weight"][:2]
             cardinality, path_width = width // per_group, per_group
-            base_width = path_width  # stage 1 has planes = 64, so path width = base_width
+            base_width = path_width // width_factor  # stage 1 has planes = 64 * factor
         else:
             cardinality = len({n.split(".")[3] for n in names if n.startswith("layer1.0.paths.")})
-            base_width = shape["layer1.0.paths.0.conv1.weight"][0]
+            base_width = shape["layer1.0.paths.0.conv1.weight"][0] // width_factor
     except (KeyError, ValueError, IndexError) as e:
         raise PortError(f"cannot infer the architecture from these tensors ({type(e).__name__}: {e})") from e
     # The stem whose first conv has this kernel (the spec says what each stem is); a deep stem is
     # timm's and keras-hub's, on the ImageNet stem (its stride and max-pool leave no tensor).
     stem = next((s for s in STEMS if stem_spec(ArchConfig(stem=s)).steps[0].conv.shape[-1] == k), None)
-    stem = "imagenet" if variant.get("stem_type") else stem
+    stem = "imagenet" if deep or variant.get("stem_type") == "fixed" else stem
     if stages != list(range(1, len(stages) + 1)) or stem is None:
         raise PortError(f"cannot infer the architecture: stages {stages}, stem kernel {k}")
     try:
@@ -199,6 +205,7 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
             stem_width=stem_width,
             num_classes=num_classes,
             in_channels=in_channels,
+            width_factor=width_factor,
             **variant,
         )
     except ConfigError as e:
@@ -220,10 +227,16 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
 def _variant_fields(names: list[str], shape: dict[str, tuple[int, ...]]) -> dict:
     """The ArchConfig fields of timm's variants that the tensor names show (empty: the plain network)."""
     fields: dict = {}
+    if any(n.endswith(".bn1.weight") for n in names) and not any(n.endswith("running_mean") for n in names):
+        fields["norm_type"] = "group"  # norms without running statistics
     if any(n.endswith(".bn0.weight") for n in names):  # a norm on each block's input: ResNet v2
         fields["preact"] = True
         stem_conv = "conv1.6.bias" if "conv1.0.weight" in shape else "conv1.bias"
         fields["conv_bias"] = stem_conv in shape
+    if fields.get("norm_type") == "group" and fields.get("preact") and "conv1.weight" in shape:
+        # BiT: its weight standardisation and zero-padded stem pool leave no tensor, and it is timm's
+        # only pre-activation GroupNorm network with a 7x7 stem
+        fields |= dict(std_conv=True, stem_type="fixed")
     if "conv1.0.weight" in shape:
         tiered = shape["conv1.0.weight"][0] != shape["conv1.3.weight"][0]
         fields["stem_type"] = "deep_tiered" if tiered else "deep"
@@ -252,12 +265,13 @@ def _variant_fields(names: list[str], shape: dict[str, tuple[int, ...]]) -> dict
 # kind of block, stem and parts (aa_layer, which no tensor shows, is taken from the name).
 NAMED_FIELDS = (
     "block", "stem", "stem_type", "replace_stem_pool", "avg_down", "attn_layer", "attn_rd_ratio",
-    "first_shortcut", "preact", "conv_bias",
+    "first_shortcut", "preact", "conv_bias", "norm_type", "width_factor",
 )  # fmt: skip
 
 HELD = (
-    "It holds timm's deep and tiered stems, ResNet-RS's stem, average-pooled shortcuts, SE, ECA and "
-    "anti-aliasing, and keras-hub's vd blocks (docs/porting.md lists the models)"
+    "It holds timm's deep and tiered stems, ResNet-RS's stem, average-pooled shortcuts, SE, ECA, "
+    "anti-aliasing, GroupNorm, pre-activation and BiT, and keras-hub's vd blocks (docs/porting.md "
+    "lists the models)"
 )
 
 # SE's reductions in timm's ResNets: 1/16 (SE-ResNet, SE-ResNeXt), 1/4 (ResNet-RS).
@@ -468,6 +482,11 @@ def _from_state_dict(
             f"{path}: the file's head has {config.num_classes} classes, not --num-classes {num_classes}"
         )
     notes.append(f"inferred the architecture from the tensor shapes: {describe(config)}, form ({form})")
+    if config.std_conv and arch is None:
+        notes.append(
+            "weight standardisation leaves no trace in the tensors: a pre-activation GroupNorm network "
+            "with a 7x7 stem is timm's BiT, whose convs are standardised, and is read as one"
+        )
     if arch is not None:
         config = replace(config, stride_on="3x3")
         named = timm_resnet.preset_name(arch)
@@ -481,8 +500,8 @@ def _from_state_dict(
                     f"{path}: it names timm's {arch}, but its tensors are {describe(config)} "
                     f"({', '.join(f'{f}={getattr(config, f)!r}' for f in odd)})"
                 )
-            # Anti-aliasing has no tensor: the name is the only place it shows.
-            config = replace(config, aa_layer=preset.aa_layer)
+            # Anti-aliasing and weight standardisation have no tensor: the name is where they show.
+            config = replace(config, aa_layer=preset.aa_layer, std_conv=preset.std_conv)
     warnings = [] if arch is not None else shared_layouts(config)
     return Weights(
         _fit(raw, config, form, path),

@@ -5,7 +5,7 @@ timm's ResNets keep torchvision's tensor names and put the stride in the 3x3, so
 project holds are read off them (``read.infer_config``): a deep stem (``conv1.0``), ResNet-RS's
 strided conv in the max-pool's place (``maxpool.0``), an average-pooled shortcut
 (``downsample.2``), SE (``se.fc1``) and ECA (``se.conv``). Others show in the names too and are
-refused (selective kernels, GroupNorm); some do not: an anti-aliased ``resnetaa50`` or
+refused (selective kernels); some do not: an anti-aliased ``resnetaa50`` or
 ``resnetblur50`` has exactly ``resnet50``'s tensors and computes something else. Only the
 architecture name tells those apart, and timm writes it in two places this module reads: a
 training checkpoint's ``arch`` (``train.py``) and a hub folder's ``config.json``
@@ -30,13 +30,16 @@ TIMM_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 VARIANT_NAMES = (
     (re.compile(r"\.conv2\.paths\.\d+\.conv\."), "selective kernels (conv2.paths; timm's sk*)"),
     (re.compile(r"\.aa\."), "anti-aliased downsampling (aa; timm's resnetblur*/resnetaa*)"),
+    (re.compile(r"\.v$"), "EvoNorm (a norm's 'v'; timm's resnetv2_50d_evos)"),
+    (re.compile(r"\.tau$"), "FilterResponseNorm (a norm's 'tau'; timm's resnetv2_50d_frn)"),
 )
 # Words in a timm architecture name this project does not hold, and what they add.
 VARIANT_WORDS = (
     (re.compile(r"aa"), "anti-aliased downsampling (a pool before each strided conv)"),
     (re.compile(r"blur"), "blur pooling"),
     (re.compile(r"^sk"), "selective kernels"),
-    (re.compile(r"_gn\b|_gn$"), "GroupNorm"),
+    (re.compile(r"evos"), "EvoNorm"),
+    (re.compile(r"frn"), "FilterResponseNorm"),
     (re.compile(r"pruned"), "pruned widths"),
     (re.compile(r"^senet"), "SENet's stem and shortcuts"),
 )
@@ -55,9 +58,6 @@ class TimmError(PortError):
 def variant_in_names(names: list[str]) -> str | None:
     """What the tensor names show that ArchConfig cannot hold (None: nothing)."""
     found = [what for pattern, what in VARIANT_NAMES if any(pattern.search(n) for n in names)]
-    norms = {n.rsplit(".", 1)[0] for n in names if re.search(r"(^|\.)bn\d\.weight$", n)}
-    if norms and not any(n.endswith("running_mean") for n in names):
-        found.append("normalization without running statistics (GroupNorm; timm's *_gn)")
     return "; ".join(found) or None
 
 

@@ -36,7 +36,7 @@ def write_torch_state_dict(path: Path, arrays: Mapping[str, np.ndarray]) -> None
 
     from resnext_spec import atomic_write
 
-    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+    state = {k: torch.tensor(np.asarray(v)) for k, v in arrays.items()}  # copies: torch owns them
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 

@@ -22,8 +22,8 @@ from keras import layers, ops
 from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_config
 from resnext_spec.errors import ConfigError
 from resnext_spec.grouped import check_conv_impl
-from resnext_spec.layout import AttentionSpec, BlockSpec, LayerSpec, ShortcutSpec, StemSpec, plan
-from resnext_spec.parts import BLUR_FILTER
+from resnext_spec.layout import NORM_KINDS, AttentionSpec, BlockSpec, LayerSpec, ShortcutSpec, StemSpec, plan
+from resnext_spec.parts import BLUR_FILTER, GN_EPS, GN_GROUPS, STD_EPS
 
 from .grouped_conv import GroupedConv2D
 
@@ -105,19 +105,61 @@ def batch_norm(name: str, channels: int, dtype: keras.DTypePolicy) -> BatchNorm:
     return BatchNorm(epsilon=1e-5, momentum=0.9, dtype=dtype, name=layer_name(name))
 
 
+def group_norm(name: str, channels: int, dtype: keras.DTypePolicy, groups: int = GN_GROUPS):
+    """GroupNorm as timm's ``*_gn`` and BiT use it: 32 groups, eps 1e-5."""
+    return layers.GroupNormalization(groups, epsilon=GN_EPS, dtype=dtype, name=layer_name(name))
+
+
+def standardised(kernel):
+    """Weight standardisation of an HWIO kernel: each output filter (the last axis) to zero mean and
+    unit biased variance over (kh, kw, in), eps 1e-8 (BiT's; timm's ``StdConv2d``)."""
+    mean = ops.mean(kernel, axis=(0, 1, 2), keepdims=True)
+    var = ops.mean(ops.square(kernel - mean), axis=(0, 1, 2), keepdims=True)
+    return (kernel - mean) * ops.rsqrt(var + STD_EPS)
+
+
+@keras.saving.register_keras_serializable(package="resnext_keras")
+class StdConv2D(layers.Conv2D):
+    """A conv whose kernel is standardised on each call; its variable is the raw kernel."""
+
+    def convolution_op(self, inputs, kernel):
+        return super().convolution_op(inputs, standardised(kernel))
+
+
+@keras.saving.register_keras_serializable(package="resnext_keras")
+class StdGroupedConv2D(GroupedConv2D):
+    """A grouped conv whose kernel is standardised on each call, filter by filter as StdConv2D's."""
+
+    def convolution_op(self, inputs, kernel):
+        return super().convolution_op(inputs, standardised(kernel))
+
+
 class Layers:
     """The layer factories of one model, made once: its dtype policy, the norm, the conv lowering.
 
     Every layer gets the model's ``dtype`` (as keras-hub passes it), so building a model
     never touches Keras's global dtype policy. Names are canonical names (``layer_name``).
+    ``kind`` is the norms' ("bn", or "gn": GroupNorm), and ``std`` makes every conv weight-standardised.
     """
 
-    def __init__(self, dtype: keras.DTypePolicy, conv_impl: str = "auto", norm: NormFactory = None) -> None:
+    def __init__(
+        self,
+        dtype: keras.DTypePolicy,
+        conv_impl: str = "auto",
+        norm: NormFactory = None,
+        kind: str = "bn",
+        std: bool = False,
+    ) -> None:
         self.dtype = dtype
         self.conv_impl = conv_impl
         self.norm_factory = norm or batch_norm
+        self.kind = kind
+        self.std = std
 
-    def norm(self, name: str, channels: int):
+    def norm(self, name: str, channels: int, groups: int = GN_GROUPS):
+        """The norm: the model's factory, or a GroupNorm of ``groups`` groups (a path's share of 32)."""
+        if self.kind == "gn":
+            return group_norm(name, channels, self.dtype, groups)
         return self.norm_factory(name, channels, self.dtype)
 
     def relu(self, name: str) -> layers.ReLU:
@@ -146,8 +188,9 @@ class Layers:
             name=layer_name(name),
         )
         if groups > 1:
-            return GroupedConv2D(filters, kernel, groups=groups, conv_impl=self.conv_impl, **common)(x)
-        return layers.Conv2D(filters, kernel, **common)(x)
+            grouped = StdGroupedConv2D if self.std else GroupedConv2D
+            return grouped(filters, kernel, groups=groups, conv_impl=self.conv_impl, **common)(x)
+        return (StdConv2D if self.std else layers.Conv2D)(filters, kernel, **common)(x)
 
     def conv_from(self, x, layer: LayerSpec):
         """The conv a spec's ``LayerSpec`` describes."""
@@ -156,9 +199,18 @@ class Layers:
         )
 
     def conv_bn(
-        self, x, filters: int, kernel: int, stride: int, name: str, bn: str, relu: bool, groups: int = 1
+        self,
+        x,
+        filters: int,
+        kernel: int,
+        stride: int,
+        name: str,
+        bn: str,
+        relu: bool,
+        groups: int = 1,
+        norm_groups: int = GN_GROUPS,
     ):
-        x = self.norm(bn, filters)(self.conv(x, filters, kernel, stride, name, groups))
+        x = self.norm(bn, filters, norm_groups)(self.conv(x, filters, kernel, stride, name, groups))
         return self.relu(f"{bn}.relu")(x) if relu else x
 
 
@@ -307,8 +359,9 @@ ATTENTION = {"": lambda f, x, a: x, "se": _squeeze_excite, "eca": _efficient_cha
 def path(f: Layers, x, b: BlockSpec, p: int, with_conv3: bool):
     """One of the C paths of forms (a)/(b)."""
     q = f"{b.name}.paths.{p}"
-    y = f.conv_bn(x, b.path_width, 1, b.conv1_stride, f"{q}.conv1", f"{q}.bn1", relu=True)
-    y = f.conv_bn(y, b.path_width, 3, b.conv2_stride, f"{q}.conv2", f"{q}.bn2", relu=True)
+    g = b.path_groups()  # a GroupNorm's share of the block's groups
+    y = f.conv_bn(x, b.path_width, 1, b.conv1_stride, f"{q}.conv1", f"{q}.bn1", relu=True, norm_groups=g)
+    y = f.conv_bn(y, b.path_width, 3, b.conv2_stride, f"{q}.conv2", f"{q}.bn2", relu=True, norm_groups=g)
     y = AA[b.aa](f, y, b.stride, f"{q}.aa")  # a per-channel pool: on each path as on (c)'s output
     return f.conv(y, b.out_channels, 1, 1, f"{q}.conv3") if with_conv3 else y
 
@@ -416,7 +469,7 @@ class ResNet(keras.Model):
         _check_head(config, pooling, features_only)
         p = plan(config)
         policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
-        f = Layers(policy, conv_impl, norm)
+        f = Layers(policy, conv_impl, norm, NORM_KINDS[config.norm_type], config.std_conv)
         inputs = keras.Input((None, None, config.in_channels), name="images", dtype=policy.compute_dtype)
         stages = {"stem": stem(f, inputs, p.stem)}
         x = stages["stem"]

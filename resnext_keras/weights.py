@@ -50,6 +50,8 @@ VARIABLES = {
     ("linear", "weight"): "kernel",
     ("linear", "bias"): "bias",
     ("bias", "bias"): "bias",
+    ("gn", "weight"): "gamma",
+    ("gn", "bias"): "beta",
 }
 
 

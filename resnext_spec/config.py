@@ -24,6 +24,7 @@ STEM_TYPES = ("", "deep", "deep_tiered", "fixed")
 AA_LAYERS = ("", "avg", "blur")
 STRIDE_ON = ("3x3", "1x1")
 STRIDE_AT = ("first", "last")
+NORM_TYPES = ("batch", "group")
 FORMS = ("a", "b", "c")
 
 # Fields a caller may change on a preset without changing what the preset is.
@@ -62,6 +63,11 @@ class ArchConfig:
     ``conv_bias`` gives a bias to each conv no norm follows (keras.applications' V2: the stem's,
     the shortcuts', each block's last); it takes ``preact``, since elsewhere a norm follows every
     conv and would absorb it.
+
+    ``norm_type`` "group" makes every norm a GroupNorm of 32 groups (eps 1e-5; timm's ``*_gn`` and
+    BiT), which has no running statistics. ``std_conv`` standardises every conv's kernel on each
+    call, per output filter to zero mean and unit (biased) variance, eps 1e-8 (BiT's; timm's
+    ``StdConv2d``). ``width_factor`` multiplies every stage's width and output (BiT's "x3").
     """
 
     block: str = "bottleneck"
@@ -83,6 +89,9 @@ class ArchConfig:
     preact: bool = False
     stride_at: str = "first"
     conv_bias: bool = False
+    norm_type: str = "batch"
+    std_conv: bool = False
+    width_factor: int = 1
 
     @property
     def headless(self) -> bool:
@@ -101,12 +110,13 @@ class ArchConfig:
         _check_choice("attn_layer", self.attn_layer, tuple(ATTENTION))
         _check_choice("aa_layer", self.aa_layer, AA_LAYERS)
         _check_choice("stride_at", self.stride_at, STRIDE_AT)
+        _check_choice("norm_type", self.norm_type, NORM_TYPES)
         if self.aa_layer and (self.replace_stem_pool or self.stride_on != "3x3"):
             raise ConfigError(
                 "aa_layer anti-aliases the strided 3x3 and the stem's max-pool, as timm does: "
                 "it takes stride_on='3x3' and no replace_stem_pool"
             )
-        for name in ("avg_down", "replace_stem_pool", "first_shortcut", "preact", "conv_bias"):
+        for name in ("avg_down", "replace_stem_pool", "first_shortcut", "preact", "conv_bias", "std_conv"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.conv_bias and not self.preact:
@@ -140,7 +150,9 @@ class ArchConfig:
             raise ConfigError(
                 f"layers must be a non-empty tuple of positive ints (blocks per stage), got {self.layers!r}"
             )
-        for name in ("cardinality", "base_width", "stem_width", "in_channels"):
+        if self.std_conv and self.attn_layer:
+            raise ConfigError("std_conv takes no attn_layer: no library standardises SE's or ECA's convs")
+        for name in ("cardinality", "base_width", "stem_width", "in_channels", "width_factor"):
             value = getattr(self, name)
             if not _is_positive_int(value):
                 raise ConfigError(f"{name} must be a positive int, got {value!r}")
@@ -219,6 +231,16 @@ def check_form_for(config: ArchConfig, form: str) -> str:
         raise ConfigError(
             f"form {form!r} needs bottleneck blocks: basic-block models (ResNet-18/34) have no "
             "paths, so only form 'c' exists for them"
+        )
+    if config.norm_type == "group" and form != "c" and 32 % config.cardinality:
+        raise ConfigError(
+            f"form {form!r} splits each norm among the C={config.cardinality} paths: GroupNorm's 32 groups "
+            "do not split so, only form 'c' exists for it"
+        )
+    if config.std_conv and form == "a" and config.cardinality > 1:
+        raise ConfigError(
+            "form 'a' splits conv3 along its inputs among the paths, and weight standardisation (std_conv) "
+            "normalises each of its filters over all of them at once: only forms 'b' and 'c' exist for it"
         )
     return form
 
@@ -344,6 +366,7 @@ TIMM_PRESETS: dict[str, ArchConfig] = {
     "resnetrs270": _timm((4, 29, 53, 4), **_RS),
     "resnetrs350": _timm((4, 36, 72, 4), **_RS),
     "resnetrs420": _timm((4, 44, 87, 4), **_RS),
+    "resnet50_gn": _timm(_L50, norm_type="group"),
 }
 # keras-hub's vd presets (resnet_vd_*_imagenet) where they are not timm's: basic_block_vd is timm's
 # resnet18d/34d with a projection in the first block; its 50, 101 and 152 are timm's resnet50d,
@@ -353,12 +376,21 @@ KERAS_HUB_PRESETS: dict[str, ArchConfig] = {
     "resnet_vd_34": _timm(_L34, "basic", **_D, first_shortcut=True),
     "resnet_vd_200": _timm((3, 12, 48, 3), **_D),
 }
-# Pre-activation (ResNet v2). timm's models/resnetv2.py, its names; the GroupNorm, EvoNorm and FRN
-# models are not here.
+# Pre-activation (ResNet v2). timm's models/resnetv2.py, its names (not its EvoNorm and FRN models);
+# BiT is GroupNorm and weight-standardised convs on a zero-padded stem pool, widened by its "xK".
 # keras.applications' ResNet50V2 / 101V2 / 152V2 stride on each stage's last block and carry conv
 # biases where no norm follows.
 _V2 = dict(preact=True)
 _KERAS_V2 = dict(preact=True, stride_at="last", conv_bias=True, stem_type="fixed")
+_GN = dict(norm_type="group")
+
+
+def _bit(layers: tuple[int, ...], k: int) -> ArchConfig:
+    """BiT-M/S ResNet-V2 "x``k``": every width and the stem ``k`` times ResNet's."""
+    bit = dict(preact=True, stem_type="fixed", std_conv=True, **_GN)
+    return _timm(layers, stem_width=64 * k, width_factor=k, **bit)
+
+
 PREACT_PRESETS: dict[str, ArchConfig] = {
     "resnetv2_18": _timm(_L18, "basic", **_V2),
     "resnetv2_18d": _timm(_L18, "basic", **_D, **_V2),
@@ -371,6 +403,13 @@ PREACT_PRESETS: dict[str, ArchConfig] = {
     "resnetv2_101d": _timm(_L101, **_D, **_V2),
     "resnetv2_152": _timm(_L152, **_V2),
     "resnetv2_152d": _timm(_L152, **_D, **_V2),
+    "resnetv2_50d_gn": _timm(_L50, **_D, **_V2, **_GN),
+    "resnetv2_50x1_bit": _bit(_L50, 1),
+    "resnetv2_50x3_bit": _bit(_L50, 3),
+    "resnetv2_101x1_bit": _bit(_L101, 1),
+    "resnetv2_101x3_bit": _bit(_L101, 3),
+    "resnetv2_152x2_bit": _bit(_L152, 2),
+    "resnetv2_152x4_bit": _bit(_L152, 4),
     "resnet50v2": _timm(_L50, **_KERAS_V2),
     "resnet101v2": _timm(_L101, **_KERAS_V2),
     "resnet152v2": _timm(_L152, **_KERAS_V2),

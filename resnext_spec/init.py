@@ -43,8 +43,9 @@ def _seeded_weights(
             o, i, k = layer.shape
             bound = 1.0 / np.sqrt(i * k)
             out[f"{n}.weight"] = rng.uniform(-bound, bound, layer.shape).astype(np.float32)
-        elif layer.kind == "bn":
-            out |= {f"{n}.{k}": v.astype(np.float32) for k, v in bn(rng, n, layer.shape[0]).items()}
+        elif layer.kind in ("bn", "gn"):  # a GroupNorm takes BN's affine pair, having no statistics
+            drawn = bn(rng, n, layer.shape[0])
+            out |= {f"{n}.{k}": drawn[k].astype(np.float32) for k in layer.tensors}
         elif layer.kind == "linear":
             o, i = layer.shape
             bound = 1.0 / np.sqrt(i)

@@ -12,19 +12,22 @@ through ``layers``; parameter and FLOP counts (``counting``) are read off the sa
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 
+from . import parts
 from .config import ArchConfig, check_form_for
+from .errors import ConfigError
 from .parts import (
     ATTENTION,
     BN_STATS,
     BN_TENSORS,
+    GN_GROUPS,
     KIND_TENSORS,
     AttentionSpec,
     ConvNorm,
     LayerSpec,
     ShortcutSpec,
     StemSpec,
-    conv_layer,
     norm_layer,
     shortcut_spec,
 )
@@ -47,6 +50,7 @@ def stem_spec(config: ArchConfig) -> StemSpec:
     """
     c_in, w = config.in_channels, config.stem_width
     imagenet = config.stem == "imagenet"
+    conv_layer, norm_layer = _conv_norm(config)
     stride = 2 if imagenet else 1
     if config.stem_type in ("deep", "deep_tiered"):
         widths = (3 * (w // 4) if config.stem_type == "deep_tiered" else w, w, 2 * w)
@@ -69,6 +73,16 @@ def stem_spec(config: ArchConfig) -> StemSpec:
         pool = {"": "max", "avg": "avg", "blur": "max_blur"}[config.aa_layer]
         pool = "max_fixed" if config.stem_type == "fixed" else pool
     return StemSpec(config.stem, steps, pool, 224 if imagenet else 32)
+
+
+def _conv_norm(config: ArchConfig):
+    """``parts.conv_layer`` and ``parts.norm_layer`` for ``config``'s kind of conv and norm."""
+    kind = NORM_KINDS[config.norm_type]
+    return partial(parts.conv_layer, std=config.std_conv), partial(parts.norm_layer, kind=kind)
+
+
+# ArchConfig.norm_type -> the norm layers' kind
+NORM_KINDS = {"batch": "bn", "group": "gn"}
 
 
 def check_image_size(config: ArchConfig) -> int:
@@ -103,6 +117,8 @@ class BlockSpec:
     # the body ends on its last conv, with a bias where ``conv_bias``.
     preact: bool = False
     conv_bias: bool = False
+    norm: str = "bn"  # the norms' kind: "bn", or "gn" (GroupNorm)
+    std_conv: bool = False  # every conv's kernel standardised on each call
 
     @property
     def projection(self) -> bool:
@@ -112,7 +128,12 @@ class BlockSpec:
     @property
     def pre_norm(self) -> LayerSpec | None:
         """A pre-activation block's norm on its input (``bn0``); None in a post-activation block."""
-        return norm_layer(f"{self.name}.bn0", self.in_channels) if self.preact else None
+        return norm_layer(f"{self.name}.bn0", self.in_channels, self.norm) if self.preact else None
+
+    def path_groups(self) -> int:
+        """A GroupNorm's groups on one path of forms (a)/(b): (c)'s 32 shared among the C paths, so
+        that each group holds the same channels in every form (``check_form_for`` sees they divide)."""
+        return GN_GROUPS // self.cardinality
 
     @property
     def conv1_stride(self) -> int:
@@ -169,7 +190,7 @@ def plan(config: ArchConfig) -> Plan:
     in_ch = stem.out_channels
     stages = []
     for s, n_blocks in enumerate(config.layers):
-        planes = 64 * 2**s
+        planes = 64 * 2**s * config.width_factor
         if config.block == "bottleneck":
             path_width = int(planes * config.base_width / 64)
             width = path_width * config.cardinality
@@ -203,17 +224,40 @@ def plan(config: ArchConfig) -> Plan:
                         config.first_shortcut and s == 0 and i == 0,
                         config.preact,
                         config.conv_bias,
+                        NORM_KINDS[config.norm_type],
+                        config.std_conv,
                     ),
                     attention=ATTENTION[config.attn_layer](name, out_ch, config.attn_rd_ratio),
                     aa=config.aa_layer if stride > 1 else "",
                     preact=config.preact,
                     conv_bias=config.conv_bias,
+                    norm=NORM_KINDS[config.norm_type],
+                    std_conv=config.std_conv,
                 )
             )
             in_ch = out_ch
         stages.append(tuple(blocks))
-    norm = norm_layer("norm", in_ch) if config.preact else None
-    return Plan(stem, tuple(stages), HeadSpec(in_ch, config.num_classes, norm))
+    norm = norm_layer("norm", in_ch, NORM_KINDS[config.norm_type]) if config.preact else None
+    p = Plan(stem, tuple(stages), HeadSpec(in_ch, config.num_classes, norm))
+    if config.norm_type == "group":
+        _check_groups(p)
+    return p
+
+
+def _check_groups(p: Plan) -> None:
+    """Every GroupNorm's channels split into its 32 groups."""
+    odd = sorted(
+        {layer.shape[0] for layer in _all_layers(p) if layer.kind == "gn" and layer.shape[0] % GN_GROUPS}
+    )
+    if odd:
+        raise ConfigError(f"GroupNorm's {GN_GROUPS} groups need channels divisible by {GN_GROUPS}, got {odd}")
+
+
+def _all_layers(p: Plan) -> list[LayerSpec]:
+    out = list(p.stem.layers)
+    for b in p.blocks:
+        out += block_layers(b, "c")
+    return out + head_layers(p.head)
 
 
 def body_layers(b: BlockSpec, form: str) -> list[LayerSpec]:
@@ -228,6 +272,9 @@ def body_layers(b: BlockSpec, form: str) -> list[LayerSpec]:
     is the block's own (``BlockSpec.pre_norm``), shared with its shortcut.
     """
     n, post, bias = b.name, not b.preact, b.conv_bias
+    conv_layer = partial(parts.conv_layer, std=b.std_conv)
+    norm_layer = partial(parts.norm_layer, kind=b.norm)
+    path_norm = partial(parts.norm_layer, kind=b.norm, groups=b.path_groups())
     if b.block == "basic":
         return [
             conv_layer(f"{n}.conv1", b.in_channels, b.width, 3, b.conv1_stride),
@@ -250,9 +297,9 @@ def body_layers(b: BlockSpec, form: str) -> list[LayerSpec]:
         q = f"{n}.paths.{p}"
         out += [
             conv_layer(f"{q}.conv1", b.in_channels, w, 1, b.conv1_stride, path=p),
-            norm_layer(f"{q}.bn1", w, path=p),
+            path_norm(f"{q}.bn1", w, path=p),
             conv_layer(f"{q}.conv2", w, w, 3, b.conv2_stride, path=p),
-            norm_layer(f"{q}.bn2", w, path=p),
+            path_norm(f"{q}.bn2", w, path=p),
         ]
         if form == "a":
             out.append(conv_layer(f"{q}.conv3", w, b.out_channels, 1, path=p, cut_axis=1))

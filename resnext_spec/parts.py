@@ -24,6 +24,7 @@ KIND_TENSORS: dict[str, tuple[str, ...]] = {
     "conv": ("weight",),
     "conv1d": ("weight",),  # (out, in, k): ECA's conv along the channels
     "bn": BN_TENSORS,
+    "gn": ("weight", "bias"),  # GroupNorm: no running statistics
     "linear": ("weight", "bias"),
     "bias": ("bias",),  # a bias alone: form (a)'s pre-activation conv3 bias, added once to the paths' sum
 }
@@ -46,8 +47,9 @@ class LayerSpec:
     shape: tuple[int, ...]
     stride: int = 1
     padding: int = 0
-    groups: int = 1
+    groups: int = 1  # a conv's groups; a GroupNorm's number of groups
     bias: bool = False  # a conv that carries a bias (SE's convs, pre-activation's)
+    std: bool = False  # a conv whose kernel is standardised on each call (ArchConfig.std_conv)
     path: int | None = None
     cut_axis: int = 0
 
@@ -79,9 +81,18 @@ def conv_layer(
     return LayerSpec(name, "conv", (c_out, c_in // groups, kernel, kernel), stride, kernel // 2, groups, **kw)
 
 
-def norm_layer(name: str, channels: int, **kw: object) -> LayerSpec:
-    """The norm after a conv: BatchNorm (kind "bn") today; another norm kind is another ``kind``."""
-    return LayerSpec(name, "bn", (channels,), **kw)
+# GroupNorm as timm and BiT use it: 32 groups, eps 1e-5. Weight standardisation's eps is BiT's 1e-8
+# (timm's StdConv2d defaults to 1e-6; its BiT models pass 1e-8).
+GN_GROUPS = 32
+GN_EPS = 1e-5
+STD_EPS = 1e-8
+
+
+def norm_layer(
+    name: str, channels: int, kind: str = "bn", groups: int = GN_GROUPS, **kw: object
+) -> LayerSpec:
+    """A norm: BatchNorm (kind "bn"), or GroupNorm (kind "gn") of ``groups`` groups."""
+    return LayerSpec(name, kind, (channels,), groups=groups if kind == "gn" else 1, **kw)
 
 
 @dataclass(frozen=True)
@@ -177,6 +188,8 @@ def shortcut_spec(
     project: bool = False,
     preact: bool = False,
     bias: bool = False,
+    norm: str = "bn",
+    std: bool = False,
 ) -> ShortcutSpec:
     """Identity where the shape is kept (unless ``project``), every ``stride``-th pixel where only
     the size changes in a pre-activation block (keras.applications' V2); else a projection,
@@ -189,9 +202,9 @@ def shortcut_spec(
             return ShortcutSpec("pool", name, stride)
     # timm keeps avg_down's pool in slot 0 (an identity at stride 1), so conv and norm are 1 and 2.
     kind, first, conv_stride = ("avg_conv", 1, 1) if avg_down else ("conv", 0, stride)
-    conv = conv_layer(f"{name}.{first}", c_in, c_out, 1, conv_stride, bias=bias)
-    norm = None if preact else norm_layer(f"{name}.{first + 1}", c_out)
-    return ShortcutSpec(kind, name, stride, conv, norm)
+    conv = conv_layer(f"{name}.{first}", c_in, c_out, 1, conv_stride, bias=bias, std=std)
+    after = None if preact else norm_layer(f"{name}.{first + 1}", c_out, norm)
+    return ShortcutSpec(kind, name, stride, conv, after)
 
 
 @dataclass(frozen=True)

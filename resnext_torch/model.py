@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from resnext_spec import ArchConfig, check_form_for, feature_info, resolve_config
 from resnext_spec.errors import ConfigError
 from resnext_spec.layout import AttentionSpec, BlockSpec, LayerSpec, ShortcutSpec, StemSpec, plan
-from resnext_spec.parts import BLUR_FILTER
+from resnext_spec.parts import BLUR_FILTER, GN_EPS, GN_GROUPS, STD_EPS
 
 # BN settings appear once: eps 1e-5 and momentum 0.1 are torch's (and torchvision's) defaults.
 # Any ``norm_layer`` (torchvision's name: a callable taking the channel count) can replace it,
@@ -26,17 +26,52 @@ NormLayer = Callable[[int], nn.Module]
 batch_norm: NormLayer = partial(nn.BatchNorm2d, eps=1e-5, momentum=0.1)
 
 
+class StdConv2d(nn.Conv2d):
+    """A conv whose kernel is standardised on each call (BiT; timm's ``StdConv2d``): per output
+    filter, zero mean and unit biased variance over (in, kh, kw), eps 1e-8. The parameter is the
+    raw kernel, so a state_dict holds what timm's does."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight
+        mean = w.mean((1, 2, 3), keepdim=True)
+        var = w.var((1, 2, 3), unbiased=False, keepdim=True)
+        return self._conv_forward(x, (w - mean) / torch.sqrt(var + STD_EPS), self.bias)
+
+
 def conv(
-    c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False
+    c_in: int,
+    c_out: int,
+    kernel: int,
+    stride: int = 1,
+    groups: int = 1,
+    bias: bool = False,
+    std: bool = False,
 ) -> nn.Conv2d:
-    """A conv with symmetric padding (1 for 3x3, 0 for 1x1, 3 for 7x7), bias-free unless asked."""
-    return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=bias)
+    """A conv with symmetric padding (1 for 3x3, 0 for 1x1, 3 for 7x7), bias-free unless asked,
+    weight-standardised with ``std``."""
+    kind = StdConv2d if std else nn.Conv2d
+    return kind(c_in, c_out, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=bias)
 
 
 def conv_from(layer: LayerSpec) -> nn.Conv2d:
     """The conv a spec's ``LayerSpec`` describes."""
     c_out, c_in_per_group, k, _ = layer.shape
-    return conv(c_in_per_group * layer.groups, c_out, k, layer.stride, layer.groups, layer.bias)
+    return conv(c_in_per_group * layer.groups, c_out, k, layer.stride, layer.groups, layer.bias, layer.std)
+
+
+def group_norm(channels: int, groups: int = GN_GROUPS) -> nn.GroupNorm:
+    """GroupNorm as timm's ``*_gn`` and BiT use it: 32 groups, eps 1e-5."""
+    return nn.GroupNorm(groups, channels, eps=GN_EPS)
+
+
+# ArchConfig.norm_type -> the default norm_layer
+NORM_LAYERS: dict[str, NormLayer] = {"batch": batch_norm, "group": group_norm}
+
+
+def path_norm(b: BlockSpec, norm_layer: NormLayer) -> NormLayer:
+    """The norm of one path of forms (a)/(b): BN is per channel, so the block's; GroupNorm's groups
+    are shared among the paths (``BlockSpec.path_groups``)."""
+    return partial(group_norm, groups=b.path_groups()) if b.norm == "gn" else norm_layer
 
 
 # The parts around a block's body, one factory per kind (``resnext_spec.parts``). A new part kind is a
@@ -194,10 +229,10 @@ class BasicBlock(ResidualBlock):
 
     def __init__(self, b: BlockSpec, norm_layer: NormLayer = batch_norm) -> None:
         super().__init__()
-        self.conv1 = conv(b.in_channels, b.width, 3, b.conv1_stride)
+        self.conv1 = conv(b.in_channels, b.width, 3, b.conv1_stride, std=b.std_conv)
         self.bn1 = norm_layer(b.width)
         self.aa = AA[b.aa](b.stride)
-        self.conv2 = conv(b.width, b.width, 3, b.conv2_stride, bias=b.conv_bias)
+        self.conv2 = conv(b.width, b.width, 3, b.conv2_stride, bias=b.conv_bias, std=b.std_conv)
         self.bn2 = last_norm(b, norm_layer, b.width)
         self.add_parts(b, norm_layer)
 
@@ -211,12 +246,12 @@ class Bottleneck(ResidualBlock):
 
     def __init__(self, b: BlockSpec, norm_layer: NormLayer = batch_norm) -> None:
         super().__init__()
-        self.conv1 = conv(b.in_channels, b.width, 1, b.conv1_stride)
+        self.conv1 = conv(b.in_channels, b.width, 1, b.conv1_stride, std=b.std_conv)
         self.bn1 = norm_layer(b.width)
-        self.conv2 = conv(b.width, b.width, 3, b.conv2_stride, groups=b.cardinality)
+        self.conv2 = conv(b.width, b.width, 3, b.conv2_stride, groups=b.cardinality, std=b.std_conv)
         self.bn2 = norm_layer(b.width)
         self.aa = AA[b.aa](b.stride)
-        self.conv3 = conv(b.width, b.out_channels, 1, bias=b.conv_bias)
+        self.conv3 = conv(b.width, b.out_channels, 1, bias=b.conv_bias, std=b.std_conv)
         self.bn3 = last_norm(b, norm_layer, b.out_channels)
         self.add_parts(b, norm_layer)
 
@@ -232,12 +267,14 @@ class Path(nn.Module):
     def __init__(self, b: BlockSpec, with_conv3: bool, norm_layer: NormLayer = batch_norm) -> None:
         super().__init__()
         w = b.path_width
-        self.conv1 = conv(b.in_channels, w, 1, b.conv1_stride)
+        self.conv1 = conv(b.in_channels, w, 1, b.conv1_stride, std=b.std_conv)
         self.bn1 = norm_layer(w)
-        self.conv2 = conv(w, w, 3, b.conv2_stride)
+        self.conv2 = conv(w, w, 3, b.conv2_stride, std=b.std_conv)
         self.bn2 = norm_layer(w)
         self.aa = AA[b.aa](b.stride)  # a per-channel pool: on each path as on the grouped conv's output
-        self.conv3 = conv(w, b.out_channels, 1) if with_conv3 else None  # its bias is the block's
+        self.conv3 = (
+            conv(w, b.out_channels, 1, std=b.std_conv) if with_conv3 else None
+        )  # its bias is the block's
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -251,8 +288,8 @@ class EarlyConcatBottleneck(ResidualBlock):
 
     def __init__(self, b: BlockSpec, norm_layer: NormLayer = batch_norm) -> None:
         super().__init__()
-        self.paths = nn.ModuleList(Path(b, False, norm_layer) for _ in range(b.cardinality))
-        self.conv3 = conv(b.width, b.out_channels, 1, bias=b.conv_bias)
+        self.paths = nn.ModuleList(Path(b, False, path_norm(b, norm_layer)) for _ in range(b.cardinality))
+        self.conv3 = conv(b.width, b.out_channels, 1, bias=b.conv_bias, std=b.std_conv)
         self.bn3 = last_norm(b, norm_layer, b.out_channels)
         self.add_parts(b, norm_layer)
 
@@ -266,7 +303,7 @@ class AggregatedBottleneck(ResidualBlock):
 
     def __init__(self, b: BlockSpec, norm_layer: NormLayer = batch_norm) -> None:
         super().__init__()
-        self.paths = nn.ModuleList(Path(b, True, norm_layer) for _ in range(b.cardinality))
+        self.paths = nn.ModuleList(Path(b, True, path_norm(b, norm_layer)) for _ in range(b.cardinality))
         # conv3 is split over the paths; with conv biases its bias is added once, to their sum.
         self.conv3 = Bias(b.out_channels) if b.conv_bias else nn.Identity()
         self.bn3 = last_norm(b, norm_layer, b.out_channels)
@@ -301,7 +338,7 @@ class ResNet(nn.Module):
         check_form_for(config, form)
         if features_only and not config.headless:
             raise ConfigError("features_only=True returns stage outputs: it takes num_classes=0 (headless)")
-        norm_layer = norm_layer or batch_norm
+        norm_layer = norm_layer or NORM_LAYERS[config.norm_type]
         self.config = config
         self.form = form
         self.features_only = features_only

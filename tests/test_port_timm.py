@@ -174,7 +174,7 @@ def test_a_file_naming_a_model_its_tensors_are_not_is_refused(tmp_path):
     ("arch", "what"),
     [
         ("skresnext50_32x4d", "selective kernels"),
-        ("resnet50_gn", "GroupNorm"),
+        ("resnetv2_50d_evos", "EvoNorm"),
     ],
 )
 def test_a_timm_variant_the_tensors_show_is_refused_by_name(tmp_path, arch, what):

@@ -216,12 +216,14 @@ def test_the_porting_table_of_timms_v2_says_what_the_presets_hold():
     assert {name for name, _, _ in rows} == set(import_timm().list_models(module="resnetv2"))
 
 
-def test_timms_groupnorm_v2_is_refused_by_name(tmp_path):
+@pytest.mark.parametrize(
+    ("name", "words"), [("resnetv2_50d_evos", "EvoNorm"), ("resnetv2_50d_frn", "FilterResponse")]
+)
+def test_timms_v2_norms_not_held_are_refused_by_name(tmp_path, name, words):
     timm = import_timm()
-    model = timm.create_model("resnetv2_50d_gn", layers=(1, 1, 1, 1), num_classes=5)
-    torch.save(model.state_dict(), tmp_path / "gn.pth")
-    with pytest.raises(PortError, match="GroupNorm"):
-        read(tmp_path / "gn.pth")
+    torch.save(timm.create_model(name, layers=(1, 1, 1, 1), num_classes=5).state_dict(), tmp_path / "v2.pth")
+    with pytest.raises(PortError, match=words):
+        read(tmp_path / "v2.pth")
 
 
 # --- keras.applications' V2 --------------------------------------------------------------------------
