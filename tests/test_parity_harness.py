@@ -55,8 +55,11 @@ def test_full_check_list_passes_for_every_build(name):
 LARGEST = ("resnet152", "resnext101_32x8d", "resnext101_64x4d")
 # timm's variants: two small real ones (a deep stem, avg_down and SE on a ResNeXt; a tiered stem and
 # ECA). Every part runs in all nine builds on tiny configs (tests/test_variants.py, which also holds
-# all 76 timm presets to timm's tensors), and one model of each kind is ported against timm's logits.
-VARIANTS = ("seresnext26d_32x4d", "ecaresnet26t")
+# all 77 timm presets to timm's tensors), and one model of each kind is ported against timm's logits.
+# Pre-activation: keras.applications' ResNet50V2 (stride in each stage's last block, conv biases, the
+# zero-padded stem pool) and BiT (GroupNorm, weight-standardised convs); tests/test_preact.py and
+# test_norms.py run their parts in all nine builds and in float64.
+VARIANTS = ("seresnext26d_32x4d", "ecaresnet26t", "resnet50v2", "resnetv2_50x1_bit")
 ZOO = [n for n in DESIGN_PRESETS if n not in TABLE2_PRESETS + LARGEST] + list(VARIANTS)
 
 
