@@ -17,6 +17,8 @@ layer, by the names that model gives them.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import replace
 
 import numpy as np
@@ -198,3 +200,75 @@ def _read_v1(model, name: str, layers: tuple[int, ...], classes: int):
             if j == 0:
                 weights |= conv_bn(f"{keras_block}_0", f"{ours}.downsample.0", f"{ours}.downsample.1")
     return weights | _head(model, classes), config, [NOTE.format(model=name)]
+
+
+def keras_applications_model(config: ArchConfig) -> str:
+    """The keras.applications model that ``config`` is (any head), or a KerasAppsError saying which
+    networks keras.applications builds."""
+    for name, layers in DEPTHS.values():
+        v1 = replace(get_config("resnet50"), layers=layers, stride_on="1x1")
+        v2 = get_config(V2[name][1])
+        for model, base in ((name, v1), (V2[name][0], v2)):
+            if replace(config, num_classes=base.num_classes) == base:
+                return model
+    raise KerasAppsError(
+        "keras.applications builds ResNet50/101/152 (v1: stride on the 1x1) and their V2, not "
+        f"{config}: port to this project's .weights.h5 instead"
+    )
+
+
+def write_keras_applications(
+    path: str | os.PathLike, weights: dict[str, np.ndarray], config: ArchConfig
+) -> None:
+    """A ``.weights.h5`` that the keras.applications model of ``config`` loads (``load_weights``),
+    written by Keras itself into that model, atomically: the inverse of
+    :func:`read_keras_applications` (form-c ``weights``). A v1 conv gets a zero bias, its BN the
+    running mean as it is; BN eps 1.001e-5 takes 1e-8 back from each running variance."""
+    import keras
+
+    from resnext_spec import atomic_write
+
+    name = keras_applications_model(config)
+    top = dict(classes=config.num_classes, classifier_activation=None) if config.num_classes else {}
+    model = getattr(keras.applications, name)(weights=None, include_top=bool(config.num_classes), **top)
+
+    def conv(layer: str, prefix: str) -> None:
+        target = model.get_layer(layer)
+        kernel = weights[f"{prefix}.weight"].transpose(2, 3, 1, 0)
+        bias = weights.get(f"{prefix}.bias", np.zeros(kernel.shape[-1], np.float32))
+        target.set_weights([kernel, bias] if target.use_bias else [kernel])
+
+    def norm(layer: str, prefix: str) -> None:
+        var = weights[f"{prefix}.running_var"] - np.float32(KERAS_EPS - OUR_EPS)
+        stats = [weights[f"{prefix}.{t}"] for t in ("weight", "bias", "running_mean")]
+        model.get_layer(layer).set_weights([*stats, var])
+
+    v2 = name.endswith("V2")
+    conv("conv1_conv", "conv1")
+    if not v2:
+        norm("conv1_bn", "bn1")
+    for s, blocks in enumerate(config.layers):
+        for j in range(blocks):
+            keras_block, ours = f"conv{s + 2}_block{j + 1}", f"layer{s + 1}.{j}"
+            if v2:
+                norm(f"{keras_block}_preact_bn", f"{ours}.bn0")
+            for k in (1, 2, 3):
+                conv(f"{keras_block}_{k}_conv", f"{ours}.conv{k}")
+                if k < 3 or not v2:
+                    norm(f"{keras_block}_{k}_bn", f"{ours}.bn{k}")
+            if j == 0:
+                conv(f"{keras_block}_0_conv", f"{ours}.downsample.0")
+                if not v2:
+                    norm(f"{keras_block}_0_bn", f"{ours}.downsample.1")
+    if v2:
+        norm("post_bn", "norm")
+    if config.num_classes:
+        model.get_layer("predictions").set_weights([weights["fc.weight"].T, weights["fc.bias"]])
+
+    def save(tmp: str) -> None:  # Keras insists on the '.weights.h5' suffix: written beside, then moved
+        with tempfile.TemporaryDirectory() as folder:
+            named = os.path.join(folder, "model.weights.h5")
+            model.save_weights(named)
+            shutil.move(named, tmp)
+
+    atomic_write(path, save)

@@ -43,6 +43,11 @@ def parser() -> argparse.ArgumentParser:
         help="compare SRC and DST as written at every stage (stem, stages, pooled features, logits)",
     )
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
+    p.add_argument(
+        "--layout",
+        choices=("keras.applications",),
+        help="write DST (a .weights.h5) for keras.applications' own ResNet50/101/152 or V2 to load",
+    )
     return p
 
 
@@ -64,6 +69,7 @@ def _main(argv: list[str] | None) -> int:
         stride_on=args.stride_on,
         verify=args.verify,
         force=args.force,
+        layout=args.layout,
         progress=lambda msg: print(msg, file=sys.stderr, flush=True),
     )
     for note in result.notes:

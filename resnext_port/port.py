@@ -32,6 +32,7 @@ from resnext_formats import (
     write_hf_dir,
 )
 from resnext_formats.hf import HFError
+from resnext_formats.keras_apps import keras_applications_model, write_keras_applications
 from resnext_formats.torch_file import write_torch_state_dict
 from resnext_spec import (
     ArchConfig,
@@ -124,10 +125,16 @@ def anti_aliasing_warning(config: ArchConfig, dst: Path) -> str:
     )
 
 
-def write(path: str | os.PathLike, w: Weights) -> None:
-    """Write ``w`` to ``path`` in the format its suffix names, atomically."""
+LAYOUTS = ("keras.applications",)  # another library's layout for a suffix (--layout)
+
+
+def write(path: str | os.PathLike, w: Weights, layout: str | None = None) -> None:
+    """Write ``w`` to ``path`` in the format its suffix names, atomically; ``layout``
+    "keras.applications" writes a ``.weights.h5`` that keras.applications' model loads."""
     fmt = format_of(path)
-    if fmt == HF:
+    if layout == "keras.applications":
+        write_keras_applications(path, convert_form(w.weights, w.config, w.form, "c"), w.config)
+    elif fmt == HF:
         try:
             write_hf_dir(path, convert_form(w.weights, w.config, w.form, "c"), w.config)
         except HFError as e:
@@ -173,6 +180,7 @@ def port(
     stride_on: str | None = None,
     verify: bool = False,
     force: bool = False,
+    layout: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> PortResult:
     """Port the weights in ``src`` to ``dst`` (formats by suffix), converting to form ``to_form``.
@@ -191,6 +199,8 @@ def port(
         raise PortError(f"{dst}: legacy .h5 files are read, not written; write Keras 3's .weights.h5")
     if dst.exists() and not force:
         raise PortError(f"{dst} exists; pass --force to overwrite it")
+    if layout is not None and (layout not in LAYOUTS or format_of(dst) != "keras"):
+        raise PortError(f"--layout {layout}: the layout is keras.applications, for a .weights.h5")
     try:
         for f in (form, to_form):
             if f is not None:
@@ -210,7 +220,9 @@ def port(
         source.notes,
     )
     say(f"writing {dst} ({describe(source.config)}, form {source.form} -> {target_form})")
-    write(dst, target)
+    if layout is not None:
+        keras_applications_model(source.config)  # the network keras.applications has, or the error
+    write(dst, target, layout)
     if format_of(dst) == "torch" and source.config.stride_on != "3x3":  # a state_dict cannot say where
         source.notes.append(
             f"a .pth does not record where the stride sits: read {dst.name} with --stride-on "

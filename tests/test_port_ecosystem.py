@@ -155,6 +155,22 @@ def test_a_legacy_keras_applications_h5_ports_with_no_flags_and_gives_its_logits
     assert not (tmp_path / "back.h5").exists()
 
 
+def test_ours_goes_back_to_keras_applications_own_resnet50(keras_resnet50, tmp_path):
+    """v1 with --layout keras.applications: its conv biases were folded into the BN means, so they come
+    back as zeros and the means as they are; keras.applications.ResNet50 loads the file itself."""
+    keras = pytest.importorskip("keras")
+    folder, expected = keras_resnet50
+    port(folder / "resnet50.weights.h5", tmp_path / "ours.safetensors")
+    port(tmp_path / "ours.safetensors", tmp_path / "back.weights.h5", layout="keras.applications")
+    model = keras.applications.ResNet50(
+        weights=None, classes=5, classifier_activation=None, input_shape=(64, 64, 3)
+    )
+    model.load_weights(tmp_path / "back.weights.h5")
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)  # port.logits' batch
+    got = np.asarray(keras.ops.convert_to_numpy(model(x.transpose(0, 2, 3, 1), training=False)), np.float64)
+    assert rel_error(got, expected) <= TOL
+
+
 # keras-hub: a ResNetImageClassifier preset (save_to_preset), read without keras-hub.
 def keras_hub_preset(folder, block_type: str, depths: list[int], preact: bool = False):
     keras = pytest.importorskip("keras")

@@ -26,6 +26,7 @@ from resnext_spec import (
     count_params,
     get_config,
     random_weights,
+    save_checkpoint,
 )
 from resnext_spec.config import PREACT_PRESETS
 from resnext_spec.layout import plan
@@ -296,3 +297,23 @@ def test_a_keras_hub_v2_preset_ports_with_no_flags_and_gives_its_logits(
     assert rel_error(port_logits(framework, built), want) <= TOL
     port(tmp_path / "preset", tmp_path / "out.safetensors", to_form=form)
     assert rel_error(port_logits(framework, read(tmp_path / "out.safetensors")), want) <= TOL
+
+
+def test_ours_goes_back_to_keras_applications_own_resnet50v2(keras_resnet50v2, tmp_path):
+    """Through Flax form (a) and back out with --layout keras.applications: the file loads into
+    keras.applications.ResNet50V2 by its own load_weights and gives the first model's logits."""
+    folder, want = keras_resnet50v2
+    port(folder / "resnet50v2.weights.h5", tmp_path / "ours.msgpack", to_form="a")
+    port(tmp_path / "ours.msgpack", tmp_path / "back.weights.h5", layout="keras.applications")
+    model = keras.applications.ResNet50V2(
+        weights=None, classes=5, classifier_activation=None, input_shape=(64, 64, 3)
+    )
+    model.load_weights(tmp_path / "back.weights.h5")
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)  # port.logits' batch
+    got = np.asarray(keras.ops.convert_to_numpy(model(x.transpose(0, 2, 3, 1), training=False)), np.float64)
+    assert rel_error(got, want) <= TOL
+    timm_v2 = PARTS["v2_deep_avg"]  # a network keras.applications does not build: refused, nothing written
+    save_checkpoint(tmp_path / "v2.safetensors", random_weights(timm_v2, "c", 0), timm_v2)
+    with pytest.raises(PortError, match="keras.applications builds ResNet50/101/152"):
+        port(tmp_path / "v2.safetensors", tmp_path / "no.weights.h5", layout="keras.applications")
+    assert not (tmp_path / "no.weights.h5").exists()
