@@ -175,3 +175,110 @@ def read_keras_hub_dir(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], 
     if task.get("activation") not in (None, "linear"):
         notes.append(f"its {task['activation']} activation is left out: the ported model gives logits")
     return {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}, config, notes
+
+
+def keras_hub_config(config: ArchConfig) -> dict:
+    """keras-hub's ``ResNetBackbone`` config of ``config``, or a KerasHubError where keras-hub has no
+    such network (read back by :func:`config_from_keras_hub`, which must give ``config`` again)."""
+    vd = config.stem_type == "deep"
+    block_type = ("bottleneck_block" if config.block == "bottleneck" else "basic_block") + (
+        "_vd" if vd else ""
+    )
+    n = len(config.layers)
+    backbone = {
+        "name": "res_net_backbone",
+        "trainable": True,
+        "dtype": {
+            "module": "keras",
+            "class_name": "DTypePolicy",
+            "config": {"name": "float32"},
+            "registered_name": None,
+        },
+        "input_conv_filters": [32, 32, 64] if vd else [64],
+        "input_conv_kernel_sizes": [3, 3, 3] if vd else [7],
+        "stackwise_num_filters": [64 * 2**s for s in range(n)],
+        "stackwise_num_blocks": list(config.layers),
+        "stackwise_num_strides": [1] + [2] * (n - 1),
+        "block_type": block_type,
+        "use_pre_activation": config.preact,
+        "image_shape": [None, None, config.in_channels],
+    }
+    try:
+        same = config_from_keras_hub(backbone, {"num_classes": config.num_classes}, "") == config
+    except KerasHubError:
+        same = False
+    if not same:
+        raise KerasHubError(
+            "keras-hub's ResNetBackbone has no such network: it builds ResNet v1.5 (torchvision's), its vd "
+            f"blocks and ResNet v2 with 3 input channels, not {config}"
+        )
+    return backbone
+
+
+def write_keras_hub_dir(path: str | os.PathLike, weights: dict[str, np.ndarray], config: ArchConfig) -> None:
+    """A keras-hub preset folder of ``config`` (form-c ``weights``) that ``ResNetImageClassifier``
+    (``ResNetBackbone`` for a headless config) ``.from_preset`` loads: its config and task JSON, and
+    its weights in the layout Keras writes (``layers/conv2d_7/vars/0``, by class and build order),
+    written without keras-hub, beside and renamed into place."""
+    import datetime
+    import shutil
+    import tempfile
+
+    import h5py
+
+    backbone = keras_hub_config(config)
+
+    def wrapped(cls: str, module: str, inner: dict) -> dict:
+        return {"module": module, "class_name": cls, "config": inner, "registered_name": f"keras_hub>{cls}"}
+
+    backbone_json = wrapped("ResNetBackbone", "keras_hub.src.models.resnet.resnet_backbone", backbone)
+    conv_names, norm_names = _build_order(config)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        (tmp / "config.json").write_text(json.dumps(backbone_json, indent=4))
+        with h5py.File(tmp / "model.weights.h5", "w") as f:
+            f.create_group("vars")
+            layers = f.create_group("layers")
+            for i, name in enumerate(conv_names):
+                group = layers.create_group(f"conv2d_{i}" if i else "conv2d").create_group("vars")
+                group["0"] = np.asarray(weights[f"{name}.weight"], np.float32).transpose(2, 3, 1, 0)
+            for i, name in enumerate(norm_names):
+                group = layers.create_group(f"batch_normalization_{i}" if i else "batch_normalization")
+                for k, leaf in enumerate(("weight", "bias", "running_mean", "running_var")):
+                    group.require_group("vars")[str(k)] = np.asarray(weights[f"{name}.{leaf}"], np.float32)
+        stats = sum(np.size(weights[f"{n}.running_mean"]) for n in norm_names)
+        count = sum(np.size(v) for k, v in weights.items() if not k.startswith("fc.")) + stats
+        tasks = []
+        if config.num_classes:
+            task = {
+                "backbone": backbone_json, "preprocessor": None, "name": "res_net_image_classifier",
+                "num_classes": config.num_classes, "pooling": "avg", "activation": None, "dropout": 0.0,
+            }  # fmt: skip
+            module = "keras_hub.src.models.resnet.resnet_image_classifier"
+            (tmp / "task.json").write_text(
+                json.dumps(wrapped("ResNetImageClassifier", module, task), indent=4)
+            )
+            with h5py.File(tmp / "task.weights.h5", "w") as f:
+                dense = f.create_group("layers/dense/vars")
+                dense["0"] = np.asarray(weights["fc.weight"], np.float32).T
+                dense["1"] = np.asarray(weights["fc.bias"], np.float32)
+                # The optimizer keras-hub compiles a classifier with (Adam at 5e-5), untrained, as
+                # keras-hub's own save_to_preset writes it: without it from_preset warns.
+                f["optimizer/vars/0"] = np.int64(0)
+                f["optimizer/vars/1"] = np.float32(5e-5)
+            tasks = ["ImageClassifier"]
+        metadata = {
+            "parameter_count": int(count),
+            "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+            "tasks": tasks,
+            "written_by": "resnext port (resnext-three-ways)",
+        }
+        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=4))
+        if path.exists():  # overwriting was asked for (--force)
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -45,8 +45,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     p.add_argument(
         "--layout",
-        choices=("keras.applications",),
-        help="write DST (a .weights.h5) for keras.applications' own ResNet50/101/152 or V2 to load",
+        choices=("keras.applications", "keras-hub"),
+        help="write DST for another library to load: a .weights.h5 for keras.applications' ResNet50/101/152 "
+        "or V2, a folder for keras-hub's from_preset",
     )
     return p
 

@@ -33,6 +33,7 @@ from resnext_formats import (
 )
 from resnext_formats.hf import HFError
 from resnext_formats.keras_apps import keras_applications_model, write_keras_applications
+from resnext_formats.keras_hub_resnet import keras_hub_config, write_keras_hub_dir
 from resnext_formats.torch_file import write_torch_state_dict
 from resnext_spec import (
     ArchConfig,
@@ -125,15 +126,23 @@ def anti_aliasing_warning(config: ArchConfig, dst: Path) -> str:
     )
 
 
-LAYOUTS = ("keras.applications",)  # another library's layout for a suffix (--layout)
+# Another library's layout for a target (--layout): the suffix (a folder: "hf") it is written to, and
+# the check that says whether that library has the network.
+LAYOUTS = {
+    "keras.applications": ("keras", keras_applications_model),
+    "keras-hub": (HF, keras_hub_config),
+}
 
 
 def write(path: str | os.PathLike, w: Weights, layout: str | None = None) -> None:
     """Write ``w`` to ``path`` in the format its suffix names, atomically; ``layout``
-    "keras.applications" writes a ``.weights.h5`` that keras.applications' model loads."""
+    "keras.applications" writes a ``.weights.h5`` that keras.applications' model loads, "keras-hub"
+    a preset folder that keras-hub's ``from_preset`` loads."""
     fmt = format_of(path)
     if layout == "keras.applications":
         write_keras_applications(path, convert_form(w.weights, w.config, w.form, "c"), w.config)
+    elif layout == "keras-hub":
+        write_keras_hub_dir(path, convert_form(w.weights, w.config, w.form, "c"), w.config)
     elif fmt == HF:
         try:
             write_hf_dir(path, convert_form(w.weights, w.config, w.form, "c"), w.config)
@@ -199,8 +208,10 @@ def port(
         raise PortError(f"{dst}: legacy .h5 files are read, not written; write Keras 3's .weights.h5")
     if dst.exists() and not force:
         raise PortError(f"{dst} exists; pass --force to overwrite it")
-    if layout is not None and (layout not in LAYOUTS or format_of(dst) != "keras"):
-        raise PortError(f"--layout {layout}: the layout is keras.applications, for a .weights.h5")
+    if layout is not None and (layout not in LAYOUTS or format_of(dst) != LAYOUTS[layout][0]):
+        raise PortError(
+            f"--layout {layout}: keras.applications is written to a .weights.h5, keras-hub to a folder"
+        )
     try:
         for f in (form, to_form):
             if f is not None:
@@ -221,7 +232,7 @@ def port(
     )
     say(f"writing {dst} ({describe(source.config)}, form {source.form} -> {target_form})")
     if layout is not None:
-        keras_applications_model(source.config)  # the network keras.applications has, or the error
+        LAYOUTS[layout][1](source.config)  # the library has this network, or the error says it has not
     write(dst, target, layout)
     if format_of(dst) == "torch" and source.config.stride_on != "3x3":  # a state_dict cannot say where
         source.notes.append(

@@ -193,6 +193,15 @@ def keras_hub_preset(folder, block_type: str, depths: list[int], preact: bool = 
     return np.asarray(keras.ops.convert_to_numpy(task(x.transpose(0, 2, 3, 1), training=False)), np.float64)
 
 
+def keras_hub_logits(folder) -> np.ndarray:
+    """The logits keras-hub's own classifier, loaded by from_preset, gives port.logits' batch."""
+    keras = pytest.importorskip("keras")
+    keras_hub = pytest.importorskip("keras_hub")
+    task = keras_hub.models.ResNetImageClassifier.from_preset(str(folder))
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    return np.asarray(keras.ops.convert_to_numpy(task(x.transpose(0, 2, 3, 1), training=False)), np.float64)
+
+
 @pytest.mark.parametrize(
     ("block_type", "depths", "suffix", "framework", "form"),
     [("bottleneck_block", [2, 1], ".msgpack", "flax", "a"), ("basic_block", [1, 2], ".pth", "torch", "c")],
@@ -231,6 +240,9 @@ def test_a_keras_hub_vd_preset_ports_into_every_framework_and_back_at_its_logits
         port(tmp_path / f"{framework}{suffix}", tmp_path / f"{framework}_back.safetensors", to_form="c")
         again = read(tmp_path / f"{framework}_back.safetensors")
         assert all(np.array_equal(again.weights[k], w.weights[k]) for k in w.weights)
+    # and back out as a keras-hub preset, which keras-hub itself loads
+    port(tmp_path / f"{framework}{suffix}", tmp_path / "hub", layout="keras-hub")
+    assert rel_error(keras_hub_logits(tmp_path / "hub"), expected) <= TOL
 
 
 def test_what_a_keras_hub_preset_holds_that_we_cannot_is_refused_by_name(tmp_path):
@@ -244,3 +256,8 @@ def test_what_a_keras_hub_preset_holds_that_we_cannot_is_refused_by_name(tmp_pat
     (tmp_path / "vd" / "config.json").write_text(json.dumps(config))
     with pytest.raises(PortError, match="stackwise_num_strides"):
         read(tmp_path / "vd")
+    resnext = ArchConfig(layers=(1, 1), cardinality=4, base_width=4, num_classes=5)  # none of keras-hub's
+    save_checkpoint(tmp_path / "x.safetensors", random_weights(resnext, "c", 0), resnext)
+    with pytest.raises(PortError, match="keras-hub's ResNetBackbone has no such network"):
+        port(tmp_path / "x.safetensors", tmp_path / "hub-x", layout="keras-hub")
+    assert not (tmp_path / "hub-x").exists()

@@ -280,7 +280,7 @@ def test_a_keras_applications_resnet50v2_ports_with_no_flags_and_gives_its_logit
     ("block_type", "depths", "form"), [("bottleneck_block", [2, 1], "a"), ("basic_block", [1, 2], "c")]
 )
 def test_a_keras_hub_v2_preset_ports_with_no_flags_and_gives_its_logits(tmp_path, block_type, depths, form):
-    from test_port_ecosystem import keras_hub_preset
+    from test_port_ecosystem import keras_hub_logits, keras_hub_preset
 
     want = keras_hub_preset(tmp_path / "preset", block_type, depths, preact=True)
     w = read(tmp_path / "preset")
@@ -293,6 +293,8 @@ def test_a_keras_hub_v2_preset_ports_with_no_flags_and_gives_its_logits(tmp_path
     out = read(tmp_path / "out.safetensors")
     for each in ("torch", "keras", "flax"):
         assert rel_error(port_logits(each, out), want) <= TOL, each
+    port(tmp_path / "out.safetensors", tmp_path / "hub", layout="keras-hub")  # back, for keras-hub to load
+    assert rel_error(keras_hub_logits(tmp_path / "hub"), want) <= TOL
 
 
 def test_ours_goes_back_to_keras_applications_own_resnet50v2(keras_resnet50v2, tmp_path):
