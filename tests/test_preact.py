@@ -35,10 +35,9 @@ from resnext_torch import randomise_batchnorm
 
 IMAGENET_TINY = dataclasses.replace(TINY, stem="imagenet")
 # Every pre-activation field on a tiny config: timm's v2 (stride in the first block, deep stem with
-# avg_down), keras.applications' V2 (stride in the last block, its shortcut every second pixel, conv
+# avg_down, whose projection has no norm), keras.applications' V2 (stride in the last block, its shortcut every second pixel, conv
 # biases, zero-padded stem pool), and basic blocks.
 PARTS = {
-    "v2": dataclasses.replace(TINY, preact=True),
     "v2_deep_avg": dataclasses.replace(
         IMAGENET_TINY, preact=True, stem_type="deep", stem_width=16, avg_down=True
     ),
