@@ -166,8 +166,8 @@ def timm_logits(model) -> np.ndarray:
     [
         ("resnet50_gn", "keras", "a"),
         ("resnetv2_50d_gn", "flax", "a"),
-        ("resnetv2_50x1_bit", "torch", "b"),
-        ("resnetv2_50x3_bit", "flax", "c"),
+        ("resnetv2_50x1_bit", "flax", "b"),
+        ("resnetv2_50x3_bit", "torch", "c"),  # three times as wide: torch's eager run is the cheap one
     ],
 )
 def test_timms_group_norm_and_bit_models_port_with_no_flags_and_go_back(tmp_path, name, framework, form):

@@ -35,8 +35,8 @@ from resnext_torch import randomise_batchnorm
 
 IMAGENET_TINY = dataclasses.replace(TINY, stem="imagenet")
 # Every pre-activation field on a tiny config: timm's v2 (stride in the first block, deep stem with
-# avg_down, whose projection has no norm), keras.applications' V2 (stride in the last block, its shortcut every second pixel, conv
-# biases, zero-padded stem pool), and basic blocks.
+# avg_down, whose projection has no norm), keras.applications' V2 (stride in the last block, its
+# shortcut every second pixel, conv biases, zero-padded stem pool), and basic blocks.
 PARTS = {
     "v2_deep_avg": dataclasses.replace(
         IMAGENET_TINY, preact=True, stem_type="deep", stem_width=16, avg_down=True
@@ -124,7 +124,7 @@ def test_each_pre_activation_part_is_the_same_function_in_every_framework_and_fo
 def test_pre_activation_forms_agree_in_float64_to_1e9(lib):
     if lib == "keras" and keras.backend.backend() != "tensorflow":
         pytest.skip("Keras computes float64 faithfully on TensorFlow")
-    for cfg in (PARTS["v2_deep_avg"], PARTS["keras_v2"]):
+    for cfg in (PARTS["keras_v2"],):  # every v2 part but avg_down, which the variants' float64 test holds
         out = float64_forms(lib, cfg, 19)
         assert rel_error(out["a"], out["c"]) < 1e-9 and rel_error(out["b"], out["c"]) < 1e-9
 
