@@ -22,15 +22,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from resnext_spec import ArchConfig, ConfigError, WeightsMismatchError, check_weights
-from resnext_spec.checkpoint import atomic_write_bytes, read_safetensors
+from resnext_spec.checkpoint import atomic_write_bytes, atomic_write_dir, read_safetensors
 
 from .errors import PortError
 from .torch_file import read_torch_state_dict
@@ -240,17 +238,9 @@ def write_hf_dir(path: str | os.PathLike, weights: dict[str, np.ndarray], config
         tensors = {k.removeprefix(PREFIX): v for k, v in tensors.items()}
     for k in [k for k in tensors if k.endswith("running_var")]:  # transformers' BatchNorm2d has this buffer
         tensors[k[: -len("running_var")] + "num_batches_tracked"] = np.zeros((), np.int64)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        atomic_write_bytes(os.path.join(tmp, "config.json"), (json.dumps(hf, indent=2) + "\n").encode())
-        atomic_write_bytes(
-            os.path.join(tmp, "model.safetensors"), st_save(tensors, metadata={"format": "pt"})
-        )
-        if path.exists():  # overwriting was asked for (--force)
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    def write(folder: Path) -> None:
+        atomic_write_bytes(folder / "config.json", (json.dumps(hf, indent=2) + "\n").encode())
+        atomic_write_bytes(folder / "model.safetensors", st_save(tensors, metadata={"format": "pt"}))
+
+    atomic_write_dir(path, write)

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from resnext_spec import ArchConfig, plan
+from resnext_spec.checkpoint import atomic_write_dir
 
 from .errors import PortError
 
@@ -221,8 +222,6 @@ def write_keras_hub_dir(path: str | os.PathLike, weights: dict[str, np.ndarray],
     its weights in the layout Keras writes (``layers/conv2d_7/vars/0``, by class and build order),
     written without keras-hub, beside and renamed into place."""
     import datetime
-    import shutil
-    import tempfile
 
     import h5py
 
@@ -233,10 +232,8 @@ def write_keras_hub_dir(path: str | os.PathLike, weights: dict[str, np.ndarray],
 
     backbone_json = wrapped("ResNetBackbone", "keras_hub.src.models.resnet.resnet_backbone", backbone)
     conv_names, norm_names = _build_order(config)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         (tmp / "config.json").write_text(json.dumps(backbone_json, indent=4))
         with h5py.File(tmp / "model.weights.h5", "w") as f:
             f.create_group("vars")
@@ -276,9 +273,5 @@ def write_keras_hub_dir(path: str | os.PathLike, weights: dict[str, np.ndarray],
             "written_by": "resnext port (resnext-three-ways)",
         }
         (tmp / "metadata.json").write_text(json.dumps(metadata, indent=4))
-        if path.exists():  # overwriting was asked for (--force)
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_write_dir(path, write)

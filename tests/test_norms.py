@@ -12,12 +12,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, batch, import_timm
-from test_variants import BUILDS, LIBS, build, float64_forms, logits
+from helpers import TINY, import_timm
+from test_variants import BUILDS, LIBS, assert_the_same_function_as_torch_c, float64_forms
 
 from resnext_port.port import logits as port_logits
 from resnext_port.port import port, read
-from resnext_spec import ArchConfig, ConfigError, canonical_shapes, count_params, get_config, random_weights
+from resnext_spec import ArchConfig, ConfigError, canonical_shapes, count_params, get_config
 from resnext_spec.tolerances import TOL, rel_error
 
 # Widths that split into 32 groups: the post-activation ResNeXt of timm's resnet50_gn kind at C=4
@@ -112,12 +112,7 @@ def test_each_norm_part_is_the_same_function_in_every_framework_and_form(part, l
     config = PARTS[part]
     if (config.block == "basic" and form != "c") or (config.std_conv and form == "a"):
         pytest.skip("a form this config does not have (refused above)")
-    weights = random_weights(config, "c", seed=3)
-    x = batch(config, size=19)[0]
-    want = logits("torch", build("torch", config, "c", weights), x)
-    model = build(lib, config, form, weights)
-    assert rel_error(logits(lib, model, x), want) < TOL
-    assert LIBS[lib].count_params(model) == count_params(config)
+    assert_the_same_function_as_torch_c(config, lib, form, 19)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import TINY, TINY_BASIC, batch, import_timm, randomise_keras_bn
-from test_variants import BUILDS, LIBS, build, float64_forms, logits
+from test_variants import BUILDS, LIBS, assert_the_same_function_as_torch_c, build, float64_forms, logits
 
 from resnext_formats.timm_resnetv2 import to_timm
 from resnext_port.port import PortError, port, read
@@ -109,13 +109,7 @@ def test_each_pre_activation_part_is_the_same_function_in_every_framework_and_fo
     config = PARTS[part]
     if config.block == "basic" and form != "c":
         pytest.skip("basic blocks exist in form (c) only")
-    weights = random_weights(config, "c", seed=3)
-    x = batch(config, size=19)[0]  # odd sides before every stride
-    want = logits("torch", build("torch", config, "c", weights), x)
-    model = build(lib, config, form, weights)
-    assert rel_error(logits(lib, model, x), want) < TOL
-    assert LIBS[lib].count_params(model) == count_params(config)
-    assert list(LIBS[lib].export_weights(model)) == list(canonical_shapes(config, form))
+    assert_the_same_function_as_torch_c(config, lib, form, 19)  # odd sides before every stride
 
 
 @pytest.mark.parametrize(

@@ -165,8 +165,14 @@ def test_each_part_is_the_same_function_in_every_framework_and_form(part, lib, f
     config = PARTS[part]
     if config.block == "basic" and form != "c":
         pytest.skip("basic blocks exist in form (c) only")
+    assert_the_same_function_as_torch_c(config, lib, form, size_of(config))
+
+
+def assert_the_same_function_as_torch_c(config: ArchConfig, lib: str, form: str, size: int) -> None:
+    """The build (``lib``, ``form``) of ``config`` holding seeded weights gives torch form (c)'s logits
+    on a seeded batch of ``size`` px, has the spec's parameter count, and exports the canonical names."""
     weights = random_weights(config, "c", seed=3)
-    x = batch(config, size=size_of(config))[0]
+    x = batch(config, size=size)[0]
     want = logits("torch", build("torch", config, "c", weights), x)
     model = build(lib, config, form, weights)
     assert rel_error(logits(lib, model, x), want) < TOL
