@@ -176,6 +176,17 @@ def test_a_timm_resnetv2_ports_with_no_flags_and_goes_back_to_timm(tmp_path, nam
     assert rel_error(timm_logits(again), timm_logits(model)) <= TOL
 
 
+def test_a_timm_resnetv2_hub_folder_ports_by_the_name_it_records(tmp_path):
+    model = timm_v2("resnetv2_50d")
+    import_timm().models.save_for_hf(
+        model, tmp_path / "hub", model_args={"layers": (1, 1, 1, 1)}, safe_serialization=True
+    )
+    w = read(tmp_path / "hub")
+    assert w.config == dataclasses.replace(get_config("resnetv2_50d"), layers=(1, 1, 1, 1), num_classes=5)
+    assert any("resnetv2_50d" in n for n in w.notes) and w.warnings == []
+    assert rel_error(port_logits("torch", w), timm_logits(model)) <= TOL
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in PREACT_PRESETS if n.startswith("resnetv2")])
 def test_every_timm_v2_preset_has_timms_tensors_and_count(name):
