@@ -11,6 +11,7 @@ and the moving variance updated with the unbiased batch variance.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from typing import Any
@@ -156,11 +157,22 @@ class Layers:
         self.kind = kind
         self.std = std
 
-    def norm(self, name: str, channels: int, groups: int = GN_GROUPS):
-        """The norm: the model's factory, or a GroupNorm of ``groups`` groups (a path's share of 32)."""
+        self.groups = GN_GROUPS  # a GroupNorm's; a path's factories hold its share (``for_path``)
+
+    def norm(self, name: str, channels: int):
+        """The norm: the model's factory, or a GroupNorm."""
         if self.kind == "gn":
-            return group_norm(name, channels, self.dtype, groups)
+            return group_norm(name, channels, self.dtype, self.groups)
         return self.norm_factory(name, channels, self.dtype)
+
+    def for_path(self, b: BlockSpec) -> Layers:
+        """These factories for one path of ``b``: a GroupNorm there holds the path's share of the
+        block's groups (``BlockSpec.path_groups``); BN is per channel, so the same."""
+        if self.kind != "gn":
+            return self
+        path = copy.copy(self)
+        path.groups = b.path_groups()
+        return path
 
     def relu(self, name: str) -> layers.ReLU:
         return layers.ReLU(dtype=self.dtype, name=layer_name(name))
@@ -208,9 +220,8 @@ class Layers:
         bn: str,
         relu: bool,
         groups: int = 1,
-        norm_groups: int = GN_GROUPS,
     ):
-        x = self.norm(bn, filters, norm_groups)(self.conv(x, filters, kernel, stride, name, groups))
+        x = self.norm(bn, filters)(self.conv(x, filters, kernel, stride, name, groups))
         return self.relu(f"{bn}.relu")(x) if relu else x
 
 
@@ -358,10 +369,9 @@ ATTENTION = {"": lambda f, x, a: x, "se": _squeeze_excite, "eca": _efficient_cha
 
 def path(f: Layers, x, b: BlockSpec, p: int, with_conv3: bool):
     """One of the C paths of forms (a)/(b)."""
-    q = f"{b.name}.paths.{p}"
-    g = b.path_groups()  # a GroupNorm's share of the block's groups
-    y = f.conv_bn(x, b.path_width, 1, b.conv1_stride, f"{q}.conv1", f"{q}.bn1", relu=True, norm_groups=g)
-    y = f.conv_bn(y, b.path_width, 3, b.conv2_stride, f"{q}.conv2", f"{q}.bn2", relu=True, norm_groups=g)
+    q, f = f"{b.name}.paths.{p}", f.for_path(b)
+    y = f.conv_bn(x, b.path_width, 1, b.conv1_stride, f"{q}.conv1", f"{q}.bn1", relu=True)
+    y = f.conv_bn(y, b.path_width, 3, b.conv2_stride, f"{q}.conv2", f"{q}.bn2", relu=True)
     y = AA[b.aa](f, y, b.stride, f"{q}.aa")  # a per-channel pool: on each path as on (c)'s output
     return f.conv(y, b.out_channels, 1, 1, f"{q}.conv3") if with_conv3 else y
 
