@@ -170,11 +170,6 @@ class ShortcutSpec:
         return self.kind == "avg_conv" and self.stride > 1
 
     @property
-    def projects(self) -> bool:
-        """A conv shortcut (torchvision's "downsample"), plain or average-pooled."""
-        return self.conv is not None
-
-    @property
     def layers(self) -> tuple[LayerSpec, ...]:
         return tuple(layer for layer in (self.conv, self.norm) if layer is not None)
 
