@@ -22,6 +22,9 @@ from typing import Any
 import numpy as np
 
 INPUT_NAME = "images"
+# The formats whose files name their output (a graph output, a signature key); a torch.export
+# program and a StableHLO module return their array by position.
+NAMED_OUTPUT = ("onnx", "tflite", "saved_model")
 META_KEY = "resnext"  # the key of the sidecar's JSON inside an artifact that has a metadata slot
 Run = Callable[[np.ndarray], np.ndarray]
 
@@ -31,7 +34,12 @@ Run = Callable[[np.ndarray], np.ndarray]
 
 def write(framework: str, fmt: str, model: Any, path: str, image_shape: tuple[int, ...], meta: dict) -> None:
     """Export ``model`` of ``framework`` as ``fmt`` to ``path``; ``image_shape`` is one image in the
-    framework's layout (C, H, W for torch; H, W, C for Keras and Flax)."""
+    framework's layout (C, H, W for torch; H, W, C for Keras and Flax).
+
+    The input is named ``images`` and, in the formats that name outputs, the output is named as
+    ``meta["output"]["name"]`` says (``logits``, or ``features`` for a headless network): each
+    exporter picks its own names (``linear``, ``Identity:0``, ``output_0``), so the writers ask for
+    these or rename afterwards."""
     writer = {
         ("torch", "onnx"): _torch_onnx,
         ("torch", "pt2"): _torch_pt2,
@@ -42,8 +50,9 @@ def write(framework: str, fmt: str, model: Any, path: str, image_shape: tuple[in
         ("flax", "onnx"): _flax_onnx,
         ("flax", "stablehlo"): _jax_stablehlo,
     }[framework, fmt]
+    output = meta["output"]["name"]  # None where the format has no names (not used there)
     with _quiet_exporters():
-        writer(model, path, image_shape, fmt=fmt, framework=framework, meta=meta)
+        writer(model, path, image_shape, fmt=fmt, framework=framework, meta=meta, output=output)
     if fmt == "onnx":
         _onnx_finish(path, meta)
     elif fmt == "tflite":
@@ -78,30 +87,79 @@ def _torch_sample(image_shape: tuple[int, ...]):
     return (x,), ({0: torch.export.Dim("batch", min=1, max=65536)},)
 
 
-def _torch_onnx(model, path: str, image_shape, **_) -> None:
+def _torch_onnx(model, path: str, image_shape, output: str, **_) -> None:
     import torch
 
     args, dynamic = _torch_sample(image_shape)
     program = torch.onnx.export(
-        model, args, dynamo=True, dynamic_shapes=dynamic, input_names=[INPUT_NAME], verbose=False
+        model,
+        args,
+        dynamo=True,
+        dynamic_shapes=dynamic,
+        input_names=[INPUT_NAME],
+        output_names=[output],
+        verbose=False,
     )
     program.save(path)
+
+
+def _named_input(model):
+    """``model`` behind a forward whose argument is called ``images``: torch.export names the
+    program's input after it (the network's own forward calls it ``x``)."""
+    import torch
+
+    class Exported(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return self.net(images)
+
+    return Exported(model).eval()
 
 
 def _torch_pt2(model, path: str, image_shape, meta: dict, **_) -> None:
     import torch
 
     args, dynamic = _torch_sample(image_shape)
-    program = torch.export.export(model, args, dynamic_shapes=dynamic)
+    program = torch.export.export(_named_input(model), args, dynamic_shapes=dynamic)
     torch.export.save(program, path, extra_files={f"{META_KEY}.json": json.dumps(meta)})
 
 
-def _keras_export(model, path: str, image_shape, fmt: str, **_) -> None:
+def _keras_export(model, path: str, image_shape, fmt: str, output: str, **_) -> None:
+    """Keras's ``model.export`` for ONNX (its output renamed afterwards). A SavedModel, and the
+    LiteRT file converted from one, are written through Keras's ``ExportArchive`` with a serving
+    function that returns ``{output: logits}``: ``model.export`` keys the signature ``output_0``."""
     import keras
 
     spec = keras.InputSpec(shape=(None, *image_shape), dtype="float32", name=INPUT_NAME)
-    keras_format = {"onnx": "onnx", "saved_model": "tf_saved_model", "tflite": "litert"}[fmt]
-    model.export(path, format=keras_format, input_signature=[spec], verbose=False)
+    if fmt == "onnx":
+        model.export(path, format="onnx", input_signature=[spec], verbose=False)
+        return
+    if fmt == "saved_model":
+        _keras_archive(model, spec, output).write_out(path, verbose=False)
+        return
+    import tempfile
+
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as saved:
+        _keras_archive(model, spec, output).write_out(saved, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        # as Keras's own LiteRT export sets them
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        converter.experimental_enable_resource_variables = True
+        Path(path).write_bytes(converter.convert())
+
+
+def _keras_archive(model, spec, output: str):
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda images: {output: model(images, training=False)}, input_signature=[spec])
+    return archive
 
 
 def jax_function(framework: str, model) -> Callable:
@@ -150,29 +208,44 @@ def _flax_onnx(model, path: str, image_shape, **_) -> None:
 
 
 def _onnx_finish(path: str, meta: dict) -> None:
-    """Name the input ``images`` in every exporter's graph, make its max-pool one onnxruntime runs,
-    and record the sidecar as metadata."""
+    """Name the input and the output as the sidecar does in every exporter's graph, make its
+    max-pool one onnxruntime runs, and record the sidecar as metadata."""
     import onnx
 
     proto = onnx.load(path)
     _nhwc_max_pool_as_2d(proto)
-    old = proto.graph.input[0].name
-    if old != INPUT_NAME:
-        proto.graph.input[0].name = INPUT_NAME
-        for node in proto.graph.node:
-            node.input[:] = [INPUT_NAME if name == old else name for name in node.input]
+    graph = proto.graph
+    _rename(graph, graph.input[0].name, INPUT_NAME)
+    _rename(graph, graph.output[0].name, meta["output"]["name"])
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
     onnx.save(proto, path)
 
 
+def _rename(graph, old: str, new: str) -> None:
+    """Rename the tensor ``old`` to ``new`` wherever an ONNX graph mentions it."""
+    if old == new:
+        return
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        if value.name == old:
+            value.name = new
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+
+
 def _tflite_finish(path: str, meta: dict) -> None:
-    """Record the sidecar in the flatbuffer's own metadata table (name ``resnext``), where LiteRT's
-    tools look for model metadata; the interpreter ignores it."""
+    """Name the graph's input and output tensors as the sidecar does (the converter calls them
+    ``serving_default_images:0`` and ``StatefulPartitionedCall_1:0``; the signature's keys are
+    already right), and record the sidecar in the flatbuffer's own metadata table (name
+    ``resnext``), where LiteRT's tools look for model metadata; the interpreter ignores it."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(path)
+    graph = model.subgraphs[0]
+    graph.tensors[graph.inputs[0]].name = INPUT_NAME.encode()
+    graph.tensors[graph.outputs[0]].name = meta["output"]["name"].encode()
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     model.buffers.append(buffer)
@@ -264,18 +337,52 @@ def size_bytes(path: str) -> int:
 # ---- runners ----------------------------------------------------------------------------------
 
 
-def load(fmt: str, path: str, fused: bool = True) -> Run:
-    """The artifact at ``path`` loaded in its own runtime, as a function of a float32 batch."""
+def io_names(fmt: str, path: str) -> tuple[str | None, str | None]:
+    """The input's and the output's names as the artifact's own file records them, read with the
+    format's own library; None where the format passes arrays by position (StableHLO; a pt2's
+    output)."""
+    if fmt == "onnx":
+        import onnx
+
+        graph = onnx.load(path, load_external_data=False).graph
+        return graph.input[0].name, graph.output[0].name
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=path)
+        signature = interpreter.get_signature_list()["serving_default"]
+        tensors = interpreter.get_input_details()[0]["name"], interpreter.get_output_details()[0]["name"]
+        if (signature["inputs"], signature["outputs"]) != ([tensors[0]], [tensors[1]]):
+            return f"{signature['inputs']} / {tensors[0]}", f"{signature['outputs']} / {tensors[1]}"
+        return tensors
+    if fmt == "saved_model":
+        import tensorflow as tf
+
+        serve = tf.saved_model.load(path).signatures["serving_default"]
+        (inp,), (out,) = serve.structured_input_signature[1], serve.structured_outputs
+        return inp, out
+    if fmt == "pt2":
+        import torch
+
+        (inp,) = torch.export.load(path).graph_signature.user_inputs
+        return inp, None
+    return None, None
+
+
+def load(fmt: str, path: str, fused: bool = True, output: str = "logits") -> Run:
+    """The artifact at ``path`` loaded in its own runtime, as a function of a float32 batch; the
+    input and (where the format names it) the output are asked for by name, as a deployment
+    reading the sidecar would."""
     return {
         "onnx": _run_onnx,
         "tflite": _run_tflite,
         "saved_model": _run_saved_model,
         "stablehlo": _run_stablehlo,
         "pt2": _run_pt2,
-    }[fmt](path, fused)
+    }[fmt](path, fused, output)
 
 
-def _run_onnx(path: str, fused: bool) -> Run:
+def _run_onnx(path: str, fused: bool, output: str) -> Run:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -284,15 +391,16 @@ def _run_onnx(path: str, fused: bool) -> Run:
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL if fused else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     )
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {INPUT_NAME: x})[0]
+    return lambda x: session.run([output], {INPUT_NAME: x})[0]
 
 
-def _run_tflite(path: str, fused: bool) -> Run:
+def _run_tflite(path: str, fused: bool, output: str) -> Run:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     resolver = OpResolverType.AUTO if fused else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     interpreter = Interpreter(model_path=path, experimental_op_resolver_type=resolver)
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    (inp,) = interpreter.get_input_details()
+    (out,) = [d for d in interpreter.get_output_details() if d["name"] == output]
     shape: list[tuple[int, ...]] = []
 
     def run(x: np.ndarray) -> np.ndarray:
@@ -307,14 +415,14 @@ def _run_tflite(path: str, fused: bool) -> Run:
     return run
 
 
-def _run_saved_model(path: str, fused: bool) -> Run:
+def _run_saved_model(path: str, fused: bool, output: str) -> Run:
     import tensorflow as tf
 
     serve = tf.saved_model.load(path).signatures["serving_default"]
-    return lambda x: next(iter(serve(**{INPUT_NAME: tf.constant(x)}).values())).numpy()
+    return lambda x: serve(**{INPUT_NAME: tf.constant(x)})[output].numpy()
 
 
-def _run_stablehlo(path: str, fused: bool) -> Run:
+def _run_stablehlo(path: str, fused: bool, output: str) -> Run:
     import jax
 
     exported = jax.export.deserialize(bytearray(Path(path).read_bytes()))
@@ -322,7 +430,7 @@ def _run_stablehlo(path: str, fused: bool) -> Run:
     return lambda x: np.asarray(call(x))
 
 
-def _run_pt2(path: str, fused: bool) -> Run:
+def _run_pt2(path: str, fused: bool, output: str) -> Run:
     import torch
 
     module = torch.export.load(path).module()

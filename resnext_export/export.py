@@ -195,14 +195,15 @@ def sidecar(result: ExportResult, source: Source, preset: str | None) -> dict[st
         "form": result.form,
         "preset": preset,
         "config": result.config.to_dict(),
+        # the names the artifact's file records; None where its format passes arrays by position
         "input": {
-            "name": artifacts.INPUT_NAME,
+            "name": None if result.format == "stablehlo" else artifacts.INPUT_NAME,
             "layout": result.layout,
             "shape": result.input_shape,
             "dtype": "float32",
         },
         "output": {
-            "name": "features" if result.config.headless else "logits",
+            "name": output_name(result.config) if result.format in artifacts.NAMED_OUTPUT else None,
             "shape": [None, result.config.num_classes or _features(result.config)],
         },
         "preprocessing": prep,
@@ -210,6 +211,10 @@ def sidecar(result: ExportResult, source: Source, preset: str | None) -> dict[st
         "notes": result.notes,
         "versions": versions(),
     }
+
+
+def output_name(config: ArchConfig) -> str:
+    return "features" if config.headless else "logits"
 
 
 def preprocessing(name: str) -> dict[str, Any]:
@@ -362,7 +367,7 @@ def verify_artifact(result: ExportResult, src: Source, model, repeats: int, seed
         truth = reference.double()(torch.from_numpy(x).double()).numpy()
 
     try:  # an artifact its own runtime refuses is what verifying is for: a failed check, not a crash
-        run = artifacts.load(result.format, result.out)
+        run = artifacts.load(result.format, result.out, output=output_name(result.config))
         y = run(x_own)
     except Exception as e:
         said = f"{FORMATS[result.format].runtime[1]} refused the artifact: {type(e).__name__}: "
@@ -376,7 +381,7 @@ def verify_artifact(result: ExportResult, src: Source, model, repeats: int, seed
         "fp32 floor": rel_error(ref, truth),
     }
     if result.format in ("onnx", "tflite"):
-        errors["unfused"] = rel_error(artifacts.load(result.format, result.out, fused=False)(x_own), ref)
+        errors["unfused"] = rel_error(artifacts.load(result.format, result.out, False, output_name(result.config))(x_own), ref)
     latency = {
         str(b): {"artifact": _ms(run, x_own[:b], repeats), "source": _ms(source_run, x_own[:b], repeats)}
         for b in LATENCY_BATCHES

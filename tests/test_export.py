@@ -70,6 +70,7 @@ def assert_same_function(result) -> None:
     assert meta["input"]["layout"] == result.layout and meta["form"] == result.form
     inside = artifacts.read_metadata(result.format, result.out)
     assert inside == (None if result.format == "stablehlo" else meta)
+    assert_named_as_the_sidecar_says(result.format, result.out, meta)
     v = result.verification
     where = f"{result.framework} -> {result.format}, form ({result.form})"
     assert v.errors["reference"] <= TOL, f"{where}: {v.errors}"
@@ -78,6 +79,19 @@ def assert_same_function(result) -> None:
     assert v.errors.get("unfused", 0.0) <= TOL, f"{where}: {v.errors}"
     assert v.passed
     assert set(v.latency_ms) == {"1", "8"} and all(t["artifact"] > 0 for t in v.latency_ms.values())
+
+
+def assert_named_as_the_sidecar_says(fmt: str, out: str, meta: dict) -> None:
+    """The input and output names read back from the file, with the format's own library, are the
+    sidecar's, and those are docs/export.md's: ``images`` in, ``logits`` (``features`` headless) out,
+    wherever the format holds names at all."""
+    expected_out = "features" if meta["config"]["num_classes"] == 0 else "logits"
+    expected = (
+        None if fmt == "stablehlo" else "images",
+        expected_out if fmt in ("onnx", "tflite", "saved_model") else None,
+    )
+    assert (meta["input"]["name"], meta["output"]["name"]) == expected
+    assert artifacts.io_names(fmt, out) == expected, f"{fmt}: the file's names are not the sidecar's"
 
 
 def pair_params(framework: str, fast: tuple[tuple[str, str], ...] = ()):
@@ -190,11 +204,11 @@ def test_the_caffe_preprocessing_said_is_keras_applications_preprocess_input():
 
 def test_a_headless_network_exports_its_pooled_features(tmp_path):
     headless = ArchConfig.from_dict({**TINY.to_dict(), "num_classes": 0})
-    result = exported(tmp_path, "torch", "pt2", "a", headless)
+    result = exported(tmp_path, "torch", "onnx", "a", headless)
     meta = json.loads(sidecar_path(result.out).read_text())
     # the second stage's planes (128) times the bottleneck's expansion (4)
     assert meta["output"] == {"name": "features", "shape": [None, 512]}
-    assert artifacts.read_metadata("pt2", result.out) == meta
+    assert artifacts.read_metadata("onnx", result.out) == meta
     assert_same_function(result)
 
 
