@@ -158,7 +158,9 @@ def _keras_archive(model, spec, output: str):
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serve", lambda images: {output: model(images, training=False)}, input_signature=[spec])
+    archive.add_endpoint(
+        "serve", lambda images: {output: model(images, training=False)}, input_signature=[spec]
+    )
     return archive
 
 

@@ -381,7 +381,9 @@ def verify_artifact(result: ExportResult, src: Source, model, repeats: int, seed
         "fp32 floor": rel_error(ref, truth),
     }
     if result.format in ("onnx", "tflite"):
-        errors["unfused"] = rel_error(artifacts.load(result.format, result.out, False, output_name(result.config))(x_own), ref)
+        errors["unfused"] = rel_error(
+            artifacts.load(result.format, result.out, False, output_name(result.config))(x_own), ref
+        )
     latency = {
         str(b): {"artifact": _ms(run, x_own[:b], repeats), "source": _ms(source_run, x_own[:b], repeats)}
         for b in LATENCY_BATCHES
