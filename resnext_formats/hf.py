@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resnext_spec import ArchConfig, ConfigError, WeightsMismatchError, check_weights
+from resnext_spec import ArchConfig, ConfigError, WeightsMismatchError, check_weights, plan
 from resnext_spec.checkpoint import atomic_write_bytes, atomic_write_dir, read_safetensors
 
 from .errors import PortError
@@ -53,14 +53,16 @@ def config_from_hf(hf: dict, path) -> ArchConfig:
     block = {"bottleneck": "bottleneck", "basic": "basic"}.get(hf.get("layer_type", "bottleneck"))
     depths, widths = list(hf.get("depths", [])), list(hf.get("hidden_sizes", []))
     expansion = 4 if block == "bottleneck" else 1
-    want = [64 * 2**s * expansion for s in range(len(depths))]
     problems = []
     if block is None:
         problems.append(f"layer_type {hf.get('layer_type')!r}")
-    if widths != want:
-        problems.append(f"hidden_sizes {widths} (this layout has {want})")
-    if hf.get("embedding_size", 64) != 64:
-        problems.append(f"embedding_size {hf.get('embedding_size')} (64 here)")
+    if len(widths) != len(depths) or any(not isinstance(w, int) or w < 1 or w % expansion for w in widths):
+        problems.append(
+            f"hidden_sizes {widths} (one per stage, each a multiple of the expansion {expansion})"
+        )
+    stem_width = hf.get("embedding_size", 64)
+    if not isinstance(stem_width, int) or stem_width < 1:
+        problems.append(f"embedding_size {stem_width!r}")
     if hf.get("hidden_act", "relu") != "relu":
         problems.append(f"hidden_act {hf.get('hidden_act')!r}")
     if hf.get("downsample_in_first_stage", False):
@@ -69,9 +71,13 @@ def config_from_hf(hf: dict, path) -> ArchConfig:
         raise HFError(f"{path}: a transformers ResNet this project cannot express: " + ", ".join(problems))
     labels = hf.get("id2label") or {}
     headless = any(a in HEADLESS for a in hf.get("architectures") or [])
+    planes = [w // expansion for w in widths]
+    standard = planes == [64 * 2**s for s in range(len(planes))]  # torchvision's widths
     return ArchConfig(
         block=block,
         layers=tuple(depths),
+        stem_width=stem_width,
+        channels=() if standard else tuple(planes),
         stride_on="1x1" if hf.get("downsample_in_bottleneck", False) else "3x3",
         num_classes=0 if headless else int(hf.get("num_labels", len(labels) or 1000)),
         in_channels=int(hf.get("num_channels", 3)),
@@ -92,11 +98,11 @@ def hf_config(config: ArchConfig) -> dict:
         config.cardinality != 1
         or config.base_width != 64
         or config.stem != "imagenet"
-        or config.stem_width != 64
+        or config.width_factor != 1
     ):
         raise HFError(
-            "transformers' ResNet has no grouped convolutions, no CIFAR stem and fixed widths: "
-            "only the ResNet presets (and their class counts) can be written as a Hugging Face model, "
+            "transformers' ResNet has no grouped convolutions, no CIFAR stem and no width factor: "
+            "only ResNets (of any depths, widths and class counts) can be written as a Hugging Face model, "
             f"not {config}"
         )
     default = ArchConfig()
@@ -106,7 +112,6 @@ def hf_config(config: ArchConfig) -> dict:
             "transformers' ResNet is torchvision's plain network: it has no "
             + ", ".join(f"{f}={getattr(config, f)!r}" for f in variant)
         )
-    expansion = 4 if config.block == "bottleneck" else 1
     labels = (
         {}
         if config.headless
@@ -120,8 +125,8 @@ def hf_config(config: ArchConfig) -> dict:
         "model_type": "resnet",
         "layer_type": config.block,
         "depths": list(config.layers),
-        "hidden_sizes": [64 * 2**s * expansion for s in range(len(config.layers))],
-        "embedding_size": 64,
+        "hidden_sizes": [stage[0].out_channels for stage in plan(config).stages],
+        "embedding_size": config.stem_width,
         "hidden_act": "relu",
         "downsample_in_first_stage": False,
         "downsample_in_bottleneck": config.stride_on == "1x1",

@@ -68,6 +68,9 @@ class ArchConfig:
     BiT), which has no running statistics. ``std_conv`` standardises every conv's kernel on each
     call, per output filter to zero mean and unit (biased) variance, eps 1e-8 (BiT's; timm's
     ``StdConv2d``). ``width_factor`` multiplies every stage's width and output (BiT's "x3").
+    ``channels`` gives each stage's planes (timm's name; empty: torchvision's 64, 128, 256, ...), for
+    the narrow networks of tests and tiny models: Hugging Face's ``hidden_sizes`` are these times the
+    block's expansion.
     """
 
     block: str = "bottleneck"
@@ -92,6 +95,7 @@ class ArchConfig:
     norm_type: str = "batch"
     std_conv: bool = False
     width_factor: int = 1
+    channels: tuple[int, ...] = ()
 
     @property
     def headless(self) -> bool:
@@ -103,6 +107,8 @@ class ArchConfig:
         # Accept lists (e.g. from JSON) but store a tuple so the config is hashable.
         if isinstance(self.layers, list):
             object.__setattr__(self, "layers", tuple(self.layers))
+        if isinstance(self.channels, list):
+            object.__setattr__(self, "channels", tuple(self.channels))
         _check_choice("block", self.block, BLOCKS)
         _check_choice("stem", self.stem, STEMS)
         _check_choice("stride_on", self.stride_on, STRIDE_ON)
@@ -150,6 +156,15 @@ class ArchConfig:
             raise ConfigError(
                 f"layers must be a non-empty tuple of positive ints (blocks per stage), got {self.layers!r}"
             )
+        if self.channels != () and (
+            not isinstance(self.channels, tuple)
+            or len(self.channels) != len(self.layers)
+            or not all(_is_positive_int(c) for c in self.channels)
+        ):
+            raise ConfigError(
+                f"channels must be empty or a tuple of positive ints, one per stage ({len(self.layers)}), "
+                f"got {self.channels!r}"
+            )
         if self.std_conv and self.attn_layer:
             raise ConfigError("std_conv takes no attn_layer: no library standardises SE's or ECA's convs")
         for name in ("cardinality", "base_width", "stem_width", "in_channels", "width_factor"):
@@ -170,6 +185,7 @@ class ArchConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["layers"] = list(self.layers)
+        d["channels"] = list(self.channels)
         return d
 
     def to_json(self) -> str:
@@ -461,7 +477,7 @@ def get_config(name: str, **overrides: Any) -> ArchConfig:
         if not hasattr(config, field):
             raise ConfigError(f"unknown ArchConfig field {field!r}")
         current = getattr(config, field)
-        if field == "layers" and isinstance(value, list):
+        if field in ("layers", "channels") and isinstance(value, list):
             value = tuple(value)
         if field not in FREE_FIELDS and value != current:
             raise ConfigError(

@@ -180,7 +180,8 @@ class Plan:
 def plan(config: ArchConfig) -> Plan:
     """Stem, blocks and head of ``config``: torchvision's rules.
 
-    Stage s has planes = 64 * 2**s; a bottleneck's width is
+    Stage s has planes = 64 * 2**s (or ``config.channels[s]``), times ``width_factor``; a bottleneck's
+    width is
     ``int(planes * base_width / 64) * cardinality`` and its output ``4 * planes``.
     Stage 1 has stride 1, every later stage stride 2 in its first block; a
     projection shortcut exists only where the stride or the channel count changes.
@@ -190,7 +191,7 @@ def plan(config: ArchConfig) -> Plan:
     in_ch = stem.out_channels
     stages = []
     for s, n_blocks in enumerate(config.layers):
-        planes = 64 * 2**s * config.width_factor
+        planes = (config.channels[s] if config.channels else 64 * 2**s) * config.width_factor
         if config.block == "bottleneck":
             path_width = int(planes * config.base_width / 64)
             width = path_width * config.cardinality

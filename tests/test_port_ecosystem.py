@@ -82,6 +82,34 @@ def test_our_resnet_written_as_a_model_directory_loads_with_from_pretrained(tmp_
     assert any("pass --stride-on 1x1" in n for n in read(tmp_path / "plain.pth").notes)  # shapes cannot say
 
 
+# A tiny transformers ResNet as tests and small models build them: any stage widths, any stem width.
+NARROW = [
+    dict(depths=[1, 1, 1, 1], hidden_sizes=[32, 64, 128, 256], embedding_size=32, layer_type="bottleneck"),
+    dict(depths=[1, 2], hidden_sizes=[24, 40], embedding_size=16, layer_type="basic"),
+]
+
+
+@pytest.mark.parametrize("hf", NARROW, ids=["bottleneck", "basic"])
+def test_a_narrow_transformers_resnet_ports_into_every_framework_and_back(tmp_path, hf):
+    torch.manual_seed(1)
+    model = randomise_batchnorm(
+        transformers.ResNetForImageClassification(transformers.ResNetConfig(**hf, num_labels=3))
+    )
+    model.eval().save_pretrained(tmp_path / "hf")
+    expected = hf_logits(model)
+    planes = [w // (4 if hf["layer_type"] == "bottleneck" else 1) for w in hf["hidden_sizes"]]
+    for suffix, framework in ((".pth", "torch"), (".weights.h5", "keras"), (".msgpack", "flax")):
+        result = port(tmp_path / "hf", tmp_path / f"out{suffix}")
+        assert (result.config.channels, result.config.stem_width) == (tuple(planes), hf["embedding_size"])
+        got = logits(framework, read(tmp_path / f"out{suffix}", stride_on="3x3"))
+        assert rel_error(got, expected) <= TOL, framework
+    # a bare state_dict of it says its widths in its shapes, and back to transformers it goes
+    assert read(tmp_path / "out.pth", stride_on="3x3").config.channels == tuple(planes)
+    port(tmp_path / "out.pth", tmp_path / "hf-back", stride_on="3x3")
+    back = transformers.ResNetForImageClassification.from_pretrained(tmp_path / "hf-back").eval()
+    np.testing.assert_array_equal(hf_logits(back), expected)
+
+
 def test_what_transformers_cannot_hold_is_refused_by_name(tmp_path):
     resnext = ArchConfig(layers=(1, 1), cardinality=4, base_width=4, num_classes=5)
     save_checkpoint(tmp_path / "x.safetensors", random_weights(resnext, "c", 0), resnext)
@@ -94,9 +122,9 @@ def test_what_transformers_cannot_hold_is_refused_by_name(tmp_path):
         with pytest.raises(PortError, match=words):
             port(tmp_path / "v.safetensors", tmp_path / "hf-v", force=True)
         assert not (tmp_path / "hf-v").exists()
-    odd = transformers.ResNetConfig(**{**HF_SMALL, "hidden_sizes": [128, 256]})
+    odd = transformers.ResNetConfig(**{**HF_SMALL, "hidden_sizes": [130, 256]})  # 130 planes / 4
     transformers.ResNetForImageClassification(odd).save_pretrained(tmp_path / "odd")
-    with pytest.raises(PortError, match=r"hidden_sizes \[128, 256\]"):
+    with pytest.raises(PortError, match=r"hidden_sizes \[130, 256\] \(one per stage, each a multiple"):
         read(tmp_path / "odd")
     transformers.ResNetForImageClassification(transformers.ResNetConfig(**HF_SMALL)).save_pretrained(
         tmp_path / "hf"
