@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
 from resnext_spec import atomic_write
 from resnext_spec.errors import ResNeXtError
 from resnext_spec.frameworks import FRAMEWORKS
+from resnext_spec.tables import print_table as fitted_table
+from resnext_spec.tables import terminal_width
 
 from .harness import CHECKS, INFO_CHECKS, OPTIONAL_CHECKS, REFERENCE_CHECK, CheckResult, ParityResult
 
@@ -89,40 +92,40 @@ def table_rows(
     return ["build", "form", "ran", *checks, "result"], rows
 
 
-def print_table(result: ParityResult, verbose: bool = False) -> None:
-    """One table per model; an error shows its float64 floor where the floor sets the bound.
+# What the table's words mean, printed under it (and in docs/parity.md).
+LEGEND = (
+    "legend: a number is the worst relative error of that check, max|y - y_ref| / max|y_ref|, against "
+    'torch form (c); "(floor F)": the check\'s bound is 10 x F, F being how far fp32 rounding alone moves '
+    "that quantity (measured against float64 in this run), so an error above 1e-5 passes where the floor "
+    'is wide (gradients through train-mode BN); "chaotic": fp32 keeps no correct digit of it (the '
+    'floor is of its own size), shown but not judged (--precision float64 judges it); "bitwise": '
+    'copied and read back bit for bit; "N copies": a form\'s weight copies from and into every other '
+    'build, all bitwise; "ran": compiled (tf.function / jax.jit) or eager.'
+)
+
+
+def print_table(result: ParityResult, verbose: bool = False, wide: bool = False) -> None:
+    """One table per model, split into parts that fit the terminal (``wide``: one table); an error shows
+    its float64 floor where the floor sets the bound, and a legend follows.
 
     ``verbose``: every copy direction on its own row (by default a form's six fold into one).
     """
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:  # plain text when rich is not installed
-        Console = None
     for model in result.meta.get("models", []):
         header, rows = table_rows(result, model, verbose)
         precision = result.meta.get("precision", "float32")
         title = f"{model}: every build against torch form (c), {precision}"
         if precision == "bfloat16":
             title = f"{model}: every build in bfloat16 against torch form (c) fp32 (shown, never failed)"
-        if Console is None:
-            print(title)
-            print(" | ".join(header))
-            for cells, _ in rows:
-                print(" | ".join(cells))
-            continue
-        table = Table(title=title)
-        for h in header:
-            table.add_column(h, justify="left" if h in ("build", "form", "ran") else "right")
+        styled = []
         for cells, oks in rows:
-            styled = cells[:3] + [
+            marked = cells[:3] + [
                 c if ok else f"[red]{c}[/red]" for c, ok in zip(cells[3:-1], oks, strict=True)
             ]
-            styled.append("[green]PASS[/green]" if cells[-1] == "PASS" else "[bold red]FAIL[/bold red]")
-            table.add_row(*styled)
-        console = Console()
-        console.width = max(console.width, 200)  # every check column on one line
-        console.print(table)
+            marked.append("[green]PASS[/green]" if cells[-1] == "PASS" else "[bold red]FAIL[/bold red]")
+            styled.append(marked)
+        right = [h for h in header if h not in ("build", "form", "ran")]
+        fitted_table(title, header, styled, keep_left=3, keep_right=1, right_aligned=right, wide=wide)
+    print(textwrap.fill(LEGEND, width=min(terminal_width(wide), 100)))
     print_summary(result)
 
 

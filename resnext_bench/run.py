@@ -24,6 +24,7 @@ from resnext_spec.errors import ConfigError
 from resnext_spec.frameworks import FRAMEWORKS, check_framework, installed_frameworks
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import stem_spec
+from resnext_spec.tables import print_table as fitted_table
 from resnext_spec.versions import versions
 
 from .measure import MARK, MODES, PEER_VARIANTS, PEERS, TORCH_ONLY_MODES, Spec
@@ -276,20 +277,32 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def print_table(rows: list[dict[str, Any]], title: str) -> None:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(title)
-        print(markdown_table(rows))
-        return
-    table = Table(title=title)
-    for c in COLUMNS:
-        table.add_column(c, justify="right" if c in ("img/s", "ms/batch", "peak MiB") else "left")
-    for cells in table_cells(rows):
-        table.add_row(*cells)
-    Console(width=220).print(table)
+def print_table(rows: list[dict[str, Any]], title: str, wide: bool = False) -> None:
+    """The rows, split to fit the terminal unless ``wide``; a ratio column with nothing to compare
+    is left out, with a line that says why."""
+    cells = table_cells(rows)
+    empty = [c for i, c in enumerate(COLUMNS) if c in RATIO_WHY and not any(row[i] for row in cells)]
+    keep = [i for i, c in enumerate(COLUMNS) if c not in empty]
+    header = [COLUMNS[i] for i in keep]
+    fitted_table(
+        title,
+        header,
+        [[row[i] for i in keep] for row in cells],
+        keep_left=4,
+        right_aligned=("img/s", "ms/batch", "peak MiB"),
+        wide=wide,
+    )
+    for c in empty:
+        print(f"({c}: {RATIO_WHY[c]})")
+
+
+# Why a ratio column can be empty, said under the table when it is.
+RATIO_WHY = {
+    "vs peer": "no peer row to compare with: the peers are "
+    + "; ".join(f"{', '.join(models)} ({fw})" for fw, models in PEERS.items())
+    + ", in form (c), when torchvision imports and --no-peers is not given",
+    "vs resnet50": "no resnet50 row of the same build and mode to compare with (add resnet50 to --models)",
+}
 
 
 def meta(argv: list[str] | None = None, **settings: Any) -> dict[str, Any]:
