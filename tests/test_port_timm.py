@@ -11,6 +11,8 @@ timm's inputs: RGB in [0, 1] normalised by the ImageNet mean and std (its pretra
 """
 
 import argparse
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -89,6 +91,21 @@ def test_a_timm_resnext_ports_with_no_flags_and_gives_its_logits(
     assert (result.config.cardinality, result.config.base_width, result.config.layers) == (4, 4, (1, 1, 1, 1))
     got = logits(framework, read(tmp_path / f"out{suffix}", stride_on="3x3"))
     assert rel_error(got, expected) <= TOL
+
+
+def test_porting_a_timm_file_needs_no_timm(small, tmp_path):
+    """What docs/porting.md tells a user whose timm lives in another environment: the port runs in a
+    process where importing timm fails."""
+    files, expected = small
+    out = tmp_path / "out.safetensors"
+    code = (
+        "import sys; sys.modules['timm'] = None\n"
+        "from resnext_cli import main\n"
+        f"sys.exit(main(['port', {str(files['pth'])!r}, {str(out)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert rel_error(logits("torch", read(out)), expected) <= TOL
 
 
 def test_a_timm_file_that_names_its_model_records_the_stride(small):
