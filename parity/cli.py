@@ -11,6 +11,7 @@ import sys
 import time
 
 from resnext_spec import FORMS, ConfigError, get_config
+from resnext_spec.cli_args import add_batch_size, add_device, add_keras_backend, add_wide, new_parser
 from resnext_spec.errors import run_command
 from resnext_spec.frameworks import FRAMEWORKS
 from resnext_spec.grouped import CONV_IMPLS
@@ -29,9 +30,7 @@ def _list(value: str, allowed: list[str] | tuple[str, ...], what: str) -> list[s
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="resnext-parity", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = new_parser("resnext-parity", __doc__)
     p.add_argument(
         "--models",
         default=",".join(DEFAULT_MODELS),
@@ -51,7 +50,7 @@ def parser() -> argparse.ArgumentParser:
         help="comma-separated (default: %(default)s); 'trajectory' (K training steps in every build, "
         "lr drop half-way) runs only when named",
     )
-    p.add_argument("--batch", type=int, default=4)
+    add_batch_size(p, 4, "images a check runs on (default: %(default)s)")
     p.add_argument(
         "--image-size",
         type=int,
@@ -59,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
         help="input size (default: 32 for CIFAR stems, 64 for ImageNet stems)",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="cpu")
+    add_device(p, "cpu", "where every build runs; auto: a GPU if torch sees one (default: %(default)s)")
     p.add_argument(
         "--precision",
         choices=["float32", "float64", "bfloat16", "bf16"],
@@ -68,12 +67,7 @@ def parser() -> argparse.ArgumentParser:
         "float64, bounds near 1e-12, for faults fp32's noise hides; bfloat16 (bf16): each "
         "framework's reduced precision against fp32, shown, never failed (default: %(default)s)",
     )
-    p.add_argument(
-        "--keras-backend",
-        choices=["tensorflow", "jax", "torch"],
-        default=None,
-        help="Keras backend (default: KERAS_BACKEND, else tensorflow; jax on --device gpu)",
-    )
+    add_keras_backend(p, "Keras backend (default: KERAS_BACKEND, else tensorflow; jax on --device gpu)")
     p.add_argument(
         "--compile",
         choices=list(COMPILE_MODES),
@@ -102,12 +96,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="draw every error as a fraction of its bound to PATH (.png or .svg; needs matplotlib)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.add_argument(
         "--verbose",
         action="store_true",
         help="every copy direction on its own row (by default, one per form)",
     )
+    add_wide(p)
     return p
 
 
@@ -142,8 +137,8 @@ def _main(argv: list[str] | None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = parser().parse_args(argv)
     models = "all" if args.models == "all" else _models(args.models)
-    if args.batch < 2 or (args.image_size is not None and args.image_size < 8):
-        raise ConfigError("--batch must be >= 2 (train-mode BN needs a batch) and --image-size >= 8")
+    if args.batch_size < 2 or (args.image_size is not None and args.image_size < 8):
+        raise ConfigError("--batch-size must be >= 2 (train-mode BN needs a batch) and --image-size >= 8")
     device = _auto_device() if args.device == "auto" else args.device
     if device == "gpu":
         _check_gpu()
@@ -172,7 +167,7 @@ def _main(argv: list[str] | None) -> int:
             forms=args.forms,
             frameworks=args.frameworks or available_frameworks(),
             checks=args.checks,
-            batch=args.batch,
+            batch=args.batch_size,
             image_size=args.image_size,
             seed=args.seed,
             device=device,
@@ -187,7 +182,7 @@ def _main(argv: list[str] | None) -> int:
             f"{e}; install the extras for the frameworks you ask for (pip install -e '.[all]') "
             "or pass --frameworks"
         ) from e
-    print_table(result, verbose=args.verbose)
+    print_table(result, verbose=args.verbose, wide=args.wide)
     if args.json:
         write_json(result, args.json)
         print(f"wrote {args.json}")

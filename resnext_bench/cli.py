@@ -14,6 +14,7 @@ import sys
 import time
 
 from resnext_spec import FORMS, ArchConfig, ConfigError, list_presets
+from resnext_spec.cli_args import add_batch_size, add_device, add_keras_backend, add_wide, new_parser
 from resnext_spec.config import unknown_preset
 from resnext_spec.errors import run_command
 from resnext_spec.frameworks import FRAMEWORKS
@@ -46,9 +47,7 @@ def _positive(value: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="resnext-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = new_parser("resnext-bench", __doc__)
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), type=_list(list_presets(), "preset"))
     p.add_argument(
         "--config", metavar="FILE.json", help="an ArchConfig as JSON (to_dict keys), benchmarked as 'custom'"
@@ -59,22 +58,21 @@ def parser() -> argparse.ArgumentParser:
         type=_list(FRAMEWORKS, "framework"),
         help="comma-separated (default: every installed one)",
     )
-    p.add_argument(
-        "--keras-backends",
-        default=None,
+    add_keras_backend(
+        p,
+        "comma-separated: Keras runs once per backend (default: tensorflow,jax on CPU, jax on GPU)",
         type=_list(("tensorflow", "jax"), "Keras backend"),
-        help="Keras runs once per backend (default: tensorflow,jax on CPU, jax on GPU)",
     )
     p.add_argument("--forms", default="c", type=_list(FORMS, "form"))
     p.add_argument("--modes", default=",".join(MODES), type=_list(MODES, "mode"))
     p.add_argument("--no-peers", action="store_true", help="skip torchvision / keras.applications models")
-    p.add_argument("--batch", type=_positive, default=8)
+    add_batch_size(p, 8, "images a timed call runs on (default: %(default)s)", type=_positive)
     p.add_argument(
         "--image-size", type=_positive, default=None, help="default: 32 px for CIFAR stems, 224 px otherwise"
     )
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=_positive, default=5)
-    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    add_device(p, "cpu", "where every build runs; auto: a GPU if torch sees one (default: %(default)s)")
     p.add_argument(
         "--conv-impl",
         choices=list(CONV_IMPLS),
@@ -85,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="every row, raw timings and versions, to PATH")
     p.add_argument("--markdown", metavar="PATH", help="the table as markdown, to PATH")
     p.add_argument("--plot", metavar="PATH", help="img/s per build, peers marked (.png/.svg; matplotlib)")
+    add_wide(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -108,13 +107,17 @@ def _main(argv: list[str] | None) -> int:
         models = ["custom"] if "--models" not in " ".join(argv) else [*models, "custom"]
     progress = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
+    if args.device == "auto":
+        import torch
+
+        args.device = "gpu" if torch.cuda.is_available() else "cpu"
     settings = dict(
         frameworks=args.frameworks,
-        keras_backends=args.keras_backends,
+        keras_backends=args.keras_backend,
         forms=args.forms,
         modes=args.modes,
         peers=not args.no_peers,
-        batch=args.batch,
+        batch=args.batch_size,
         image_size=args.image_size,
         warmup=args.warmup,
         repeats=args.repeats,
@@ -124,10 +127,10 @@ def _main(argv: list[str] | None) -> int:
     rows = run_bench(models, configs=configs, timeout=args.timeout, progress=progress, **settings)
     info = meta(argv, models=list(models), wall_time_s=round(time.perf_counter() - t0, 1), **settings)
     title = (
-        f"resnext-bench: batch {args.batch}, {args.image_size or 'by stem: 32 or 224'} px, {args.device}, "
-        f"median of {args.repeats}"
+        f"resnext-bench: batch {args.batch_size}, {args.image_size or 'by stem: 32 or 224'} px, "
+        f"{args.device}, median of {args.repeats}"
     )
-    print_table(rows, title)
+    print_table(rows, title, wide=args.wide)
     if args.json:
         write_json(rows, info, args.json)
     if args.markdown:

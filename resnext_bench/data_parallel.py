@@ -52,7 +52,7 @@ def command(row: str, args, folder: str) -> tuple[list[str], dict]:
     if framework.startswith("keras"):
         cmd += ["--keras-backend", "jax"]
     if framework != "torch" and n > 1:
-        cmd += ["--devices", str(n)]
+        cmd += ["--num-devices", str(n)]
         if not args.gpu:
             env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {HOST_DEVICES}{n}".strip()
     if sync:

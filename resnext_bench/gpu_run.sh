@@ -60,7 +60,7 @@ print(sys.version.split()[0], ' '.join(f'{n} {v}' for n, v in have.items()), jax
 MODEL=${MODEL:-resnext26_8x16d}
 BENCH_MODELS=${BENCH_MODELS:-resnet50,resnext50_32x4d}
 BENCH_MODES=${BENCH_MODES:-infer,infer_bf16,train}
-bench=(python3 -m resnext_bench.cli --device "$DEVICE" --models "$BENCH_MODELS" --batch "$BATCH"
+bench=(python3 -m resnext_bench.cli --device "$DEVICE" --models "$BENCH_MODELS" --batch-size "$BATCH"
        --image-size "$IMAGE_SIZE" --warmup 2 --repeats 10 --timeout 120 --modes "$BENCH_MODES")
 parity=(env XLA_PYTHON_CLIENT_PREALLOCATE=false python3 -m parity --device "$DEVICE" --models "$MODEL"
         ${PARITY_IMAGE_SIZE:+--image-size "$PARITY_IMAGE_SIZE"})

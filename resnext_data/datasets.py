@@ -51,3 +51,5 @@ class Dataset:
     # resized and crop to the model's input size.
     pad: int
     crop: int
+    test_split: str = "test"  # the held-out split's own name: CIFAR's test batch, a folder's val/
+    note: str | None = None  # how images are brought to ``crop``, in words, where it is not CIFAR's

@@ -70,14 +70,50 @@ def _scan(root: str, classes: list[str] | None) -> tuple[list[str], list[str], n
     return classes, files, np.asarray(labels, np.int64)
 
 
-def load_image_folder(path: str | os.PathLike, image_size: int = 224, resize: int | None = None) -> Dataset:
-    """``path/train/<class>/*`` and ``path/val/<class>/*``; ``resize`` defaults to image_size * 8/7."""
+IMAGENET_CROP = 224  # torchvision's ImageNet recipe: shorter side to 256, crop 224 (7/8)
+SAMPLED = 32  # images whose size sets the default crop
+
+
+def default_image_size(files: list[str]) -> int:
+    """The crop for a folder when none is asked: torchvision's 224, or 7/8 of the images' shorter side
+    where they are smaller than 256 px (the smallest of the first few images), so small images are
+    not blown up to 256 first."""
+    from PIL import Image
+
+    sides = []
+    for file in files[:SAMPLED]:
+        try:
+            with Image.open(file) as im:
+                sides.append(min(im.size))
+        except OSError as e:
+            raise DataError(f"{file}: not a readable image ({e})") from e
+    side = min(sides)
+    return IMAGENET_CROP if side >= round(IMAGENET_CROP * 8 / 7) else max(8, round(side * 7 / 8))
+
+
+def load_image_folder(
+    path: str | os.PathLike, image_size: int | None = None, resize: int | None = None
+) -> Dataset:
+    """``path/train/<class>/*`` and ``path/val/<class>/*``; ``resize`` defaults to image_size * 8/7, and
+    ``image_size`` to :func:`default_image_size`. The dataset's ``note`` says what is done."""
     path = os.fspath(path)
+    classes, train_files, train_labels = _scan(os.path.join(path, "train"), None)
+    _, val_files, val_labels = _scan(os.path.join(path, "val"), classes)
+    chosen = image_size is None
+    if chosen:
+        image_size = default_image_size(train_files)
     resize = resize or round(image_size * 8 / 7)
     if resize < image_size:
         raise DataError(f"resize {resize} is smaller than the crop {image_size}")
-    classes, train_files, train_labels = _scan(os.path.join(path, "train"), None)
-    _, val_files, val_labels = _scan(os.path.join(path, "val"), classes)
+    note = (
+        f"images are resized (shorter side) to {resize} px and cropped to {image_size}x{image_size} "
+        "(at random in training, centred in evaluation)"
+        + (
+            f"; {image_size} px was chosen from the images' own size, pass --image-size to choose another"
+            if chosen
+            else ""
+        )
+    )
     return Dataset(
         os.path.basename(os.path.normpath(path)),
         FolderSplit(train_files, train_labels, resize),
@@ -86,4 +122,6 @@ def load_image_folder(path: str | os.PathLike, image_size: int = 224, resize: in
         classes,
         pad=0,
         crop=image_size,
+        test_split="val",
+        note=note,
     )

@@ -9,10 +9,13 @@ from .datasets import DataError, Dataset
 from .folder import load_image_folder
 
 
-def load_dataset(path: str | os.PathLike, image_size: int = 224, resize: int | None = None) -> Dataset:
+def load_dataset(
+    path: str | os.PathLike, image_size: int | None = None, resize: int | None = None
+) -> Dataset:
     """CIFAR-10/100 (binary or python version, folder or .tar.gz) or an image folder with train/ and val/.
 
-    ``image_size`` and ``resize`` apply to image folders only (CIFAR stays 32x32).
+    ``image_size`` and ``resize`` apply to image folders only (CIFAR stays 32x32); a folder's default
+    size follows its images (:func:`~resnext_data.folder.default_image_size`).
     """
     path = os.fspath(path)
     if not os.path.exists(path):

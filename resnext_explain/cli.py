@@ -15,24 +15,25 @@ import sys
 from typing import Any
 
 from resnext_spec import atomic_write, list_presets
+from resnext_spec.cli_args import add_batch_size, add_keras_backend, add_wide, new_parser, set_keras_backend
 from resnext_spec.errors import ConfigError, run_command
 from resnext_spec.frameworks import FRAMEWORKS
+from resnext_spec.tables import terminal_width
 
 from .lesson import Lesson, explain
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="resnext-explain",
-        description=__doc__.splitlines()[0],
-        epilog="Example: resnext-explain resnext50_32x4d --block layer2.0 --framework flax",
-    )
+    p = new_parser("resnext-explain", __doc__.splitlines()[0])
+    p.epilog = "Example: resnext-explain resnext50_32x4d --block layer2.0 --framework flax"
     p.add_argument("preset", help=f"a bottleneck preset, e.g. resnext50_32x4d ({len(list_presets())} in all)")
     p.add_argument("--block", default="layer1.0", help="block name as in the weights, e.g. layer2.0")
     p.add_argument("--framework", default="torch", choices=FRAMEWORKS)
     p.add_argument("--path", type=int, default=None, help="show this path's slices and error too")
     p.add_argument("--image-size", type=int, default=None, help="image size the block's input comes from")
-    p.add_argument("--batch", type=int, default=1)
+    add_batch_size(p, 1, "images pushed through the block (default: %(default)s)")
+    add_keras_backend(p)
+    add_wide(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="PATH", help="write everything shown, as JSON, to PATH")
     return p
@@ -145,12 +146,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
+    set_keras_backend(args.keras_backend)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     lesson = explain(
         args.preset,
         args.block,
         framework=args.framework,
-        batch=args.batch,
+        batch=args.batch_size,
         image_size=args.image_size,
         seed=args.seed,
     )
@@ -159,7 +161,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         from rich.console import Console
 
-        render(lesson, args.path, Console(width=140))
+        render(lesson, args.path, Console(width=terminal_width(args.wide)))
     except ImportError:  # rich is optional: the JSON form, then
         print(json.dumps(lesson.to_dict(), indent=1))
     if args.json:

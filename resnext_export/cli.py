@@ -20,6 +20,7 @@ import sys
 
 from resnext_spec import FORMS
 from resnext_spec.checkpoint import atomic_write_bytes
+from resnext_spec.cli_args import add_keras_backend, add_source_options, new_parser, set_keras_backend
 from resnext_spec.errors import run_command
 from resnext_spec.frameworks import FRAMEWORKS
 
@@ -29,9 +30,7 @@ from .formats import FORMATS
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="resnext-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = new_parser("resnext-export", __doc__)
     p.add_argument("source", help="a preset, a config .json or a checkpoint file")
     p.add_argument("--framework", required=True, choices=FRAMEWORKS, help="the build to export")
     p.add_argument("--format", dest="fmt", choices=list(FORMATS), help="default: from OUT's suffix")
@@ -39,7 +38,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--form", choices=FORMS, help="block form of the build (default: the source's; c for a preset)"
     )
-    p.add_argument("--image-size", type=int, help="input height and width (default 224; 32 for CIFAR stems)")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        help="input height and width (default: what a run's checkpoint was trained at, else 224; "
+        "32 for CIFAR stems)",
+    )
     p.add_argument(
         "--verify",
         action="store_true",
@@ -49,6 +53,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random weights of a preset, and the images")
     p.add_argument("--json", help="write the result, with every figure, to this JSON file")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    add_keras_backend(
+        p, "the backend of --framework keras (default: KERAS_BACKEND, else the one the format needs)"
+    )
+    add_source_options(p)
     return p
 
 
@@ -60,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     quiet_tf()
     args = parser().parse_args(argv)
+    set_keras_backend(args.keras_backend)
     result = export(
         args.source,
         args.out,
@@ -71,6 +80,7 @@ def _main(argv: list[str] | None) -> int:
         force=args.force,
         seed=args.seed,
         repeats=args.repeats,
+        read_as=dict(model=args.model, num_classes=args.num_classes, stride_on=args.stride_on),
         progress=lambda msg: print(msg, file=sys.stderr, flush=True),
     )
     print(report(result))

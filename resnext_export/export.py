@@ -39,7 +39,7 @@ from resnext_spec.config import unknown_preset
 from resnext_spec.errors import ConfigError
 from resnext_spec.frameworks import PACKAGES, check_framework
 from resnext_spec.layout import stem_spec
-from resnext_spec.sources import PREPROCESSING, Source
+from resnext_spec.sources import PREPROCESSING, Source, recorded_image_size
 from resnext_spec.tolerances import TOL, rel_error
 from resnext_spec.versions import versions
 
@@ -121,9 +121,15 @@ def resolve_framework(framework: str, fmt: str) -> str | None:
     return keras.backend.backend()
 
 
-def load_source(source: str, seed: int = 0) -> Source:
-    """A preset (random weights), a config JSON (random weights) or a checkpoint file's weights."""
+def load_source(source: str, seed: int = 0, read_as: dict | None = None) -> Source:
+    """A preset (random weights), a config JSON (random weights) or a checkpoint file's weights,
+    read with ``read_as`` (``model``, ``num_classes``, ``stride_on``: what the file cannot say)."""
+    read_as = {k: v for k, v in (read_as or {}).items() if v is not None}
     if source in list_presets() or source.endswith(".json"):
+        if read_as:
+            raise ExportError(
+                f"--{next(iter(read_as)).replace('_', '-')} is for a checkpoint source, not {source}"
+            )
         if source in list_presets():
             config = get_config(source)
         elif Path(source).is_file():
@@ -134,7 +140,7 @@ def load_source(source: str, seed: int = 0) -> Source:
         return Source(random_weights(config, "c", seed), config, "c", [note])
     if not Path(source).exists():
         raise ExportError(f"{source}: not a config .json or an existing file, and {unknown_preset(source)}")
-    return read_source(source, native=lambda fw: importlib.import_module(PACKAGES[fw]))
+    return read_source(source, native=lambda fw: importlib.import_module(PACKAGES[fw]), **read_as)
 
 
 def build(framework: str, config: ArchConfig, form: str, weights: dict[str, np.ndarray]):
@@ -287,6 +293,7 @@ def export(
     force: bool = False,
     seed: int = 0,
     repeats: int = 10,
+    read_as: dict | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export ``source`` from ``framework``'s build (form ``form``) as ``fmt`` to ``out``.
@@ -308,13 +315,18 @@ def export(
     if repeats < 1:
         raise ExportError(f"repeats must be >= 1, got {repeats}")
     say(f"reading {source}")
-    src = load_source(source, seed)
+    src = load_source(source, seed, read_as)
     target_form = src.form if form is None else form
     try:
         check_form(target_form)
         check_form_for(src.config, target_form)
     except ConfigError as e:
         raise ExportError(str(e)) from e
+    if image_size is None and (trained_at := recorded_image_size(source)) is not None:
+        image_size = trained_at
+        src.notes.append(
+            f"the image size the run was trained at: {trained_at} px (--image-size sets another)"
+        )
     shape = image_shape(src.config, framework, image_size)
     weights = convert_form(src.weights, src.config, src.form, target_form)
     preset = preset_of(src.config)

@@ -48,7 +48,9 @@ class FlaxEngine:
         available = jax.devices() if self.world > 1 else jax.local_devices()
         chosen = pick_devices(devices, available, recipe.batch_size)
         if self.world > 1 and (chosen is None or len(chosen) < len(available)):
-            raise ConfigError(f"across {self.world} processes, --devices all (each process feeds its shard)")
+            raise ConfigError(
+                f"across {self.world} processes, --num-devices all (each process feeds its shard)"
+            )
         self.model = create_model(config=config, form=form, conv_impl=conv_impl)
         import_weights(self.model, weights)
         # The learning rate lives in the optimizer state, so an epoch's rate is set without recompiling.

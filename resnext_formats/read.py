@@ -173,20 +173,22 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
         block = (
             "bottleneck" if any(re.match(r"layer1\.0\.(paths\.0\.)?conv3\.", n) for n in names) else "basic"
         )
-        # BiT's widths: stage 1 puts out 256 (bottleneck) or 64 (basic) channels times its factor
-        last = "layer1.0.conv3.weight" if block == "bottleneck" else "layer1.0.conv2.weight"
-        if last not in shape:  # forms (a)/(b): the paths' conv3 (a) or the shared one (b)
-            last = "layer1.0.paths.0.conv3.weight" if "layer1.0.paths.0.conv3.weight" in shape else last
-        width_factor = max(1, shape[last][0] // (256 if block == "bottleneck" else 64))
+        # Each stage's planes, from what its first block puts out (expansion 4 or 1): torchvision's
+        # 64 * 2**s, BiT's times a factor, or any widths at all (channels), as small test models have.
+        expansion = 4 if block == "bottleneck" else 1
+        planes = [_block_output(shape, s) // expansion for s in stages]
+        width_factor, channels = max(1, planes[0] // 64), ()
+        if planes != [64 * 2**i * width_factor for i in range(len(planes))]:
+            width_factor, channels = 1, tuple(planes)
         if block == "basic":
             cardinality, base_width = 1, 64
         elif form == "c":
             width, per_group = shape["layer1.0.conv2.weight"][:2]
             cardinality, path_width = width // per_group, per_group
-            base_width = path_width // width_factor  # stage 1 has planes = 64 * factor
+            base_width = path_width * 64 // planes[0]  # stage 1's path width is planes * d / 64
         else:
             cardinality = len({n.split(".")[3] for n in names if n.startswith("layer1.0.paths.")})
-            base_width = shape["layer1.0.paths.0.conv1.weight"][0] // width_factor
+            base_width = shape["layer1.0.paths.0.conv1.weight"][0] * 64 // planes[0]
     except (KeyError, ValueError, IndexError) as e:
         raise PortError(f"cannot infer the architecture from these tensors ({type(e).__name__}: {e})") from e
     # The stem whose first conv has this kernel (the spec says what each stem is); a deep stem is
@@ -206,6 +208,7 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
             num_classes=num_classes,
             in_channels=in_channels,
             width_factor=width_factor,
+            channels=channels,
             **variant,
         )
     except ConfigError as e:
@@ -222,6 +225,15 @@ def infer_config(weights: Mapping[str, np.ndarray], form: str | None = None) -> 
             config = replace(config, **unseen)
             break
     return config, form
+
+
+def _block_output(shape: dict[str, tuple[int, ...]], stage: int) -> int:
+    """The channels the first block of ``stage`` puts out: its last conv's, in any form."""
+    for last in ("conv3", "paths.0.conv3", "conv2"):
+        name = f"layer{stage}.0.{last}.weight"
+        if name in shape:
+            return shape[name][0]
+    raise KeyError(f"layer{stage}.0's last conv")
 
 
 def _variant_fields(names: list[str], shape: dict[str, tuple[int, ...]]) -> dict:
@@ -342,7 +354,7 @@ def _read(
     asked = None
     if model is not None:
         asked = get_config(model)
-        asked = replace(asked, num_classes=num_classes) if num_classes else asked
+        asked = replace(asked, num_classes=num_classes) if num_classes is not None else asked
     if fmt == HF and path.is_dir():
         return _read_folder(path, model, asked, form, num_classes)
     if not path.is_file():
@@ -418,7 +430,8 @@ def _read_folder(
     except CheckpointError as e:  # an HFError is a PortError already
         raise PortError(str(e)) from e
     # --model without --num-classes takes the folder's class count here (its config names it)
-    lenient = replace(get_config(model), num_classes=num_classes or config.num_classes) if model else None
+    classes = config.num_classes if num_classes is None else num_classes
+    lenient = replace(get_config(model), num_classes=classes) if model else None
     return _form_c(weights, config, notes, lenient, form, path, preprocessing="imagenet")
 
 
@@ -550,7 +563,23 @@ def _agree_form(stored: str, asked: str | None, path) -> None:
         raise PortError(f"{path}: the file holds form ({stored}), not ({asked}); use --to-form to convert")
 
 
-def read_source(path: str | os.PathLike, native: Native | None = None) -> Source:
-    """:func:`read` with no choices, as every tool that takes "any checkpoint" reads its file
-    (``resnext-train --init-from``, ``resnext-export``)."""
-    return read(path, native=native)
+def read_source(
+    path: str | os.PathLike,
+    native: Native | None = None,
+    model: str | None = None,
+    num_classes: int | None = None,
+    stride_on: str | None = None,
+) -> Source:
+    """:func:`read` as every tool that takes "any checkpoint" reads its file (``resnext-train
+    --init-from``, ``resnext-export``), with what the file cannot say given the way ``resnext port``
+    takes it: its preset (``model``), its head and where it strides.
+
+    With ``model`` and no ``num_classes`` the head is the file's own: the preset names the network,
+    and a fine-tune or an export keeps or replaces the head by its own rules.
+    """
+    if model is not None and num_classes is None:
+        try:
+            num_classes = read(path, native=native).config.num_classes
+        except PortError:
+            pass  # the preset's head, held to the file's by read
+    return read(path, model, num_classes=num_classes, stride_on=stride_on, native=native)

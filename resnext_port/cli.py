@@ -14,6 +14,7 @@ import os
 import sys
 
 from resnext_spec import FORMS
+from resnext_spec.cli_args import add_keras_backend, add_source_options, new_parser, set_keras_backend
 from resnext_spec.errors import run_command
 from resnext_spec.tolerances import TOL
 
@@ -21,28 +22,21 @@ from .port import describe, port
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="resnext-port", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = new_parser("resnext-port", __doc__)
     p.add_argument("src", help="the file to read")
     p.add_argument("dst", help="the file to write (its suffix picks the format)")
-    p.add_argument(
-        "--model", help="preset of the weights (default: from the file, else inferred from shapes)"
-    )
+    add_source_options(p)
     p.add_argument("--form", choices=FORMS, help="block form of SRC (default: from the file or its names)")
     p.add_argument("--to-form", choices=FORMS, help="block form to write (default: SRC's)")
-    p.add_argument("--num-classes", type=int, help="classes of the head, with --model (0: headless)")
-    p.add_argument(
-        "--stride-on",
-        choices=("1x1", "3x3"),
-        help="where SRC's blocks stride (ResNet v1: 1x1; default: the file's metadata, else 3x3)",
-    )
     p.add_argument(
         "--verify",
         action="store_true",
         help="compare SRC and DST as written at every stage (stem, stages, pooled features, logits)",
     )
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
+    add_keras_backend(
+        p, "the backend Keras reads and writes .weights.h5 on (default: KERAS_BACKEND, else tensorflow)"
+    )
     p.add_argument(
         "--layout",
         choices=("keras.applications", "keras-hub"),
@@ -60,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # no TensorFlow C++ INFO lines (CPU flags, oneDNN)
     args = parser().parse_args(argv)
+    set_keras_backend(args.keras_backend)
     result = port(
         args.src,
         args.dst,

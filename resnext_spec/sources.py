@@ -4,6 +4,8 @@ that network expects. ``resnext_formats`` reads every file people hold into a :c
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,3 +36,19 @@ class Source:
 def caffe_to_rgb(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Weights for RGB input from weights for BGR input: conv1's input channels reversed, exactly."""
     return {**weights, "conv1.weight": np.ascontiguousarray(weights["conv1.weight"][:, ::-1])}
+
+
+def recorded_image_size(path: str | os.PathLike | None) -> int | None:
+    """The image size the training run a checkpoint belongs to was trained at, from the ``state.json``
+    ``resnext-train`` writes beside it: ``path`` is a run folder, its ``checkpoint/`` or a file in
+    that; None for anything else (a preset, a file of another library's)."""
+    if path is None or not os.path.exists(path):
+        return None
+    here = os.path.abspath(os.fspath(path))
+    folders = [here, os.path.join(here, "checkpoint")] if os.path.isdir(here) else [os.path.dirname(here)]
+    for folder in folders:
+        state = os.path.join(folder, "state.json")
+        if os.path.isfile(state):
+            with open(state) as f:
+                return json.load(f).get("image_size")
+    return None

@@ -158,7 +158,7 @@ def pick_devices(devices: int | str | None, available: list, batch_size: int) ->
     n = len(available) if devices == "all" else int(devices)
     if n < 1 or n > len(available):
         raise ConfigError(
-            f"--devices {devices}: this process sees {len(available)} device(s); {CPU_DEVICES_HINT}"
+            f"--num-devices {devices}: this process sees {len(available)} device(s); {CPU_DEVICES_HINT}"
         )
     if batch_size % n:
         raise ConfigError(f"a global batch of {batch_size} does not split evenly over {n} devices")

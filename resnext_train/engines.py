@@ -29,14 +29,15 @@ def make_engine(
         if devices not in (None, 1, "1"):
             raise ConfigError(
                 "torch runs one process per device: torchrun --nproc-per-node N resnext-train ... "
-                "(--devices is for Keras and Flax)"
+                "(--num-devices is for Keras and Flax)"
             )
         from resnext_torch import TorchEngine
 
         return TorchEngine(config, form, weights, recipe, sync_bn=sync_bn, device=device)
     if sync_bn:
         raise ConfigError(
-            "--sync-bn is for torch: with --devices, Keras and Flax normalise over the global batch always"
+            "--sync-bn is for torch: with --num-devices, Keras and Flax normalise over the global batch "
+            "always"
         )
     if framework == "keras":
         from resnext_keras import KerasEngine

@@ -42,7 +42,7 @@ from resnext_spec.forms import to_form
 from resnext_spec.frameworks import PACKAGES, check_framework
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import HEAD_TENSORS
-from resnext_spec.sources import PREPROCESSING, caffe_to_rgb
+from resnext_spec.sources import PREPROCESSING, caffe_to_rgb, recorded_image_size
 from resnext_spec.training import Engine, Recipe
 
 from .engines import make_engine
@@ -74,25 +74,36 @@ def _write_metrics(out: str, metrics: list[dict]) -> None:
     )
 
 
-def plot_curves(metrics: list[dict], path: str, title: str = "") -> None:
-    """Loss and accuracy, train and test, against epoch."""
+def curves_figure(metrics: list[dict], title: str = "", test_split: str = "test"):
+    """Loss and accuracy, train and the held-out split (labelled by its own name), against whole
+    epochs: a matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [m["epoch"] for m in metrics]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for split, style in (("train", "-"), ("test", "--")):
-        ax_loss.plot(epochs, [m[f"{split}_loss"] for m in metrics], style, marker="o", label=split)
-        ax_acc.plot(epochs, [m[f"{split}_acc"] for m in metrics], style, marker="o", label=split)
+    for split, key, style in (("train", "train", "-"), (test_split, "test", "--")):
+        ax_loss.plot(epochs, [m[f"{key}_loss"] for m in metrics], style, marker="o", label=split)
+        ax_acc.plot(epochs, [m[f"{key}_acc"] for m in metrics], style, marker="o", label=split)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(metrics: list[dict], path: str, title: str = "", test_split: str = "test") -> None:
+    """:func:`curves_figure`, written to ``path`` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(metrics, title, test_split)
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
 
@@ -136,11 +147,16 @@ def _latest_checkpoint(out: str) -> str | None:
 
 
 class _Progress:
-    """A rich progress bar per epoch on a terminal; silent otherwise."""
+    """What a run says while it works: a rich bar per epoch on a terminal (``"bar"``), or plain lines
+    for logs and pipes (``"lines"``: the compile and each epoch), or nothing (False)."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.bar = None
-        if enabled:
+    def __init__(self, mode: bool | str) -> None:
+        import sys
+
+        if mode is True:
+            mode = "bar" if sys.stderr.isatty() else "lines"
+        self.mode, self.bar = mode, None
+        if mode == "bar":
             try:
                 from rich.progress import (
                     BarColumn,
@@ -150,6 +166,7 @@ class _Progress:
                     TimeRemainingColumn,
                 )
             except ImportError:
+                self.mode = "lines"
                 return
             self.bar = Progress(
                 TextColumn("{task.description}"),
@@ -159,6 +176,21 @@ class _Progress:
                 TextColumn("{task.fields[stats]}"),
             )
             self.bar.start()
+        self.compiling = False
+
+    def say(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(line)
+        elif self.mode == "lines":
+            import sys
+
+            print(line, file=sys.stderr, flush=True)
+        self.compiling = self.compiling or "compiles" in line
+
+    def first_step(self, seconds: float) -> None:
+        if self.compiling:
+            self.say(f"compiled; the first step took {seconds:.0f} s")
+            self.compiling = False
 
     def epoch(self, description: str, total: int, done: int) -> None:
         if self.bar is not None:
@@ -184,8 +216,8 @@ def train(
     out: str | os.PathLike = "runs/train",
     resume: bool = False,
     conv_impl: str = "auto",
-    image_size: int = 224,
-    progress: bool = True,
+    image_size: int | None = None,
+    progress: bool | str = True,
     on_step: Callable[[int, int], None] | None = None,
     weights: dict[str, np.ndarray] | None = None,
     devices: int | str | None = None,
@@ -193,6 +225,8 @@ def train(
     stop_after: int | None = None,
     init_from: str | os.PathLike | None = None,
     on_note: Callable[[str], None] | None = None,
+    device: str = "auto",
+    stride_on: str | None = None,
 ) -> list[dict]:
     """Train one build with the recipe; returns the metrics of every epoch (also in metrics.jsonl).
 
@@ -204,13 +238,20 @@ def train(
     fine-tune a ported checkpoint, or to start a run from slightly moved weights.
 
     ``init_from`` starts from any checkpoint ``resnext-port`` reads (``resnext_spec.sources``):
-    its architecture is the run's (``model``/``config``, if given, must be the same network),
+    its architecture is the run's (``config``, if given, must be the same network; ``model`` names
+    the preset the file holds where its tensors cannot say, and ``stride_on`` where it strides),
     its weights are converted to ``form``, and where its classes are not the data's (or it
     has no head) the head is replaced by a freshly initialised one. The images are
     normalised as the source expects (ImageNet statistics for torchvision, timm,
     transformers and keras-hub networks). ``on_note`` is told what was done, in words;
     the notes are in ``config.json`` too. ``recipe.freeze`` and ``recipe.head_lr`` set
     what a fine-tune trains.
+
+    ``image_size`` is an image folder's crop (None: the size the run being resumed or the checkpoint
+    started from was trained at, else one that fits the images); it is recorded in ``config.json``
+    and ``state.json``. ``progress``: ``"bar"`` (a progress bar), ``"lines"`` (a line when the first
+    step compiles and one an epoch, for logs and pipes), False (silent); True picks the bar on a
+    terminal and lines otherwise.
 
     Data parallelism: launched by torchrun (a ``torch.distributed`` process group is
     initialised), torch trains with DistributedDataParallel, each process on its shard
@@ -221,30 +262,31 @@ def train(
     """
     if init_from is not None and weights is not None:
         raise ConfigError("give weights= or init_from=, not both")
+    out = os.fspath(out)
+    if image_size is None:
+        image_size = recorded_image_size(out if resume else init_from)
     dataset, config, recipe, record, source = _settle(
-        framework, data, model, config, form, recipe, conv_impl, image_size, stop_after, init_from
+        framework, data, model, config, form, recipe, conv_impl, image_size, stop_after, init_from, stride_on
     )
+    found = _check_out_folder(out, record, resume)
+    if recipe.batch_size > len(dataset.train):
+        fits = 2 ** (len(dataset.train).bit_length() - 1)
+        raise TrainError(
+            f"--batch-size {recipe.batch_size}: the training split has {len(dataset.train)} images, fewer "
+            f"than one batch; pass --batch-size {fits} (or less)"
+        )
     if source is not None:
         weights = _weights_from(source, config, form, recipe, record)
-        for note in record["notes"]:
-            (on_note or (lambda _: None))(note)
-    out = os.fspath(out)
-    found = _check_out_folder(out, record, resume)
+    for note in record["notes"]:
+        (on_note or (lambda _: None))(note)
     if weights is None:
         weights = init_weights(config, form, recipe.seed, recipe.zero_init_residual)
-    device = "cpu"
-    if framework == "torch":
-        import torch
-
-        device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    device = _device(framework, device)
     engine = make_engine(
         framework, config, form, weights, recipe, conv_impl, devices=devices, sync_bn=sync_bn, device=device
     )
     main = engine.rank == 0  # writes every output; the others train their shards
     record |= {"processes": engine.world, "mesh_devices": engine.mesh_devices, "sync_bn": sync_bn}
-    if main:
-        os.makedirs(out, exist_ok=True)
-        _write_json(os.path.join(out, "config.json"), record)
     mean, std = np.asarray(record["mean"]), np.asarray(record["std"])
     train_pipe = Pipeline(
         dataset.train,
@@ -258,24 +300,33 @@ def train(
         shard=(engine.rank, engine.world),
     )
     test_pipe = Pipeline(dataset.test, recipe.batch_size, train=False, mean=mean, std=std, crop=dataset.crop)
+    if main:  # every check has passed: the first thing written
+        os.makedirs(out, exist_ok=True)
+        _write_json(os.path.join(out, "config.json"), record)
     state = {"epoch": 0, "step": 0, "sums": [0.0, 0, 0, 0.0], "metrics": []}
     if resume:
         with open(os.path.join(found, "state.json")) as f:
             state = json.load(f)
         engine.restore(found)
     metrics = state["metrics"]
-    title = f"{model or 'config'} ({form}), {framework}"
+    title = f"{run_name(model, init_from)}, form ({form}), {framework}"
+    position = {"image_size": dataset.crop}
 
-    def save_position(position: dict) -> None:  # on Ctrl-C: the checkpoint of that very step
+    def save_position(at: dict) -> None:  # on Ctrl-C: the checkpoint of that very step
         if main:
-            _save_checkpoint(out, engine, config, form, position | {"metrics": metrics})
+            _save_checkpoint(out, engine, config, form, at | position | {"metrics": metrics})
 
-    bar = _Progress(progress and main)
+    bar = _Progress(progress if main else False)
+    compiled = framework != "torch" and state["epoch"] == 0 and state["step"] == 0
     try:
         for epoch in range(state["epoch"], recipe.epochs):
             start = state["step"] if epoch == state["epoch"] else 0
             t_epoch = time.perf_counter()
             bar.epoch(f"epoch {epoch + 1}/{recipe.epochs}", len(train_pipe), start)
+            if compiled and epoch == state["epoch"]:
+                bar.say(
+                    f"{framework}: the first step traces and compiles the training step (a minute or two)"
+                )
             carried = state["sums"] if start else (0.0, 0, 0, 0.0)  # across a resume in mid-epoch
             loss_sum, correct, seen, train_s = _train_epoch(
                 engine, train_pipe, recipe.lr_at(epoch), epoch, start, carried, bar, on_step, save_position
@@ -294,11 +345,12 @@ def train(
                     "img_s": seen / train_s,
                 }
             )
+            bar.say(epoch_line(metrics[-1], recipe.epochs, dataset.test_split))
             state = {"epoch": epoch + 1, "step": 0, "sums": [0.0, 0, 0, 0.0], "metrics": metrics}
             if main:
-                _save_checkpoint(out, engine, config, form, state)
+                _save_checkpoint(out, engine, config, form, state | position)
                 _write_metrics(out, metrics)
-                plot_curves(metrics, os.path.join(out, "curves.png"), title)
+                plot_curves(metrics, os.path.join(out, "curves.png"), title, dataset.test_split)
             if stop_after is not None and epoch + 1 >= stop_after:
                 break
     finally:
@@ -306,7 +358,53 @@ def train(
     return metrics
 
 
-def _settle(framework, data, model, config, form, recipe, conv_impl, image_size, stop_after, init_from=None):
+def _device(framework: str, asked: str) -> str:
+    """The device the engine trains on: torch's name for it (``cuda:N`` or ``cpu``); JAX's frameworks
+    take every device of the platform ``asked`` (``auto``: JAX's default)."""
+    if asked not in ("auto", "cpu", "gpu"):
+        raise ConfigError(f"--device {asked!r}: choose auto, cpu or gpu")
+    if framework == "torch" or (framework == "keras" and _keras_backend() == "torch"):
+        import torch
+
+        if asked == "gpu" and not torch.cuda.is_available():
+            raise ConfigError("--device gpu: torch sees no CUDA GPU on this machine; use --device cpu")
+        if asked == "cpu" or not torch.cuda.is_available():
+            return "cpu"
+        return f"cuda:{torch.cuda.current_device()}"
+    if framework == "keras" and _keras_backend() == "tensorflow":
+        import tensorflow as tf
+
+        if asked == "gpu" and not tf.config.list_physical_devices("GPU"):
+            raise ConfigError("--device gpu: TensorFlow sees no GPU on this machine; use --device cpu")
+        return asked
+    import jax
+
+    if asked == "gpu" and jax.default_backend() != "gpu":
+        raise ConfigError("--device gpu: JAX sees no GPU on this machine; use --device cpu")
+    if asked == "cpu" and jax.default_backend() != "cpu":
+        jax.config.update("jax_default_device", jax.devices("cpu")[0])
+    return asked
+
+
+def _keras_backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+def _settle(
+    framework,
+    data,
+    model,
+    config,
+    form,
+    recipe,
+    conv_impl,
+    image_size,
+    stop_after,
+    init_from=None,
+    stride_on=None,
+):
     """Every setting checked and resolved before any work: (dataset, config, recipe, the run's record,
     the ``init_from`` checkpoint read, or None).
 
@@ -322,9 +420,15 @@ def _settle(framework, data, model, config, form, recipe, conv_impl, image_size,
     if init_from is None:
         config = resolve_config(model, config)
     else:
-        source = read_source(init_from, native=lambda fw: importlib.import_module(PACKAGES[fw]))
+        native = lambda fw: importlib.import_module(PACKAGES[fw])  # noqa: E731
+        source = read_source(init_from, native=native, stride_on=stride_on)
         if model is not None or config is not None:
-            _same_network(resolve_config(model, config), source.config, init_from)
+            asked = resolve_config(model, config)
+            unseen = _same_network(asked, source.config, init_from)
+            if unseen and model is not None:  # what the tensors cannot show, from the preset named
+                source = read_source(init_from, native=native, model=model, stride_on=stride_on)
+            elif unseen:  # or from the config given
+                source.config = dataclasses.replace(asked, num_classes=source.config.num_classes)
         config = source.config
     if config.num_classes != dataset.num_classes:  # the head fits the data
         config = dataclasses.replace(config, num_classes=dataset.num_classes)
@@ -353,22 +457,32 @@ def _settle(framework, data, model, config, form, recipe, conv_impl, image_size,
         "std": std.tolist(),
         "init_from": None if init_from is None else os.fspath(init_from),
         "preprocessing": None if source is None else source.preprocessing,
-        "notes": [],
+        "image_size": dataset.crop,
+        "test_split": dataset.test_split,
+        "notes": [] if dataset.note is None else [dataset.note],
     }
     return dataset, config, recipe, record, source
 
 
-def _same_network(asked: ArchConfig, found: ArchConfig, path) -> None:
-    """Refuse a checkpoint of another network than ``--model``/``--config`` names (the head aside)."""
-    differ = [
-        f"{f.name} {getattr(found, f.name)!r} (asked {getattr(asked, f.name)!r})"
+# Fields a bare state_dict's tensors cannot show, which --model names (timm's anti-aliased networks,
+# BiT's standardised convs, the stride's place, a zero-padded stem pool, keras.applications' V2 stride).
+UNSEEN = frozenset({"aa_layer", "std_conv", "stride_on", "stem_type", "stride_at"})
+
+
+def _same_network(asked: ArchConfig, found: ArchConfig, path) -> bool:
+    """Refuse a checkpoint of another network than ``--model``/``--config`` names (the head aside);
+    True where they differ only in what the tensors cannot show (the asked network is then read)."""
+    names = [
+        f.name
         for f in dataclasses.fields(ArchConfig)
         if f.name != "num_classes" and getattr(found, f.name) != getattr(asked, f.name)
     ]
-    if differ:
-        raise TrainError(
-            f"--init-from {os.fspath(path)}: another network than the one asked for: {', '.join(differ)}"
-        )
+    if set(names) <= UNSEEN:
+        return bool(names)
+    differ = [f"{n} {getattr(found, n)!r} (asked {getattr(asked, n)!r})" for n in names]
+    raise TrainError(
+        f"--init-from {os.fspath(path)}: another network than the one asked for: {', '.join(differ)}"
+    )
 
 
 def _weights_from(
@@ -408,12 +522,57 @@ def _check_out_folder(out: str, record: dict, resume: bool) -> str | None:
             raise TrainError(f"{out}: no checkpoint to resume from")
         with open(os.path.join(out, "config.json")) as f:
             before = json.load(f)
-        differ = [k for k in RESUME_KEYS if before.get(k) != record[k]]
+        with open(os.path.join(found, "state.json")) as f:
+            done = json.load(f)["epoch"]
+        differ = [
+            f"{key} {old!r} (now {new!r})"
+            for key, old, new in _differences(
+                {k: before.get(k) for k in (*RESUME_KEYS, "image_size") if k in before},
+                {k: record[k] for k in (*RESUME_KEYS, "image_size") if k in before},
+            )
+            if key != "recipe.epochs"  # extending a run: its schedule goes on over the new length
+        ]
         if differ:
-            raise TrainError(f"{out}: --resume with other settings than the run there ({', '.join(differ)})")
+            raise TrainError(f"{out}: --resume with other settings than the run there: {'; '.join(differ)}")
+        if record["recipe"]["epochs"] < done:
+            raise TrainError(
+                f"{out}: --epochs {record['recipe']['epochs']}, but the run there has done {done} epochs "
+                "already"
+            )
     elif found is not None:
         raise TrainError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
     return found
+
+
+def _differences(before: Any, now: Any, key: str = "") -> list[tuple[str, Any, Any]]:
+    """Every leaf where two JSON records differ, as (dotted key, before, now)."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        return [
+            d
+            for k in sorted(set(before) | set(now))
+            for d in _differences(before.get(k), now.get(k), f"{key}.{k}" if key else k)
+        ]
+    return [] if before == now else [(key, before, now)]
+
+
+def run_name(model: str | None, init_from: str | os.PathLike | None, config_file: str | None = None) -> str:
+    """What a run is called in its folder's and its plot's name: the preset, the checkpoint it started
+    from (its file's name without the suffix) or the config file's name."""
+    if model is not None:
+        return model
+    source = init_from or config_file
+    if source is None:
+        return "custom"
+    name = os.path.basename(os.path.normpath(os.fspath(source)))
+    return name.split(".")[0] or "custom"
+
+
+def epoch_line(m: dict, epochs: int, test_split: str = "test") -> str:
+    """One epoch's figures as one line (the log line, and the command's last line)."""
+    return (
+        f"epoch {m['epoch']}/{epochs}: train loss {m['train_loss']:.4f} acc {m['train_acc']:.4f}, "
+        f"{test_split} loss {m['test_loss']:.4f} acc {m['test_acc']:.4f} ({m['seconds']:.0f} s)"
+    )
 
 
 def _train_epoch(engine, pipe, lr, epoch, start, sums, bar, on_step, save_position):
@@ -425,7 +584,14 @@ def _train_epoch(engine, pipe, lr, epoch, start, sums, bar, on_step, save_positi
         t = time.perf_counter()
         try:
             loss, ok = engine.train_step(x, y, lr)
+            if not np.isfinite(loss):
+                raise TrainError(
+                    f"the training loss is {loss} at step {step + 1} of epoch {epoch + 1} (lr {lr:g}): "
+                    "the run stopped, its last checkpoint kept; pass a smaller --lr"
+                )
             train_s += time.perf_counter() - t
+            if step == start:
+                bar.first_step(time.perf_counter() - t)
             n = pipe.batch_size  # the global batch: loss and ok are the engine's, over it
             loss_sum, correct, seen, step = loss_sum + loss * n, correct + ok, seen + n, step + 1
             bar.update(f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} {seen / train_s:.1f} img/s")

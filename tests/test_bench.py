@@ -105,7 +105,7 @@ def test_rows_name_a_grouped_conv_lowering_asked_for_by_name():
         (["--modes", "infer,fastest"], "unknown mode"),
         (["--models", "resnet51"], "unknown preset"),
         (["--frameworks", "mxnet"], "unknown framework"),
-        (["--batch", "0"], "at least 1"),
+        (["--batch-size", "0"], "at least 1"),
         (["--config", "/nonexistent.json"], "--config"),
     ],
 )

@@ -29,7 +29,7 @@ def bad_inputs(tmp):
     cases = [
         (parity_cli, ["--models", "resnet51", "--json", str(out)]),
         (parity_cli, ["--models", "tiny,", "--frameworks", "torch"]),
-        (parity_cli, ["--batch", "1", "--json", str(out)]),
+        (parity_cli, ["--batch-size", "1", "--json", str(out)]),
         (parity_cli, ["--checks", "trajectory", "--precision", "float64", "--json", str(out)]),
         (port_cli, [str(tmp / "missing.pth"), str(out / "m.safetensors")]),
         (port_cli, [junk(tmp, "junk.pth"), str(out / "m.safetensors")]),
@@ -42,9 +42,12 @@ def bad_inputs(tmp):
             ["--framework", "torch", "--model", "resnet18", "--data", str(tmp / "no"), "--out", str(out)],
         ),
         (train_cli, ["--framework", "torch", "--model", "resnet18", "--data", str(tmp), "--lr", "-1"]),
-        (train_cli, ["--framework", "keras", "--model", "resnet18", "--data", str(tmp), "--devices", "x"]),
+        (
+            train_cli,
+            ["--framework", "keras", "--model", "resnet18", "--data", str(tmp), "--num-devices", "0"],
+        ),
         (bench_cli, ["--config", str(tmp / "none.json"), "--json", str(out)]),
-        (bench_cli, ["--batch", "0"]),
+        (bench_cli, ["--batch-size", "0"]),
         (explain_cli, ["resnext26_8x16d", "--block", "layer9.0", "--json", str(out)]),
         (explain_cli, ["resnet18"]),
         (export_cli, ["resnet51", "--framework", "torch", "--out", str(out / "m.onnx")]),

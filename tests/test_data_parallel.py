@@ -247,7 +247,7 @@ def on_two_host_devices(setup, framework: str, **env: str) -> tuple[str, dict]:
         setup,
         framework,
         out,
-        "--devices",
+        "--num-devices",
         "2",
         "--stop-after",
         "1",
@@ -282,11 +282,11 @@ def test_keras_data_parallel_on_two_devices_steps_like_one_torch_process(setup, 
 @pytest.mark.parametrize(
     ("framework", "flags", "message"),
     [
-        ("torch", ["--devices", "2"], "torchrun --nproc-per-node"),
+        ("torch", ["--num-devices", "2"], "torchrun --nproc-per-node"),
         ("flax", ["--sync-bn"], "normalise over the global batch"),
-        ("flax", ["--devices", "3"], "sees 1 device"),
-        ("flax", ["--devices", "two"], "a count >= 1 or 'all'"),
-        ("keras", ["--devices", "2"], "runs on the JAX backend"),
+        ("flax", ["--num-devices", "3"], "sees 1 device"),
+        ("flax", ["--num-devices", "two"], "a count >= 1 or 'all'"),
+        ("keras", ["--num-devices", "2"], "runs on the JAX backend"),
     ],
 )
 def test_parallel_settings_that_cannot_run_exit_2_and_write_nothing(

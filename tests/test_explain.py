@@ -100,7 +100,7 @@ def test_cli_prints_the_split_and_the_stages_and_writes_json(tmp_path, capsys):
         (["resnext50_32x4d", "--block", "layer9.0"], "no block 'layer9.0'"),
         (["resnext50_32x4d", "--path", "32"], "paths 0..31"),
         (["resnet51"], "unknown preset"),
-        (["resnext50_32x4d", "--batch", "0"], "batch >= 1"),
+        (["resnext50_32x4d", "--batch-size", "0"], "batch >= 1"),
         (["resnext50_32x4d", "--framework", "mxnet"], "invalid choice"),
     ],
 )

@@ -20,7 +20,7 @@ QUICK = [
     "counts,eval",
     "--image-size",
     "32",
-    "--batch",
+    "--batch-size",
     "2",
 ]
 
@@ -77,7 +77,7 @@ def test_a_failing_check_exits_1_and_names_it(monkeypatch, capsys):
         (["--forms", "d"], "unknown form"),
         (["--frameworks", "jax"], "unknown framework"),
         (["--checks", "evl"], "unknown check"),
-        (["--batch", "1"], "--batch must be >= 2"),
+        (["--batch-size", "1"], "--batch-size must be >= 2"),
         (["--device", "tpu"], "invalid choice"),
         (["--precision", "float16"], "invalid choice"),
         (["--checks", "trajectory", "--precision", "float64"], "trajectory check runs on CPU in float32"),

@@ -242,7 +242,7 @@ def test_cli_trains_and_reports(cifar, tmp_path, capsys):
         "8",
     ]
     assert main([*argv, "--out", str(tmp_path / "run"), "-q"]) == 0
-    assert "epoch 1: train loss" in capsys.readouterr().out
+    assert "epoch 1/1: train loss" in capsys.readouterr().out
     assert len(open(tmp_path / "run" / "metrics.jsonl").readlines()) == 1
 
 
