@@ -125,7 +125,28 @@ def test_python_blocks_run_as_written(where, index, code, tmp_path, monkeypatch)
     for name, config in list(presets.PRESETS.items()):
         monkeypatch.setitem(presets.PRESETS, name, _tiny(config))
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, f"{where} block {index}", "exec"), {"__name__": "__docs__"})
+    registries = _part_registries()
+    saved = [dict(r) for r in registries]
+    try:
+        exec(compile(code, f"{where} block {index}", "exec"), {"__name__": "__docs__"})
+    finally:  # docs/development.md registers a toy part; no other test may see it
+        for registry, before in zip(registries, saved, strict=True):
+            registry.clear()
+            registry.update(before)
+
+
+def _part_registries() -> list[dict]:
+    import resnext_flax.model
+    import resnext_keras.model
+    import resnext_torch.model
+    from resnext_spec import parts
+
+    return [
+        parts.ATTENTION,
+        resnext_torch.model.ATTENTION,
+        resnext_keras.model.ATTENTION,
+        resnext_flax.model.ATTENTION,
+    ]
 
 
 def _commands(code: str) -> list[list[str]]:

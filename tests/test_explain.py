@@ -82,10 +82,12 @@ def test_a_permuted_path_is_caught_and_exits_1(monkeypatch, capsys):
     assert "NOT the same function" in capsys.readouterr().out
 
 
-def test_cli_prints_the_split_and_the_stages_and_writes_json(tmp_path, capsys):
+def test_cli_prints_the_split_and_the_stages_and_writes_json(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")  # a 100-column terminal, which every line fits
     path = tmp_path / "lesson.json"
     assert main(["resnext26_4x32d", "--block", "layer2.0", "--path", "2", "--json", str(path)]) == 0
     out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
     assert "split into 4 paths" in out and "group 2 = [128:192]" in out and "the same function" in out
     data = json.loads(path.read_text())
     assert data["block"] == "layer2.0" and len(data["split"]) == 4 and data["worst_error"] < 1e-5
