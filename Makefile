@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test test-full lint clean
+.PHONY: setup demo demo-profile test test-full lint clean
 
 setup: .venv/.installed
 
@@ -23,6 +23,10 @@ setup: .venv/.installed
 
 demo: setup
 	$(PY) -m parity
+
+# What `make demo` costs here, run by run (time, peak memory, CPU class): docs/results/demo_profile_*.md
+demo-profile: setup
+	$(PY) -m parity.demo_profile --out docs/results
 
 lint: setup
 	$(PY) -m ruff check .

@@ -38,9 +38,10 @@ def run_one(model: str, out: Path, extra: list[str]) -> float:
 def table(result) -> str:
     """Markdown: per preset, its time inside the harness and each numeric check's worst error / bound."""
     lines = [
-        "| preset | harness time (s) | " + " | ".join(NUMERIC_CHECKS) + " | passed |",
-        "|---|---|" + "---|" * len(NUMERIC_CHECKS) + "---|",
+        "| preset | harness time (s) | peak RSS (MiB) | " + " | ".join(NUMERIC_CHECKS) + " | passed |",
+        "|---|---|---|" + "---|" * len(NUMERIC_CHECKS) + "---|",
     ]
+    peaks = result.meta.get("model_peak_rss_mb", {})
     for model in result.meta["models"]:
         rows = [r for r in result.results if r.model == model]
         cells = []
@@ -50,7 +51,7 @@ def table(result) -> str:
             cells.append(f"{worst.error:.1e} / {worst.bound:.0e}" if worst else "")
         ok = sum(r.passed for r in rows)
         lines.append(
-            f"| {model} | {result.meta['model_time_s'][model]:.0f} | "
+            f"| {model} | {result.meta['model_time_s'][model]:.0f} | {peaks.get(model, '')} | "
             + " | ".join(cells)
             + f" | {ok}/{len(rows)} |"
         )

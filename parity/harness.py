@@ -43,6 +43,7 @@ from resnext_spec.errors import ConfigError
 from resnext_spec.frameworks import FRAMEWORKS, check_framework
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import check_image_size
+from resnext_spec.machine import RssSampler, cpu_class, peak_rss_mb
 from resnext_spec.tolerances import (
     EXACT,
     FLOOR_SAMPLES,
@@ -298,6 +299,7 @@ class Harness:
         self.floors: dict[tuple[int, Callable], Floor] = {}  # (references, quantity) -> its noise floor
         # "model: framework (form)" -> how it ran: compiled or not, compile and run seconds.
         self.timings: dict[str, dict[str, Any]] = {}
+        self.rss: RssSampler | None = None  # the run's memory sampler (run_parity sets it)
 
     def needs(self, *checks: str) -> bool:
         return self.settings.needs(*checks)
@@ -454,12 +456,15 @@ class Harness:
         if self.needs("copy"):
             runner.load(model, wf)
             export = runner.export(model)
-        took = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        took = t1 - t0
         compile_s = runner.compile_s - compile_before
         self.timings[f"{name}: {fw} ({form})"] = {
             "compiled": compiled,
             "compile_s": round(compile_s, 2),
             "wall_s": round(took, 2),
+            # the process's peak while this build ran (another may have run beside it)
+            "peak_rss_mb": round(self.rss.peak_between(t0, t1)) if self.rss is not None else None,
         }
         how = f"compiled, {compile_s:.1f}s of it compiling" if compiled else "eager"
         self.progress(f"{name}: {fw} ({form}) done in {took:.1f}s ({how})")
@@ -747,9 +752,10 @@ def run_parity(
     progress = progress or (lambda msg: None)
     t0 = time.perf_counter()
     result = ParityResult()
-    model_times = {}
-    with jax_x64(precision == "float64"), ExitStack() as pinned:
+    model_times, model_peaks = {}, {}
+    with jax_x64(precision == "float64"), ExitStack() as pinned, RssSampler() as rss:
         harness = Harness(settings, progress)
+        harness.rss = rss
         if device == "gpu":  # full fp32 in JAX too (torch's runner pins its own); TF32 is its own row
             for runner in harness.runners.values():
                 pinned.enter_context(runner.full_fp32())
@@ -757,6 +763,7 @@ def run_parity(
             t = time.perf_counter()
             harness.run_model(name, config, result.results)
             model_times[name] = round(time.perf_counter() - t, 2)
+            model_peaks[name] = round(rss.peak_between(t, time.perf_counter()))
     result.meta = {
         "models": list(all_configs),
         "configs": {n: c.to_dict() for n, c in all_configs.items()},
@@ -769,5 +776,8 @@ def run_parity(
         "argv": sys.argv,
         "wall_time_s": round(time.perf_counter() - t0, 2),
         "model_time_s": model_times,
+        "peak_rss_mb": round(peak_rss_mb()),  # the process's, from its start: imports included
+        "model_peak_rss_mb": model_peaks,
+        "cpu_class": cpu_class(),
     }
     return result

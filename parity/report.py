@@ -138,8 +138,12 @@ def print_summary(result: ParityResult) -> None:
         )
     n, bad = len(result.results), len(result.failures)
     ratios = ", ".join(f"{c} {_ratio(result, c)}" for c in CHECKS if result.worst(c))
+    peak = result.meta.get("peak_rss_mb")
+    memory = (
+        "" if peak is None else f", peak memory {peak / 1024:.1f} GiB ({result.meta.get('cpu_class')} CPU)"
+    )
     print(
-        f"{n - bad} passed, {bad} failed in {result.meta.get('wall_time_s', 0):.1f} s"
+        f"{n - bad} passed, {bad} failed in {result.meta.get('wall_time_s', 0):.1f} s{memory}"
         + (f" (worst error over bound per check: {ratios})" if ratios else "")
     )
     builds = result.meta.get("builds", {})
@@ -229,16 +233,19 @@ def merge_results(results: list[ParityResult]) -> ParityResult:
     models = [m for r in results for m in r.meta["models"]]
     if len(set(models)) != len(models):
         raise ResNeXtError(f"a model appears in more than one run: {models}")
-    meta = {
-        k: first[k] for k in first if k not in ("models", "configs", "model_time_s", "wall_time_s", "argv")
-    }
+    per_run = ("models", "configs", "model_time_s", "wall_time_s", "argv", "model_peak_rss_mb", "peak_rss_mb")
+    meta = {k: first[k] for k in first if k not in per_run}
     meta.update(
         models=models,
         configs={k: v for r in results for k, v in r.meta["configs"].items()},
         model_time_s={k: v for r in results for k, v in r.meta["model_time_s"].items()},
+        model_peak_rss_mb={k: v for r in results for k, v in r.meta.get("model_peak_rss_mb", {}).items()},
         wall_time_s=round(sum(r.meta["wall_time_s"] for r in results), 2),
         merged_from=len(results),
     )
+    peaks = [r.meta["peak_rss_mb"] for r in results if r.meta.get("peak_rss_mb") is not None]
+    if peaks:  # one process per run: the largest process
+        meta["peak_rss_mb"] = max(peaks)
     return ParityResult(results=[row for r in results for row in r.results], meta=meta)
 
 

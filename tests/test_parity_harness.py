@@ -150,8 +150,21 @@ def parted_at(result, form="c"):
     return first
 
 
-def test_the_unfaulted_tiny_run_passes(monkeypatch):
-    assert run_with(monkeypatch).passed
+def test_the_unfaulted_tiny_run_passes_and_says_its_memory_and_cpu_class(monkeypatch, capsys):
+    from parity.report import print_summary
+    from resnext_spec.machine import cpu_class
+
+    result = run_with(monkeypatch)
+    assert result.passed
+    meta = result.meta
+    assert meta["cpu_class"] == cpu_class() and meta["peak_rss_mb"] > 100  # three frameworks imported
+    builds = meta["builds"].values()
+    assert builds and all(0 < b["peak_rss_mb"] <= meta["peak_rss_mb"] + 1 for b in builds)
+    print_summary(result)
+    assert (
+        f"peak memory {meta['peak_rss_mb'] / 1024:.1f} GiB ({meta['cpu_class']} CPU)"
+        in capsys.readouterr().out
+    )
 
 
 @pytest.mark.first_backend_only  # torch and Flax only
