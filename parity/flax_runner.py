@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -60,7 +60,9 @@ class FlaxRunner:
             "bfloat16": (jnp.bfloat16, jnp.float32),
         }[dtype]
         self.compile_s = 0.0  # seconds spent tracing and compiling, summed; the harness reads it
-        self._executables: dict[tuple, Any] = {}  # (function, graph, shapes) -> its executable
+        # model -> {(function, graph, shapes) -> its executable}: the compiled programs go with their
+        # model, not at the end of the run (on the default model they held gigabytes by the third form)
+        self._executables: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def build(self, config: ArchConfig, form: str):
         # A plain initialised build: nnx.eval_shape would skip the random init, but
@@ -98,18 +100,19 @@ class FlaxRunner:
     def _numpy(a) -> np.ndarray:
         return np.asarray(a, dtype=np.float64)
 
-    def _executable(self, fn: Callable, graphdef, state, args):
+    def _executable(self, model, fn: Callable, graphdef, state, args):
         """``fn`` compiled for this graph and these shapes: once, ahead of time, so that the
         time spent tracing and compiling is measured apart from the run."""
         key = (fn, graphdef, *((a.shape, a.dtype) for a in self.jax.tree.leaves((state, args))))
-        if key not in self._executables:
+        mine = self._executables.setdefault(model, {})
+        if key not in mine:
             t0 = time.perf_counter()
             with self.jax.default_device(self.device):
                 lowered = self.jax.jit(fn, static_argnums=0).lower(graphdef, state, *args)
                 cpu = self.device.platform == "cpu"
-                self._executables[key] = lowered.compile(CPU_COMPILER_OPTIONS if cpu else None)
+                mine[key] = lowered.compile(CPU_COMPILER_OPTIONS if cpu else None)
             self.compile_s += time.perf_counter() - t0
-        return self._executables[key]
+        return mine[key]
 
     def _run(self, fn: Callable, node, model, *args):
         """``fn(graphdef, state, *args)`` on ``node``'s split state; its new state written back."""
@@ -117,7 +120,7 @@ class FlaxRunner:
         graphdef, state = nnx.split(node)
         with self.jax.default_device(self.device):
             if self.compiled(model):
-                *out, new_state = self._executable(fn, graphdef, state, args)(state, *args)
+                *out, new_state = self._executable(model, fn, graphdef, state, args)(state, *args)
             else:
                 *out, new_state = fn(graphdef, state, *args)
         nnx.update(node, new_state)

@@ -16,7 +16,6 @@ framework's reduced precision costs against the fp32 reference.
 
 from __future__ import annotations
 
-import gc
 import itertools
 import math
 import sys
@@ -43,7 +42,7 @@ from resnext_spec.errors import ConfigError
 from resnext_spec.frameworks import FRAMEWORKS, check_framework
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import check_image_size
-from resnext_spec.machine import RssSampler, cpu_class, peak_rss_mb
+from resnext_spec.machine import RssSampler, cpu_class, peak_rss_mb, release_memory
 from resnext_spec.tolerances import (
     EXACT,
     FLOOR_SAMPLES,
@@ -404,7 +403,7 @@ class Harness:
                         {fw: b.model for fw, b in builds.items()}, out,
                     )  # fmt: skip
                 del builds
-                gc.collect()
+                release_memory()
         if kept and refs is not None:
             self.check_reference(name, kept, refs, out[first:], out)
 
@@ -413,6 +412,7 @@ class Harness:
         what = "float64" if self.dtype == "float64" else "fp32, float64"
         self.progress(f"{name}: torch (c) reference: {what}, {FLOOR_SAMPLES} perturbed {self.dtype}")
         refs = self.references(config, w, x, labels)
+        release_memory()  # the reference passes' garbage: models, autograd graphs, optimizer state
         if self.ref_tf32 is not None and self.needs("eval"):
             self.check_tf32(name, config, w, x, labels, refs, out)
         return refs
@@ -456,6 +456,7 @@ class Harness:
         if self.needs("copy"):
             runner.load(model, wf)
             export = runner.export(model)
+        release_memory()
         t1 = time.perf_counter()
         took = t1 - t0
         compile_s = runner.compile_s - compile_before
