@@ -317,3 +317,18 @@ def test_bad_arguments_are_value_errors():
         run_parity(["resnet18"], precision="half")
     with pytest.raises(ResNeXtError, match="batch must be >= 2"):
         run_parity(["resnet18"], batch=1)
+
+
+def test_a_flax_builds_compiled_programs_are_released_with_it():
+    """The harness drops each build after its checks; its compiled programs must go with it, not stay
+    cached for the rest of the run (they held gigabytes by the third form of the default model)."""
+    import gc
+
+    runner = make_runner("flax", "cpu", None, "auto", "float32", "always")
+    model = runner.build(TINY, "c")
+    runner.load(model, random_weights(TINY, "c", 0))
+    runner.stages(model, make_batch(TINY, 2, 16, 0)[0])
+    assert len(runner._executables) == 1
+    del model
+    gc.collect()
+    assert len(runner._executables) == 0
