@@ -58,31 +58,28 @@ def pictures(tmp_path_factory):
 @pytest.fixture(scope="module")
 def folder_run(pictures, config_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "first"
+    return small_run("torch", pictures, config_file, out, epochs=1), out
+
+
+def small_run(framework: str, data: str, config_file: str, out, epochs: int) -> subprocess.CompletedProcess:
+    """The small network on ``data``, batch 8, in a subprocess; it must succeed."""
     done = train(
-        "--framework", "torch", "--config", config_file, "--data", pictures, "--batch-size", "8",
-        "--epochs", "1", "--out", str(out),
+        "--framework", framework, "--config", config_file, "--data", data, "--batch-size", "8",
+        "--epochs", str(epochs), "--out", str(out),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    return done, out
+    return done
 
 
 def test_in_a_pipe_each_epoch_is_a_line(cifar, config_file, tmp_path):
-    done = train(
-        "--framework", "torch", "--config", config_file, "--data", cifar, "--batch-size", "8",
-        "--epochs", "2", "--out", str(tmp_path / "run"),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = small_run("torch", cifar, config_file, tmp_path / "run", epochs=2)
     lines = done.stderr.splitlines()
     assert any(line.startswith("epoch 1/2: train loss") for line in lines), done.stderr
     assert any(line.startswith("epoch 2/2: train loss") for line in lines), done.stderr
 
 
 def test_flax_says_that_its_first_step_compiles_and_how_long_it_took(cifar, config_file, tmp_path):
-    done = train(
-        "--framework", "flax", "--config", config_file, "--data", cifar, "--batch-size", "8",
-        "--epochs", "1", "--out", str(tmp_path / "run"),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = small_run("flax", cifar, config_file, tmp_path / "run", epochs=1)
     said = done.stderr.splitlines()
     compiling = next(i for i, line in enumerate(said) if "traces and compiles" in line)
     compiled = next(i for i, line in enumerate(said) if line.startswith("compiled; the first step took"))
