@@ -156,6 +156,7 @@ class _Progress:
         if mode is True:
             mode = "bar" if sys.stderr.isatty() else "lines"
         self.mode, self.bar = mode, None
+        self.waiting = False  # a compile was announced and the step that does it has not ended
         if mode == "bar":
             try:
                 from rich.progress import (
@@ -176,7 +177,6 @@ class _Progress:
                 TextColumn("{task.fields[stats]}"),
             )
             self.bar.start()
-        self.compiling = False
 
     def say(self, line: str) -> None:
         if self.bar is not None:
@@ -185,12 +185,16 @@ class _Progress:
             import sys
 
             print(line, file=sys.stderr, flush=True)
-        self.compiling = self.compiling or "compiles" in line
+
+    def compiling(self, line: str) -> None:
+        """Say that the next step compiles; :meth:`first_step` then says how long it took."""
+        self.say(line)
+        self.waiting = True
 
     def first_step(self, seconds: float) -> None:
-        if self.compiling:
+        if self.waiting:
             self.say(f"compiled; the first step took {seconds:.0f} s")
-            self.compiling = False
+            self.waiting = False
 
     def epoch(self, description: str, total: int, done: int) -> None:
         if self.bar is not None:
@@ -317,14 +321,16 @@ def train(
             _save_checkpoint(out, engine, config, form, at | position | {"metrics": metrics})
 
     bar = _Progress(progress if main else False)
-    compiled = framework != "torch" and state["epoch"] == 0 and state["step"] == 0
+    # Flax and Keras on TensorFlow or JAX trace and compile their step on its first call (Keras on
+    # torch runs eagerly), in this process whether it starts or resumes a run
+    compiles = framework == "flax" or (framework == "keras" and record["keras_backend"] != "torch")
     try:
         for epoch in range(state["epoch"], recipe.epochs):
             start = state["step"] if epoch == state["epoch"] else 0
             t_epoch = time.perf_counter()
             bar.epoch(f"epoch {epoch + 1}/{recipe.epochs}", len(train_pipe), start)
-            if compiled and epoch == state["epoch"]:
-                bar.say(
+            if compiles and epoch == state["epoch"]:
+                bar.compiling(
                     f"{framework}: the first step traces and compiles the training step (a minute or two)"
                 )
             carried = state["sums"] if start else (0.0, 0, 0, 0.0)  # across a resume in mid-epoch
