@@ -203,6 +203,15 @@ def _float32(v: PassResult | dict[str, np.ndarray]) -> PassResult | dict[str, np
     return {k: a.astype(np.float32) for k, a in v.items()}
 
 
+def _measured(pick: Callable, results: dict) -> bool:
+    """Whether the passes ``results`` holds include the quantity ``pick`` takes."""
+    try:
+        pick(results)
+    except KeyError:
+        return False
+    return True
+
+
 def _to_c(measured: dict[str, Any], config: ArchConfig, form: str) -> dict[str, Any]:
     """A build's results renamed to form (c), so they line up with the reference tensor by tensor."""
 
@@ -333,11 +342,12 @@ class Harness:
     def references(
         self, config: ArchConfig, w: dict, x, labels, checks=None
     ) -> tuple[dict, dict, list[dict]]:
-        """torch (c) at the run's precision, its float64 truth, and runs with weights and input moved.
+        """torch (c) at the run's precision, its float64 truth, and (empty) the perturbed runs.
 
-        The perturbed runs (by a few units of the precision's rounding) are correct
-        computations too; how far they land from the truth is the floor each build
-        is judged against (resnext_spec.tolerances).
+        The perturbed runs (weights and input moved by a few units of the precision's rounding) are
+        correct computations too; how far they land from the truth is the floor each build is
+        judged against (resnext_spec.tolerances). Their floors are measured here, into
+        ``self.floors``, and the runs dropped.
         """
         model = self.ref.build(config, "c")  # measure() reloads weights before every pass
         ref = self.measure(self.ref, model, w, x, labels, checks)
@@ -347,11 +357,20 @@ class Harness:
             else self.measure(self.truth, self.truth.build(config, "c"), w, x, labels, checks)
         )
         rng = np.random.default_rng(self.settings.seed + 2)
-        samples = []
+        picks = [pick for pick in QUANTITIES.values() if _measured(pick, ref)]
+        # Each quantity's floor, folded in sample by sample: a perturbed run is dropped as soon as it
+        # is measured (two of them held every gradient of the network), and the floor is the same
+        # maximum noise_floor takes over all of them at once.
+        floors = {pick: noise_floor(pick(ref), pick(truth)) for pick in picks}
         for _ in range(FLOOR_SAMPLES):
             wp = {k: perturb(v, rng, self.dtype) for k, v in w.items()}
-            samples.append(self.measure(self.ref, model, wp, perturb(x, rng, self.dtype), labels, checks))
-        return ref, truth, samples
+            sample = self.measure(self.ref, model, wp, perturb(x, rng, self.dtype), labels, checks)
+            for pick in picks:
+                f = noise_floor(pick(ref), pick(truth), [pick(sample)])
+                floors[pick] = Floor(max(floors[pick].worst, f.worst), max(floors[pick].l2, f.l2))
+            del sample, wp
+        self.floors.update({(id(ref), pick): floor for pick, floor in floors.items()})
+        return ref, truth, []
 
     def run_model(self, name: str, config: ArchConfig, out: list[CheckResult]) -> None:
         st = self.settings
@@ -558,6 +577,8 @@ class Harness:
         ref, truth, samples = refs
         key = (id(ref), pick)
         if key not in self.floors:  # the same for every build: measured once per model
+            if not samples:
+                raise RuntimeError("a quantity whose floor the references did not measure")
             self.floors[key] = noise_floor(pick(ref), pick(truth), [pick(s) for s in samples])
         return compare(
             pick(mine),
