@@ -366,7 +366,7 @@ class Harness:
             wp = {k: perturb(v, rng, self.dtype) for k, v in w.items()}
             sample = self.measure(self.ref, model, wp, perturb(x, rng, self.dtype), labels, checks)
             for pick in picks:
-                f = noise_floor(pick(ref), pick(truth), [pick(sample)])
+                f = noise_floor(pick(sample), pick(truth))  # the sample's own distance from the truth
                 floors[pick] = Floor(max(floors[pick].worst, f.worst), max(floors[pick].l2, f.l2))
             del sample, wp
         self.floors.update({(id(ref), pick): floor for pick, floor in floors.items()})
