@@ -6,6 +6,7 @@ on a file that draws a hint; every ``--flag`` it prints must be one the same com
 the hint followed must do what it says.
 """
 
+import argparse
 import re
 import subprocess
 import sys
@@ -53,14 +54,33 @@ def flags_in(text: str) -> set[str]:
     return set(FLAG.findall(text))
 
 
+def minimal_argv(p) -> list[str]:
+    """What ``p`` requires, filled in: each positional, and each required flag with a value it takes."""
+    argv = []
+    for a in p._actions:
+        if not a.option_strings:
+            argv.append("x")
+        elif a.required:
+            argv += [a.option_strings[0], str(a.choices[0]) if a.choices else "x"]
+    return argv
+
+
 @pytest.mark.parametrize("verb", PARSERS)
-def test_no_command_takes_a_prefix_of_a_flag(verb):
+def test_no_command_takes_a_prefix_of_a_flag(verb, capsys):
     p = PARSERS[verb]()
     assert p.allow_abbrev is False
-    longest = max(option_strings(p), key=len)
+    # a flag that takes any value ("1" parses as int, float or str), cut short: with prefix matching
+    # on, this argv would parse
+    takes_value = [
+        a
+        for a in p._actions
+        if a.option_strings and a.nargs is None and not a.choices and a.const is None
+        and a.type in (None, int, float, str) and a.help != argparse.SUPPRESS
+    ]  # fmt: skip
+    flag = max((s for a in takes_value for s in a.option_strings if s.startswith("--")), key=len)
     with pytest.raises(SystemExit) as e:
-        p.parse_args([longest[:-2], "1"])  # a strict prefix of a real flag
-    assert e.value.code == 2
+        p.parse_args([*minimal_argv(p), flag[:-2], "1"])
+    assert e.value.code == 2 and f"unrecognized arguments: {flag[:-2]}" in capsys.readouterr().err
 
 
 def test_a_prefix_is_refused_by_the_command_as_a_user_types_it(tmp_path):
