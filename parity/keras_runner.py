@@ -14,6 +14,7 @@ import numpy as np
 
 from resnext_spec import ArchConfig, is_running_stat
 from resnext_spec.errors import ConfigError
+from resnext_spec.frameworks import KERAS_BACKENDS
 from resnext_spec.grouped import check_conv_impl
 from resnext_spec.layout import FROM_CHANNELS_LAST
 
@@ -27,7 +28,6 @@ from .runner_base import (
     split_stages,
 )
 
-BACKENDS = ("tensorflow", "jax", "torch")
 # The Keras dtype policy of each runner dtype.
 POLICIES = {"float32": "float32", "float64": "float64", "bfloat16": "mixed_bfloat16"}
 
@@ -54,8 +54,8 @@ class KerasRunner:
         self.conv_impl = check_conv_impl(conv_impl)
         self.dtype = check_dtype(dtype)
         if backend is not None:
-            if backend not in BACKENDS:
-                raise ConfigError(f"unknown Keras backend {backend!r}; choose from {list(BACKENDS)}")
+            if backend not in KERAS_BACKENDS:
+                raise ConfigError(f"unknown Keras backend {backend!r}; choose from {list(KERAS_BACKENDS)}")
             loaded = _loaded_backend()
             if loaded is not None and loaded != backend:
                 raise ConfigError(

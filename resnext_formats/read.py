@@ -39,7 +39,7 @@ from resnext_spec.checkpoint import (
     read_safetensors,
     read_safetensors_metadata,
 )
-from resnext_spec.config import STEMS
+from resnext_spec.config import STEMS, STRIDE_ON
 from resnext_spec.layout import plan, stem_spec
 from resnext_spec.parts import make_divisible
 from resnext_spec.sources import Source
@@ -307,9 +307,6 @@ def _fit(weights: dict, config: ArchConfig, form: str, path) -> dict[str, np.nda
         raise PortError(str(e)) from e
 
 
-STRIDES = ("1x1", "3x3")
-
-
 def read(
     path: str | os.PathLike,
     model: str | None = None,
@@ -326,7 +323,7 @@ def read(
     a Hugging Face config), from ``model``, from ``stride_on``, else 3x3 with a note. ``native``
     gives a framework's model package, for this project's ``.weights.h5`` and ``.msgpack`` files.
     """
-    if stride_on is not None and stride_on not in STRIDES:
+    if stride_on is not None and stride_on not in STRIDE_ON:
         raise PortError(f"--stride-on {stride_on!r}: choose 1x1 or 3x3")
     w = _read(Path(path), model, form, num_classes, native)
     if stride_on is not None and stride_on != w.config.stride_on:

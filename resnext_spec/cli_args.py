@@ -15,9 +15,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .config import STRIDE_ON
+from .frameworks import KERAS_BACKENDS
+
 DEVICES = ("auto", "cpu", "gpu")
-KERAS_BACKENDS = ("tensorflow", "jax", "torch")
-STRIDES = ("1x1", "3x3")
 # old spelling -> the flag that replaced it (kept one release; `--help` shows only the new one)
 DEPRECATED = {"--batch": "--batch-size", "--keras-backends": "--keras-backend", "--devices": "--num-devices"}
 
@@ -97,7 +98,7 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
 def add_stride_on(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--stride-on",
-        choices=STRIDES,
+        choices=sorted(STRIDE_ON),
         help="where a bottleneck checkpoint strides, when its file does not say "
         "(default 3x3: torchvision's ResNet v1.5; 1x1: ResNet v1)",
     )

@@ -13,6 +13,7 @@ from .errors import ConfigError
 PACKAGES = {"torch": "resnext_torch", "keras": "resnext_keras", "flax": "resnext_flax"}
 REQUIRES = {"torch": ("torch",), "keras": ("keras",), "flax": ("jax", "flax")}
 FRAMEWORKS = tuple(PACKAGES)
+KERAS_BACKENDS = ("tensorflow", "jax", "torch")  # the backends Keras 3 runs on here
 # The layout each framework's models take their images in.
 CHANNELS_FIRST = {"torch": True, "keras": False, "flax": False}
 
