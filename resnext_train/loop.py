@@ -432,7 +432,9 @@ def _settle(
             asked = resolve_config(model, config)
             unseen = _same_network(asked, source.config, init_from)
             if unseen and model is not None:  # what the tensors cannot show, from the preset named
-                source = read_source(init_from, native=native, model=model, stride_on=stride_on)
+                source = read_source(  # the head is the file's, which the first read found
+                    init_from, native, model, num_classes=source.config.num_classes, stride_on=stride_on
+                )
             elif unseen:  # or from the config given
                 source.config = dataclasses.replace(asked, num_classes=source.config.num_classes)
         config = source.config
